@@ -1,0 +1,333 @@
+"""The catalog: SQLite, the system of record.
+
+It holds no plaintext secret and may be copied anywhere: backups (id, size,
+container hash, KEK reference, the current wrapped DEK), KEKs and their
+versions with states, and (from later issues on) people, approvals, sessions
+and rotation jobs. WAL mode, foreign keys on, and schema migrations numbered
+in ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from custodian.errors import CatalogError, ConflictError, NotFoundError
+
+MIGRATIONS: list[str] = [
+    # 1: KEKs, versions, backups
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE keks (
+        name TEXT PRIMARY KEY,
+        backend TEXT NOT NULL,
+        suite TEXT NOT NULL,
+        purpose TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        current_version INTEGER NOT NULL
+    );
+    CREATE TABLE kek_versions (
+        kek TEXT NOT NULL REFERENCES keks(name),
+        version INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('active', 'retired', 'destroyed')),
+        created_at TEXT NOT NULL,
+        public_key BLOB,
+        fingerprint TEXT NOT NULL,
+        retired_at TEXT,
+        destroyed_at TEXT,
+        PRIMARY KEY (kek, version)
+    );
+    CREATE TABLE backups (
+        id TEXT PRIMARY KEY,
+        label TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        container_size INTEGER NOT NULL,
+        container_sha256 TEXT NOT NULL,
+        location TEXT NOT NULL,
+        kek TEXT NOT NULL,
+        kek_version INTEGER NOT NULL,
+        wrapped_dek BLOB NOT NULL,
+        chunk_size INTEGER NOT NULL,
+        FOREIGN KEY (kek, kek_version) REFERENCES kek_versions(kek, version)
+    );
+    CREATE INDEX backups_by_version ON backups(kek, kek_version);
+    CREATE INDEX backups_by_created ON backups(created_at);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class KekVersion:
+    kek: str
+    version: int
+    state: str
+    created_at: str
+    fingerprint: str
+    public_key: bytes | None
+    dek_count: int = 0
+
+
+@dataclass(frozen=True)
+class Kek:
+    name: str
+    backend: str
+    suite: str
+    purpose: str
+    created_at: str
+    current_version: int
+    versions: tuple[KekVersion, ...]
+
+    @property
+    def dek_count(self) -> int:
+        return sum(v.dek_count for v in self.versions)
+
+
+@dataclass(frozen=True)
+class Backup:
+    id: str
+    label: str
+    created_at: str
+    size: int
+    container_size: int
+    container_sha256: str
+    location: str
+    kek: str
+    kek_version: int
+    wrapped_dek: bytes
+    chunk_size: int
+
+
+BACKUP_COLUMNS = (
+    "id, label, created_at, size, container_size, container_sha256, location, "
+    "kek, kek_version, wrapped_dek, chunk_size"
+)
+SORTABLE = {"created_at", "label", "size", "kek_version", "id", "kek"}
+
+
+class Catalog:
+    """A connection to the catalog. One per thread; not shared across threads."""
+
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        self.path = path
+        if not create and not path.exists():
+            raise CatalogError(
+                f"the catalog {path} is missing. Restore it from a copy (it holds no secret), "
+                "or rebuild it by importing the backup containers."
+            )
+        if create:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA busy_timeout=10000")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise CatalogError(f"cannot open the catalog {path}: {e}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        (current,) = self.db.execute("PRAGMA user_version").fetchone()
+        if current > SCHEMA_VERSION:
+            raise CatalogError(
+                f"the catalog has schema {current}, newer than this custodian knows "
+                f"({SCHEMA_VERSION}); nothing was changed. Upgrade custodian."
+            )
+        for n in range(current, SCHEMA_VERSION):
+            with self.transaction():
+                for stmt in _split(MIGRATIONS[n]):
+                    self.db.execute(stmt)
+                self.db.execute(f"PRAGMA user_version={n + 1}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ------------------------------------------------------------ meta
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
+
+    # ------------------------------------------------------------ KEKs
+
+    def add_kek(self, name: str, backend: str, suite: str, purpose: str) -> None:
+        try:
+            self.db.execute(
+                "INSERT INTO keks(name, backend, suite, purpose, created_at, current_version) "
+                "VALUES(?, ?, ?, ?, ?, 0)",
+                (name, backend, suite, purpose, utcnow()),
+            )
+        except sqlite3.IntegrityError:
+            raise ConflictError(f"a KEK named {name!r} already exists; nothing was created.") from None
+
+    def add_kek_version(
+        self, kek: str, version: int, fingerprint: str, public_key: bytes | None
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO kek_versions(kek, version, state, created_at, public_key, fingerprint) "
+            "VALUES(?, ?, 'active', ?, ?, ?)",
+            (kek, version, utcnow(), public_key, fingerprint),
+        )
+        self.db.execute("UPDATE keks SET current_version=? WHERE name=?", (version, kek))
+
+    def census(self) -> dict[tuple[str, int], int]:
+        rows = self.db.execute(
+            "SELECT kek, kek_version, count(*) FROM backups GROUP BY kek, kek_version"
+        )
+        return {(k, v): n for k, v, n in rows}
+
+    def keks(self) -> list[Kek]:
+        census = self.census()
+        versions: dict[str, list[KekVersion]] = {}
+        for kek, ver, state, created, fp, pub in self.db.execute(
+            "SELECT kek, version, state, created_at, fingerprint, public_key FROM kek_versions "
+            "ORDER BY kek, version"
+        ):
+            versions.setdefault(kek, []).append(
+                KekVersion(kek, ver, state, created, fp, pub, census.get((kek, ver), 0))
+            )
+        return [
+            Kek(name, backend, suite, purpose, created, cur, tuple(versions.get(name, ())))
+            for name, backend, suite, purpose, created, cur in self.db.execute(
+                "SELECT name, backend, suite, purpose, created_at, current_version FROM keks "
+                "ORDER BY name"
+            )
+        ]
+
+    def kek(self, name: str) -> Kek:
+        for k in self.keks():
+            if k.name == name:
+                return k
+        raise NotFoundError(
+            f"no KEK named {name!r} in this home. 'custodian kek list' shows the KEKs there are."
+        )
+
+    def kek_version(self, kek: str, version: int) -> KekVersion:
+        row = self.db.execute(
+            "SELECT state, created_at, fingerprint, public_key FROM kek_versions "
+            "WHERE kek=? AND version=?",
+            (kek, version),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"KEK {kek!r} has no version {version} in this home.")
+        return KekVersion(kek, version, row[0], row[1], row[2], row[3])
+
+    # ------------------------------------------------------------ backups
+
+    def add_backups(self, backups: Iterable[Backup]) -> None:
+        try:
+            self.db.executemany(
+                f"INSERT INTO backups({BACKUP_COLUMNS}) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (b.id, b.label, b.created_at, b.size, b.container_size, b.container_sha256,
+                     b.location, b.kek, b.kek_version, b.wrapped_dek, b.chunk_size)
+                    for b in backups
+                ],
+            )
+        except sqlite3.IntegrityError as e:
+            raise ConflictError(f"the backup is already in the catalog ({e}); nothing was added.") from None
+
+    def backup(self, backup_id: str) -> Backup:
+        row = self.db.execute(
+            f"SELECT {BACKUP_COLUMNS} FROM backups WHERE id=?", (backup_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(
+                f"no backup {backup_id} in the catalog. 'custodian backup list' shows them; "
+                "a container made elsewhere can be registered with 'custodian backup import'."
+            )
+        return Backup(*row)
+
+    def find_backup(self, prefix: str) -> Backup:
+        rows = self.db.execute(
+            f"SELECT {BACKUP_COLUMNS} FROM backups WHERE id LIKE ? || '%' LIMIT 2",
+            (prefix.lower(),),
+        ).fetchall()
+        if len(rows) == 1:
+            return Backup(*rows[0])
+        if not rows:
+            return self.backup(prefix)  # raises NotFoundError with the full message
+        raise NotFoundError(f"{prefix!r} matches more than one backup; give more of the id.")
+
+    def backups(
+        self,
+        *,
+        text: str = "",
+        kek: str | None = None,
+        version: int | None = None,
+        order: str = "created_at",
+        descending: bool = True,
+        limit: int | None = None,
+    ) -> list[Backup]:
+        if order not in SORTABLE:
+            raise ValueError(f"cannot sort by {order}")
+        where, args = self._filter(text, kek, version)
+        sql = f"SELECT {BACKUP_COLUMNS} FROM backups{where} ORDER BY {order} "
+        sql += "DESC" if descending else "ASC"
+        sql += ", id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [Backup(*r) for r in self.db.execute(sql, args)]
+
+    @staticmethod
+    def _filter(text: str, kek: str | None, version: int | None) -> tuple[str, list[object]]:
+        clauses: list[str] = []
+        args: list[object] = []
+        if text:
+            clauses.append("(label LIKE ? ESCAPE '\\' OR id LIKE ? ESCAPE '\\')")
+            pat = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            args += [pat, pat]
+        if kek is not None:
+            clauses.append("kek = ?")
+            args.append(kek)
+        if version is not None:
+            clauses.append("kek_version = ?")
+            args.append(version)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+    def backup_count(self) -> int:
+        (n,) = self.db.execute("SELECT count(*) FROM backups").fetchone()
+        return int(n)
+
+    def backups_under(self, kek: str, version: int, after_id: str = "", limit: int = 500) -> list[Backup]:
+        return [
+            Backup(*r)
+            for r in self.db.execute(
+                f"SELECT {BACKUP_COLUMNS} FROM backups WHERE kek=? AND kek_version=? AND id>? "
+                "ORDER BY id LIMIT ?",
+                (kek, version, after_id, limit),
+            )
+        ]
+
+
+def _split(script: str) -> Sequence[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,374 @@
+"""The backup container, format version 1 (specified byte by byte in docs/format.md).
+
+A header names the backup and carries the DEK as wrapped at creation; it is
+authenticated by HMAC-SHA256 under a key derived from the DEK. The payload is
+a sequence of AES-256-GCM chunks (STREAM construction, as in age): the nonce is
+an 11-byte big-endian chunk counter followed by a last-chunk flag byte, and
+every chunk's associated data is the header MAC, binding it to this header.
+
+Memory is constant whatever the size: fixed buffers are reused for reading,
+encrypting and writing, and a second thread writes and hashes chunk *n* while
+the first reads and encrypts chunk *n+1* (AES-GCM, SHA-256 and file I/O all
+release the GIL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import queue
+import re
+import struct
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from custodian.errors import ConflictError, ContainerError
+from custodian.secret import SecretBytes
+
+MAGIC = b"CUSTODBK"
+FORMAT_VERSION = 1
+TAG_SIZE = 16
+MAC_SIZE = 32
+SALT_SIZE = 32
+MIN_CHUNK = 1024
+MAX_CHUNK = 16 * 1024 * 1024
+DEFAULT_CHUNK = 1024 * 1024
+MAX_WRAPPED = 65536
+_FIXED = struct.Struct(">8sBB16s32sI")  # magic, version, flags, id, salt, chunk size
+BACKEND_RE = re.compile(r"^[a-z0-9-]{1,32}$")
+KEK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+LAST_COUNTER = 2**88 - 1
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Header:
+    backup_id: uuid.UUID
+    salt: bytes
+    chunk_size: int
+    backend: str
+    kek: str
+    kek_version: int
+    wrapped_dek: bytes
+    body: bytes  # every header byte before the MAC
+    mac: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + MAC_SIZE
+
+
+@dataclass(frozen=True)
+class Written:
+    plaintext_size: int
+    container_size: int
+    sha256: str
+
+
+def encode_header_body(
+    backup_id: uuid.UUID, salt: bytes, chunk_size: int, backend: str, kek: str,
+    kek_version: int, wrapped_dek: bytes,
+) -> bytes:
+    if not MIN_CHUNK <= chunk_size <= MAX_CHUNK:
+        raise ValueError(f"chunk size {chunk_size} outside {MIN_CHUNK}..{MAX_CHUNK}")
+    if not BACKEND_RE.match(backend) or not KEK_NAME_RE.match(kek):
+        raise ValueError("bad backend or KEK name")
+    if not 1 <= kek_version <= 0xFFFFFFFF or not 1 <= len(wrapped_dek) <= MAX_WRAPPED:
+        raise ValueError("bad KEK version or wrapped DEK length")
+    b, k = backend.encode("ascii"), kek.encode("utf-8")
+    return b"".join([
+        _FIXED.pack(MAGIC, FORMAT_VERSION, 0, backup_id.bytes, salt, chunk_size),
+        bytes([len(b)]), b, bytes([len(k)]), k,
+        struct.pack(">II", kek_version, len(wrapped_dek)), wrapped_dek,
+    ])
+
+
+def read_header(f: BinaryIO, name: str = "the container") -> Header:
+    """Parse (but not authenticate: that needs the DEK) a container header."""
+    fixed = f.read(_FIXED.size)
+    if len(fixed) < 8 or fixed[:8] != MAGIC:
+        raise ContainerError(f"{name} is not a custodian backup container (no CUSTODBK magic).")
+    if len(fixed) < 9:
+        raise ContainerError(f"{name} is truncated inside its header.")
+    if fixed[8] != FORMAT_VERSION:
+        raise ContainerError(
+            f"{name} uses container format {fixed[8]}; this custodian reads format "
+            f"{FORMAT_VERSION}. Nothing was written; use a custodian that knows that format."
+        )
+    if len(fixed) < _FIXED.size:
+        raise ContainerError(f"{name} is truncated inside its header.")
+    _, _, flags, bid, salt, chunk = _FIXED.unpack(fixed)
+    if flags != 0:
+        raise ContainerError(f"{name} has unknown header flags {flags:#04x}.")
+    if not MIN_CHUNK <= chunk <= MAX_CHUNK:
+        raise ContainerError(f"{name} declares an impossible chunk size {chunk}.")
+    parts = [fixed]
+
+    def take(n: int) -> bytes:
+        data = f.read(n)
+        if len(data) != n:
+            raise ContainerError(f"{name} is truncated inside its header.")
+        parts.append(data)
+        return data
+
+    backend = take(take(1)[0])
+    kek = take(take(1)[0])
+    version, wlen = struct.unpack(">II", take(8))
+    if not 1 <= wlen <= MAX_WRAPPED:
+        raise ContainerError(f"{name} declares an impossible wrapped-DEK length {wlen}.")
+    wrapped = take(wlen)
+    mac = f.read(MAC_SIZE)
+    if len(mac) != MAC_SIZE:
+        raise ContainerError(f"{name} is truncated inside its header.")
+    try:
+        backend_s, kek_s = backend.decode("ascii"), kek.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ContainerError(f"{name} has a malformed KEK reference.") from None
+    if not BACKEND_RE.match(backend_s) or not KEK_NAME_RE.match(kek_s) or version < 1:
+        raise ContainerError(f"{name} has a malformed KEK reference.")
+    return Header(uuid.UUID(bytes=bid), salt, chunk, backend_s, kek_s, version, wrapped,
+                  b"".join(parts), mac)
+
+
+def _derive(dek: SecretBytes, salt: bytes, backup_id: uuid.UUID, purpose: bytes) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=salt,
+        info=b"custodian/v1/" + purpose + b"\0" + backup_id.bytes,
+    ).derive(bytes(dek.reveal()))
+
+
+def header_mac(dek: SecretBytes, body: bytes, salt: bytes, backup_id: uuid.UUID) -> bytes:
+    return hmac.new(_derive(dek, salt, backup_id, b"header"), body, hashlib.sha256).digest()
+
+
+def _nonce(counter: int, last: bool) -> bytes:
+    if counter > LAST_COUNTER:
+        raise ContainerError("the stream is too long for one container")
+    return counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+
+
+class _Writer:
+    """A thread that hashes and writes buffers handed to it, in order."""
+
+    def __init__(self, dst: BinaryIO, hasher: hashlib._Hash | None) -> None:
+        self.dst, self.hasher = dst, hasher
+        self.q: queue.Queue[memoryview | None] = queue.Queue(maxsize=1)
+        self.free: queue.Queue[bool] = queue.Queue()
+        self.error: BaseException | None = None
+        self.written = 0
+        self.thread = threading.Thread(target=self._run, name="custodian-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (buf := self.q.get()) is not None:
+            try:
+                if self.error is None:
+                    if self.hasher is not None:
+                        self.hasher.update(buf)
+                    self.dst.write(buf)
+                    self.written += len(buf)
+            except BaseException as e:
+                self.error = e
+            finally:
+                self.free.put(True)
+
+    def put(self, buf: memoryview) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(buf)
+
+    def wait_free(self) -> None:
+        self.free.get()
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _read_full(src: BinaryIO, buf: bytearray | memoryview) -> int:
+    view = memoryview(buf)
+    got = 0
+    while got < len(view):
+        n = src.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        got += n
+    return got
+
+
+def encrypt_stream(
+    src: BinaryIO, dst: BinaryIO, dek: SecretBytes, *, backup_id: uuid.UUID, backend: str,
+    kek: str, kek_version: int, wrapped_dek: bytes, chunk_size: int = DEFAULT_CHUNK,
+    progress: Progress | None = None,
+) -> Written:
+    """Encrypt everything ``src`` yields into a version-1 container on ``dst``."""
+    salt = os.urandom(SALT_SIZE)
+    body = encode_header_body(backup_id, salt, chunk_size, backend, kek, kek_version, wrapped_dek)
+    mac = header_mac(dek, body, salt, backup_id)
+    aead = AESGCM(_derive(dek, salt, backup_id, b"payload"))
+    hasher = hashlib.sha256()
+    header = body + mac
+    hasher.update(header)
+    dst.write(header)
+    writer = _Writer(dst, hasher)
+    # Two input and two output buffers: while the writer drains one output buffer
+    # we fill the other. The lookahead read tells us which chunk is the last.
+    ins = [bytearray(chunk_size), bytearray(chunk_size)]
+    outs = [bytearray(chunk_size + TAG_SIZE), bytearray(chunk_size + TAG_SIZE)]
+    total = 0
+    counter = 0
+    try:
+        n = _read_full(src, ins[0])
+        cur = 0
+        writer.free.put(True)
+        writer.free.put(True)
+        while True:
+            nxt = 1 - cur
+            m = _read_full(src, ins[nxt]) if n == chunk_size else 0
+            last = m == 0
+            writer.wait_free()
+            out = outs[counter & 1]
+            aead.encrypt_into(_nonce(counter, last), memoryview(ins[cur])[:n], mac,
+                              memoryview(out)[: n + TAG_SIZE])
+            writer.put(memoryview(out)[: n + TAG_SIZE])
+            total += n
+            if progress is not None:
+                progress(total)
+            if last:
+                break
+            counter += 1
+            cur, n = nxt, m
+    finally:
+        writer.close()
+    return Written(total, len(header) + writer.written, hasher.hexdigest())
+
+
+def decrypt_stream(
+    src: BinaryIO, dst: BinaryIO, dek: SecretBytes, header: Header, *, name: str = "the container",
+    progress: Progress | None = None, hash_container: bool = True,
+) -> Written:
+    """Authenticate the header, then decrypt every chunk onto ``dst``.
+
+    ``src`` must be positioned just after the header. Raises ContainerError on
+    any failure; the caller discards what was written to ``dst``.
+    """
+    expect = header_mac(dek, header.body, header.salt, header.backup_id)
+    if not hmac.compare_digest(expect, header.mac):
+        raise ContainerError(
+            f"the header of {name} does not authenticate under this backup's key: it was "
+            "altered, or belongs to another backup. No plaintext was written."
+        )
+    aead = AESGCM(_derive(dek, header.salt, header.backup_id, b"payload"))
+    hasher = hashlib.sha256() if hash_container else None
+    if hasher is not None:
+        hasher.update(header.body + header.mac)
+    size = header.chunk_size + TAG_SIZE
+    ins = [bytearray(size), bytearray(size)]
+    outs = [bytearray(header.chunk_size), bytearray(header.chunk_size)]
+    writer = _Writer(dst, None)
+    writer.free.put(True)
+    writer.free.put(True)
+    total = 0
+    counter = 0
+    consumed = header.size
+    try:
+        n = _read_full(src, ins[0])
+        cur = 0
+        while True:
+            if n < TAG_SIZE:
+                raise ContainerError(
+                    f"{name} is truncated: it ends before its last chunk (chunk {counter}). "
+                    "No plaintext was written."
+                )
+            nxt = 1 - cur
+            m = _read_full(src, ins[nxt]) if n == size else 0
+            last = m == 0
+            chunk = memoryview(ins[cur])[:n]
+            if hasher is not None:
+                hasher.update(chunk)
+            writer.wait_free()
+            out = outs[counter & 1]
+            try:
+                aead.decrypt_into(_nonce(counter, last), chunk, header.mac,
+                                  memoryview(out)[: n - TAG_SIZE])
+            except InvalidTag:
+                if not last:
+                    raise ContainerError(
+                        f"chunk {counter} of {name} failed authentication: the container was "
+                        "altered, reordered or mixed with another file. No plaintext was written."
+                    ) from None
+                # Was it a full chunk that is not marked last, i.e. the stream was cut?
+                try:
+                    aead.decrypt(_nonce(counter, False), bytes(chunk), header.mac)
+                except InvalidTag:
+                    raise ContainerError(
+                        f"chunk {counter} of {name} failed authentication: the container was "
+                        "altered or mixed with another file. No plaintext was written."
+                    ) from None
+                raise ContainerError(
+                    f"{name} is truncated: it ends after chunk {counter}, which is not its "
+                    "last. No plaintext was written."
+                ) from None
+            writer.put(memoryview(out)[: n - TAG_SIZE])
+            total += n - TAG_SIZE
+            consumed += n
+            if progress is not None:
+                progress(total)
+            if last:
+                break
+            counter += 1
+            cur, n = nxt, m
+    finally:
+        writer.close()
+    return Written(total, consumed, hasher.hexdigest() if hasher is not None else "")
+
+
+def write_new_file(dst: Path, force: bool, fill: Callable[[BinaryIO], None]) -> None:
+    """Write ``dst`` through a temporary file in its directory, fsync, then rename.
+
+    Without ``force`` an existing ``dst`` is never replaced (link, not rename, so
+    a file appearing meanwhile is not clobbered either). On any error the
+    temporary file is removed and ``dst`` is untouched.
+    """
+    dst = dst.absolute()
+    if not force and dst.exists():
+        raise ConflictError(f"{dst} already exists; nothing was written. Use --force to replace it.")
+    if not dst.parent.is_dir():
+        raise ConflictError(f"the directory {dst.parent} does not exist; nothing was written.")
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as f:
+            fill(f)
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, dst)
+        else:
+            try:
+                os.link(tmp, dst)
+            except FileExistsError:
+                raise ConflictError(
+                    f"{dst} appeared while writing; nothing was replaced. Use --force to replace it."
+                ) from None
+            os.unlink(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dfd = os.open(dst.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

@@ -1,0 +1,56 @@
+"""A ready demo home: local backend, a KEK with two versions, sample backups.
+
+The demo home keeps its root key in a keyring file inside itself (never the
+user's own keyring) and is marked ``demo = true`` in its configuration, which
+later commands check before they reveal anything demo-only.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from custodian.service import Service
+
+SYSTEMS = ["pg-orders", "pg-billing", "mysql-crm", "etc-web01", "etc-web02", "ldap",
+           "gitlab-repos", "mail-archive", "hr-files", "vault-snapshot"]
+
+
+def _sample(rng: random.Random, system: str, day: datetime) -> bytes:
+    lines = [f"-- {system} backup taken {day:%Y-%m-%d %H:%M} UTC (demo data, not real)"]
+    for i in range(rng.randint(20, 120)):
+        lines.append(f"INSERT INTO t_{system.replace('-', '_')} VALUES ({i}, "
+                     f"'{rng.getrandbits(64):016x}', {rng.randint(0, 10**6)});")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def build_demo(
+    home: Path, *, backups: int = 1000, seed: int = 2026,
+    progress: Callable[[int, int], None] | None = None,
+) -> Service:
+    """Create the demo home at ``home`` and fill it."""
+    svc = Service.init(home, keyring_backend="home-file", demo=True)
+    try:
+        rng = random.Random(seed)  # sample content only; every key comes from os.urandom
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=180)
+        step = timedelta(days=180) / max(backups, 1)
+        first_version = int(backups * 0.6)
+        out = svc.home.backups
+        for i in range(backups):
+            if i == first_version:
+                svc.add_kek_version(svc.config.default_kek)
+            day = start + step * i
+            system = SYSTEMS[i % len(SYSTEMS)]
+            label = f"{system}-{day:%Y%m%d-%H%M}.sql"
+            data = _sample(rng, system, day)
+            svc.encrypt_backup(io.BytesIO(data), out / f"{label}.cbk", label=label,
+                               created_at=day.strftime("%Y-%m-%dT%H:%M:%S.000000Z"))
+            if progress is not None:
+                progress(i + 1, backups)
+    except BaseException:
+        svc.close()
+        raise
+    return svc
