@@ -187,7 +187,9 @@ class Catalog:
                 (name, backend, suite, purpose, utcnow()),
             )
         except sqlite3.IntegrityError:
-            raise ConflictError(f"a KEK named {name!r} already exists; nothing was created.") from None
+            raise ConflictError(
+                f"a KEK named {name!r} already exists; nothing was created."
+            ) from None
 
     def add_kek_version(
         self, kek: str, version: int, fingerprint: str, public_key: bytes | None
@@ -248,13 +250,26 @@ class Catalog:
             self.db.executemany(
                 f"INSERT INTO backups({BACKUP_COLUMNS}) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (b.id, b.label, b.created_at, b.size, b.container_size, b.container_sha256,
-                     b.location, b.kek, b.kek_version, b.wrapped_dek, b.chunk_size)
+                    (
+                        b.id,
+                        b.label,
+                        b.created_at,
+                        b.size,
+                        b.container_size,
+                        b.container_sha256,
+                        b.location,
+                        b.kek,
+                        b.kek_version,
+                        b.wrapped_dek,
+                        b.chunk_size,
+                    )
                     for b in backups
                 ],
             )
         except sqlite3.IntegrityError as e:
-            raise ConflictError(f"the backup is already in the catalog ({e}); nothing was added.") from None
+            raise ConflictError(
+                f"the backup is already in the catalog ({e}); nothing was added."
+            ) from None
 
     def backup(self, backup_id: str) -> Backup:
         row = self.db.execute(
@@ -318,7 +333,9 @@ class Catalog:
         (n,) = self.db.execute("SELECT count(*) FROM backups").fetchone()
         return int(n)
 
-    def backups_under(self, kek: str, version: int, after_id: str = "", limit: int = 500) -> list[Backup]:
+    def backups_under(
+        self, kek: str, version: int, after_id: str = "", limit: int = 500
+    ) -> list[Backup]:
         return [
             Backup(*r)
             for r in self.db.execute(

@@ -53,10 +53,21 @@ class Config:
     demo: bool = False
 
     @classmethod
-    def new(cls, *, keyring_backend: str = "system", default_kek: str = "backups",
-            suite: str = DEFAULT_SUITE, demo: bool = False) -> Config:
-        cfg = cls(home_id=str(uuid.uuid4()), keyring_backend=keyring_backend,
-                  default_kek=default_kek, default_suite=suite, demo=demo)
+    def new(
+        cls,
+        *,
+        keyring_backend: str = "system",
+        default_kek: str = "backups",
+        suite: str = DEFAULT_SUITE,
+        demo: bool = False,
+    ) -> Config:
+        cfg = cls(
+            home_id=str(uuid.uuid4()),
+            keyring_backend=keyring_backend,
+            default_kek=default_kek,
+            default_suite=suite,
+            demo=demo,
+        )
         cfg.check()
         return cfg
 
@@ -88,7 +99,9 @@ class Config:
             known = set(Policy.__dataclass_fields__)
             unknown = set(pol) - known
             if unknown:
-                raise ConfigError(f"unknown policy settings in {path}: {', '.join(sorted(unknown))}")
+                raise ConfigError(
+                    f"unknown policy settings in {path}: {', '.join(sorted(unknown))}"
+                )
             policy = Policy(**{k: int(v) for k, v in pol.items()})
             cfg = cls(
                 home_id=str(data["home_id"]),

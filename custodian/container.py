@@ -77,8 +77,13 @@ class Written:
 
 
 def encode_header_body(
-    backup_id: uuid.UUID, salt: bytes, chunk_size: int, backend: str, kek: str,
-    kek_version: int, wrapped_dek: bytes,
+    backup_id: uuid.UUID,
+    salt: bytes,
+    chunk_size: int,
+    backend: str,
+    kek: str,
+    kek_version: int,
+    wrapped_dek: bytes,
 ) -> bytes:
     if not MIN_CHUNK <= chunk_size <= MAX_CHUNK:
         raise ValueError(f"chunk size {chunk_size} outside {MIN_CHUNK}..{MAX_CHUNK}")
@@ -87,11 +92,17 @@ def encode_header_body(
     if not 1 <= kek_version <= 0xFFFFFFFF or not 1 <= len(wrapped_dek) <= MAX_WRAPPED:
         raise ValueError("bad KEK version or wrapped DEK length")
     b, k = backend.encode("ascii"), kek.encode("utf-8")
-    return b"".join([
-        _FIXED.pack(MAGIC, FORMAT_VERSION, 0, backup_id.bytes, salt, chunk_size),
-        bytes([len(b)]), b, bytes([len(k)]), k,
-        struct.pack(">II", kek_version, len(wrapped_dek)), wrapped_dek,
-    ])
+    return b"".join(
+        [
+            _FIXED.pack(MAGIC, FORMAT_VERSION, 0, backup_id.bytes, salt, chunk_size),
+            bytes([len(b)]),
+            b,
+            bytes([len(k)]),
+            k,
+            struct.pack(">II", kek_version, len(wrapped_dek)),
+            wrapped_dek,
+        ]
+    )
 
 
 def read_header(f: BinaryIO, name: str = "the container") -> Header:
@@ -137,13 +148,16 @@ def read_header(f: BinaryIO, name: str = "the container") -> Header:
         raise ContainerError(f"{name} has a malformed KEK reference.") from None
     if not BACKEND_RE.match(backend_s) or not KEK_NAME_RE.match(kek_s) or version < 1:
         raise ContainerError(f"{name} has a malformed KEK reference.")
-    return Header(uuid.UUID(bytes=bid), salt, chunk, backend_s, kek_s, version, wrapped,
-                  b"".join(parts), mac)
+    return Header(
+        uuid.UUID(bytes=bid), salt, chunk, backend_s, kek_s, version, wrapped, b"".join(parts), mac
+    )
 
 
 def _derive(dek: SecretBytes, salt: bytes, backup_id: uuid.UUID, purpose: bytes) -> bytes:
     return HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=salt,
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=salt,
         info=b"custodian/v1/" + purpose + b"\0" + backup_id.bytes,
     ).derive(bytes(dek.reveal()))
 
@@ -210,8 +224,16 @@ def _read_full(src: BinaryIO, buf: bytearray | memoryview) -> int:
 
 
 def encrypt_stream(
-    src: BinaryIO, dst: BinaryIO, dek: SecretBytes, *, backup_id: uuid.UUID, backend: str,
-    kek: str, kek_version: int, wrapped_dek: bytes, chunk_size: int = DEFAULT_CHUNK,
+    src: BinaryIO,
+    dst: BinaryIO,
+    dek: SecretBytes,
+    *,
+    backup_id: uuid.UUID,
+    backend: str,
+    kek: str,
+    kek_version: int,
+    wrapped_dek: bytes,
+    chunk_size: int = DEFAULT_CHUNK,
     progress: Progress | None = None,
 ) -> Written:
     """Encrypt everything ``src`` yields into a version-1 container on ``dst``."""
@@ -241,8 +263,12 @@ def encrypt_stream(
             last = m == 0
             writer.wait_free()
             out = outs[counter & 1]
-            aead.encrypt_into(_nonce(counter, last), memoryview(ins[cur])[:n], mac,
-                              memoryview(out)[: n + TAG_SIZE])
+            aead.encrypt_into(
+                _nonce(counter, last),
+                memoryview(ins[cur])[:n],
+                mac,
+                memoryview(out)[: n + TAG_SIZE],
+            )
             writer.put(memoryview(out)[: n + TAG_SIZE])
             total += n
             if progress is not None:
@@ -257,8 +283,14 @@ def encrypt_stream(
 
 
 def decrypt_stream(
-    src: BinaryIO, dst: BinaryIO, dek: SecretBytes, header: Header, *, name: str = "the container",
-    progress: Progress | None = None, hash_container: bool = True,
+    src: BinaryIO,
+    dst: BinaryIO,
+    dek: SecretBytes,
+    header: Header,
+    *,
+    name: str = "the container",
+    progress: Progress | None = None,
+    hash_container: bool = True,
 ) -> Written:
     """Authenticate the header, then decrypt every chunk onto ``dst``.
 
@@ -302,8 +334,9 @@ def decrypt_stream(
             writer.wait_free()
             out = outs[counter & 1]
             try:
-                aead.decrypt_into(_nonce(counter, last), chunk, header.mac,
-                                  memoryview(out)[: n - TAG_SIZE])
+                aead.decrypt_into(
+                    _nonce(counter, last), chunk, header.mac, memoryview(out)[: n - TAG_SIZE]
+                )
             except InvalidTag:
                 if not last:
                     raise ContainerError(
@@ -345,7 +378,9 @@ def write_new_file(dst: Path, force: bool, fill: Callable[[BinaryIO], None]) -> 
     """
     dst = dst.absolute()
     if not force and dst.exists():
-        raise ConflictError(f"{dst} already exists; nothing was written. Use --force to replace it.")
+        raise ConflictError(
+            f"{dst} already exists; nothing was written. Use --force to replace it."
+        )
     if not dst.parent.is_dir():
         raise ConflictError(f"the directory {dst.parent} does not exist; nothing was written.")
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
@@ -361,7 +396,8 @@ def write_new_file(dst: Path, force: bool, fill: Callable[[BinaryIO], None]) -> 
                 os.link(tmp, dst)
             except FileExistsError:
                 raise ConflictError(
-                    f"{dst} appeared while writing; nothing was replaced. Use --force to replace it."
+                    f"{dst} appeared while writing; nothing was replaced. "
+                    "Use --force to replace it."
                 ) from None
             os.unlink(tmp)
     except BaseException:

@@ -15,26 +15,41 @@ from pathlib import Path
 
 from custodian.service import Service
 
-SYSTEMS = ["pg-orders", "pg-billing", "mysql-crm", "etc-web01", "etc-web02", "ldap",
-           "gitlab-repos", "mail-archive", "hr-files", "vault-snapshot"]
+SYSTEMS = [
+    "pg-orders",
+    "pg-billing",
+    "mysql-crm",
+    "etc-web01",
+    "etc-web02",
+    "ldap",
+    "gitlab-repos",
+    "mail-archive",
+    "hr-files",
+    "vault-snapshot",
+]
 
 
 def _sample(rng: random.Random, system: str, day: datetime) -> bytes:
     lines = [f"-- {system} backup taken {day:%Y-%m-%d %H:%M} UTC (demo data, not real)"]
     for i in range(rng.randint(20, 120)):
-        lines.append(f"INSERT INTO t_{system.replace('-', '_')} VALUES ({i}, "
-                     f"'{rng.getrandbits(64):016x}', {rng.randint(0, 10**6)});")
+        lines.append(
+            f"INSERT INTO t_{system.replace('-', '_')} VALUES ({i}, "
+            f"'{rng.getrandbits(64):016x}', {rng.randint(0, 10**6)});"
+        )
     return ("\n".join(lines) + "\n").encode()
 
 
 def build_demo(
-    home: Path, *, backups: int = 1000, seed: int = 2026,
+    home: Path,
+    *,
+    backups: int = 1000,
+    seed: int = 2026,
     progress: Callable[[int, int], None] | None = None,
 ) -> Service:
     """Create the demo home at ``home`` and fill it."""
     svc = Service.init(home, keyring_backend="home-file", demo=True)
     try:
-        rng = random.Random(seed)  # sample content only; every key comes from os.urandom
+        rng = random.Random(seed)  # noqa: S311  (sample content only; keys use os.urandom)
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=180)
         step = timedelta(days=180) / max(backups, 1)
         first_version = int(backups * 0.6)
@@ -46,8 +61,12 @@ def build_demo(
             system = SYSTEMS[i % len(SYSTEMS)]
             label = f"{system}-{day:%Y%m%d-%H%M}.sql"
             data = _sample(rng, system, day)
-            svc.encrypt_backup(io.BytesIO(data), out / f"{label}.cbk", label=label,
-                               created_at=day.strftime("%Y-%m-%dT%H:%M:%S.000000Z"))
+            svc.encrypt_backup(
+                io.BytesIO(data),
+                out / f"{label}.cbk",
+                label=label,
+                created_at=day.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
+            )
             if progress is not None:
                 progress(i + 1, backups)
     except BaseException:

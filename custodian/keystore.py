@@ -57,11 +57,11 @@ def _home_file_backend(directory: Path) -> Any:
     """
     from keyring.backend import KeyringBackend
 
-    class HomeFileKeyring(KeyringBackend):  # type: ignore[misc]
+    class HomeFileKeyring(KeyringBackend):
         priority = 0.1  # never chosen by keyring's own selection
 
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__()  # type: ignore[no-untyped-call]
             self.file = directory / "keyring.json"
 
         def _load(self) -> dict[str, str]:

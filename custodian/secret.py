@@ -43,7 +43,7 @@ class SecretBytes:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str:
         raise TypeError("secret bytes cannot be pickled")
 
     @property

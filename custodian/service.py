@@ -239,18 +239,31 @@ class Service:
 
                 if isinstance(src, Path):
                     with open(src, "rb", buffering=0) as f:
-                        result.append(self._encrypt(f, out, dek, backup_id, be, k, version,
-                                                    wrapped, chunk_size, step))
+                        result.append(
+                            self._encrypt(
+                                f, out, dek, backup_id, be, k, version, wrapped, chunk_size, step
+                            )
+                        )
                 else:
-                    result.append(self._encrypt(src, out, dek, backup_id, be, k, version,
-                                                wrapped, chunk_size, step))
+                    result.append(
+                        self._encrypt(
+                            src, out, dek, backup_id, be, k, version, wrapped, chunk_size, step
+                        )
+                    )
 
             container.write_new_file(dst, force, fill)
         w = result[0]
         b = Backup(
-            id=str(backup_id), label=name, created_at=created_at or utcnow(),
-            size=w.plaintext_size, container_size=w.container_size, container_sha256=w.sha256,
-            location=str(dst), kek=k.name, kek_version=version, wrapped_dek=wrapped,
+            id=str(backup_id),
+            label=name,
+            created_at=created_at or utcnow(),
+            size=w.plaintext_size,
+            container_size=w.container_size,
+            container_sha256=w.sha256,
+            location=str(dst),
+            kek=k.name,
+            kek_version=version,
+            wrapped_dek=wrapped,
             chunk_size=chunk_size,
         )
         try:
@@ -262,12 +275,29 @@ class Service:
         return b
 
     @staticmethod
-    def _encrypt(src: BinaryIO, out: BinaryIO, dek: SecretBytes, backup_id: uuid.UUID,
-                 be: KekBackend, k: Kek, version: int, wrapped: bytes, chunk_size: int,
-                 step: Callable[[int], None]) -> container.Written:
+    def _encrypt(
+        src: BinaryIO,
+        out: BinaryIO,
+        dek: SecretBytes,
+        backup_id: uuid.UUID,
+        be: KekBackend,
+        k: Kek,
+        version: int,
+        wrapped: bytes,
+        chunk_size: int,
+        step: Callable[[int], None],
+    ) -> container.Written:
         return container.encrypt_stream(
-            src, out, dek, backup_id=backup_id, backend=be.name, kek=k.name,
-            kek_version=version, wrapped_dek=wrapped, chunk_size=chunk_size, progress=step,
+            src,
+            out,
+            dek,
+            backup_id=backup_id,
+            backend=be.name,
+            kek=k.name,
+            kek_version=version,
+            wrapped_dek=wrapped,
+            chunk_size=chunk_size,
+            progress=step,
         )
 
     def import_backup(self, path: Path, *, label: str | None = None) -> Backup:
@@ -313,9 +343,16 @@ class Service:
                 "nothing was imported."
             )
         b = Backup(
-            id=bid, label=label or path.name, created_at=utcnow(), size=-1,
-            container_size=size, container_sha256=h.hexdigest(), location=str(path),
-            kek=kek.name, kek_version=header.kek_version, wrapped_dek=header.wrapped_dek,
+            id=bid,
+            label=label or path.name,
+            created_at=utcnow(),
+            size=-1,
+            container_size=size,
+            container_sha256=h.hexdigest(),
+            location=str(path),
+            kek=kek.name,
+            kek_version=header.kek_version,
+            wrapped_dek=header.wrapped_dek,
             chunk_size=header.chunk_size,
         )
         with self.catalog.transaction():
@@ -323,11 +360,18 @@ class Service:
         return b
 
     def backups(
-        self, *, text: str = "", kek: str | None = None, version: int | None = None,
-        order: str = "created_at", descending: bool = True, limit: int | None = None,
+        self,
+        *,
+        text: str = "",
+        kek: str | None = None,
+        version: int | None = None,
+        order: str = "created_at",
+        descending: bool = True,
+        limit: int | None = None,
     ) -> list[Backup]:
-        return self.catalog.backups(text=text, kek=kek, version=version, order=order,
-                                    descending=descending, limit=limit)
+        return self.catalog.backups(
+            text=text, kek=kek, version=version, order=order, descending=descending, limit=limit
+        )
 
     def backup(self, id_or_prefix: str) -> Backup:
         return self.catalog.find_backup(id_or_prefix)
@@ -339,9 +383,9 @@ class Service:
 
     def _unwrap(self, b: Backup) -> SecretBytes:
         kek = self.catalog.kek(b.kek)
-        res = self.backend(kek.backend).unwrap(
-            [DekRef(b.id, b.kek, b.kek_version, b.wrapped_dek)]
-        )[0]
+        res = self.backend(kek.backend).unwrap([DekRef(b.id, b.kek, b.kek_version, b.wrapped_dek)])[
+            0
+        ]
         if isinstance(res, UnwrapError):
             raise res
         return res
@@ -367,13 +411,15 @@ class Service:
                     "belongs to another backup. No plaintext was written."
                 )
             with self._unwrap(b) as dek:
+
                 def fill(dst: BinaryIO) -> None:
                     def step(done: int) -> None:
                         if progress is not None:
                             progress(done, max(b.size, done))
 
-                    w = container.decrypt_stream(f, dst, dek, header, name=str(src_path),
-                                                 progress=step)
+                    w = container.decrypt_stream(
+                        f, dst, dek, header, name=str(src_path), progress=step
+                    )
                     if w.sha256 != b.container_sha256:
                         raise ContainerError(
                             f"{src_path} authenticated but its hash differs from the catalog's: "

@@ -65,9 +65,7 @@ class KekBackend(Protocol):
         """Make key material for ``version`` of ``kek`` (version 1 creates the KEK)."""
         ...
 
-    def wrap(
-        self, kek: str, version: int, items: Sequence[tuple[str, SecretBytes]]
-    ) -> list[bytes]:
+    def wrap(self, kek: str, version: int, items: Sequence[tuple[str, SecretBytes]]) -> list[bytes]:
         """Wrap DEKs (backup id, DEK) under one version. Needs no secret on local."""
         ...
 

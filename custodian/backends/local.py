@@ -159,9 +159,7 @@ class LocalBackend:
                 self._private[key] = (s, load_private(s, priv))
         return self._private[key]
 
-    def wrap(
-        self, kek: str, version: int, items: Sequence[tuple[str, SecretBytes]]
-    ) -> list[bytes]:
+    def wrap(self, kek: str, version: int, items: Sequence[tuple[str, SecretBytes]]) -> list[bytes]:
         s, pub = self._public_key(kek, version)
         hs = suite(s)
         return [
@@ -182,10 +180,12 @@ class LocalBackend:
                     ref.wrapped, priv, info=dek_context(ref.backup_id, ref.kek, ref.version)
                 )
             except (InvalidTag, ValueError):
-                out.append(UnwrapError(
-                    f"the wrapped DEK of backup {ref.backup_id} does not open under KEK "
-                    f"{ref.kek} version {ref.version} (tampered, or bound to another backup)."
-                ))
+                out.append(
+                    UnwrapError(
+                        f"the wrapped DEK of backup {ref.backup_id} does not open under KEK "
+                        f"{ref.kek} version {ref.version} (tampered, or bound to another backup)."
+                    )
+                )
                 continue
             out.append(SecretBytes(pt, "DEK"))
         return out

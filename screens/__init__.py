@@ -1,0 +1,1 @@
+"""The Textual front end of custodian. It calls only :class:`custodian.service.Service`."""

@@ -1,0 +1,157 @@
+"""The backup container: round trips, and every way a container can be bad."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from custodian import container
+from custodian.errors import ContainerError
+from custodian.secret import SecretBytes, new_dek
+
+CHUNK = 1024
+
+
+def _encrypt(
+    data: bytes, dek: SecretBytes, bid: uuid.UUID | None = None
+) -> tuple[bytes, uuid.UUID]:
+    bid = bid or uuid.uuid4()
+    out = io.BytesIO()
+    container.encrypt_stream(
+        io.BytesIO(data),
+        out,
+        dek,
+        backup_id=bid,
+        backend="local",
+        kek="k",
+        kek_version=1,
+        wrapped_dek=b"w" * 40,
+        chunk_size=CHUNK,
+    )
+    return out.getvalue(), bid
+
+
+def _decrypt(blob: bytes, dek: SecretBytes) -> bytes:
+    f = io.BytesIO(blob)
+    header = container.read_header(f)
+    out = io.BytesIO()
+    container.decrypt_stream(f, out, dek, header)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 5 * CHUNK + 7])
+def test_round_trip_at_chunk_boundaries(size: int) -> None:
+    dek = new_dek()
+    data = bytes(range(256)) * (size // 256 + 1)
+    data = data[:size]
+    blob, _ = _encrypt(data, dek)
+    assert _decrypt(blob, dek) == data
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.binary(max_size=4 * CHUNK + 50), where=st.integers(min_value=0), bit=st.integers(0, 7)
+)
+def test_any_flipped_bit_is_refused(data: bytes, where: int, bit: int) -> None:
+    dek = new_dek()
+    blob, _ = _encrypt(data, dek)
+    bad = bytearray(blob)
+    bad[where % len(bad)] ^= 1 << bit
+    with pytest.raises(ContainerError):
+        _decrypt(bytes(bad), dek)
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.binary(min_size=1, max_size=4 * CHUNK + 50), cut=st.integers(min_value=1))
+def test_any_truncation_is_refused(data: bytes, cut: int) -> None:
+    dek = new_dek()
+    blob, _ = _encrypt(data, dek)
+    keep = len(blob) - 1 - (cut % len(blob))
+    with pytest.raises(ContainerError):
+        _decrypt(blob[:keep], dek)
+
+
+def _chunks(blob: bytes) -> tuple[bytes, list[bytes]]:
+    header = container.read_header(io.BytesIO(blob))
+    body = blob[header.size :]
+    n = CHUNK + container.TAG_SIZE
+    return blob[: header.size], [body[i : i + n] for i in range(0, len(body), n)]
+
+
+def test_truncation_at_a_chunk_boundary_is_named() -> None:
+    dek = new_dek()
+    blob, _ = _encrypt(b"x" * (3 * CHUNK + 10), dek)
+    head, chunks = _chunks(blob)
+    with pytest.raises(ContainerError, match="truncated"):
+        _decrypt(head + b"".join(chunks[:2]), dek)
+
+
+def test_reordered_chunks_are_refused() -> None:
+    dek = new_dek()
+    blob, _ = _encrypt(bytes(range(256)) * 20, dek)
+    head, chunks = _chunks(blob)
+    chunks[0], chunks[1] = chunks[1], chunks[0]
+    with pytest.raises(ContainerError, match="chunk 0"):
+        _decrypt(head + b"".join(chunks), dek)
+
+
+def test_chunk_from_another_container_is_refused() -> None:
+    dek = new_dek()
+    a, _ = _encrypt(b"a" * 3 * CHUNK, dek)
+    b, _ = _encrypt(b"a" * 3 * CHUNK, dek)  # same DEK, same plaintext: still refused
+    ha, ca = _chunks(a)
+    _, cb = _chunks(b)
+    ca[1] = cb[1]
+    with pytest.raises(ContainerError, match="chunk 1"):
+        _decrypt(ha + b"".join(ca), dek)
+
+
+def test_header_from_another_backup_is_refused() -> None:
+    dek = new_dek()
+    a, _ = _encrypt(b"a" * 100, dek)
+    b, _ = _encrypt(b"a" * 100, new_dek())
+    _ha, ca = _chunks(a)
+    hb, _ = _chunks(b)
+    with pytest.raises(ContainerError, match="header"):
+        _decrypt(hb + b"".join(ca), dek)
+
+
+def test_wrong_key_is_refused() -> None:
+    blob, _ = _encrypt(b"secret data", new_dek())
+    with pytest.raises(ContainerError, match="header"):
+        _decrypt(blob, new_dek())
+
+
+def test_not_a_container() -> None:
+    with pytest.raises(ContainerError, match="not a custodian backup container"):
+        container.read_header(io.BytesIO(b"PK\x03\x04 this is a zip file"))
+    with pytest.raises(ContainerError, match="not a custodian backup container"):
+        container.read_header(io.BytesIO(b""))
+
+
+def test_unknown_format_version() -> None:
+    blob, _ = _encrypt(b"x", new_dek())
+    bad = bytearray(blob)
+    bad[8] = 2
+    with pytest.raises(ContainerError, match="format 2"):
+        container.read_header(io.BytesIO(bytes(bad)))
+
+
+def test_write_new_file_refuses_to_overwrite_and_leaves_nothing(tmp_path: Path) -> None:
+    dst = tmp_path / "out"
+    dst.write_bytes(b"keep me")
+    with pytest.raises(Exception, match="already exists"):
+        container.write_new_file(dst, False, lambda f: f.write(b"new"))
+    assert dst.read_bytes() == b"keep me"
+
+    def boom(f: object) -> None:
+        raise ContainerError("bad chunk")
+
+    with pytest.raises(ContainerError):
+        container.write_new_file(tmp_path / "other", False, boom)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
