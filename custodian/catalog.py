@@ -302,6 +302,7 @@ class Catalog:
         order: str = "created_at",
         descending: bool = True,
         limit: int | None = None,
+        offset: int = 0,
     ) -> list[Backup]:
         if order not in SORTABLE:
             raise ValueError(f"cannot sort by {order}")
@@ -309,9 +310,16 @@ class Catalog:
         sql = f"SELECT {BACKUP_COLUMNS} FROM backups{where} ORDER BY {order} "
         sql += "DESC" if descending else "ASC"
         sql += ", id"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+        if limit is not None or offset:
+            sql += f" LIMIT {-1 if limit is None else int(limit)} OFFSET {int(offset)}"
         return [Backup(*r) for r in self.db.execute(sql, args)]
+
+    def count_backups(
+        self, *, text: str = "", kek: str | None = None, version: int | None = None
+    ) -> int:
+        where, args = self._filter(text, kek, version)
+        (n,) = self.db.execute(f"SELECT count(*) FROM backups{where}", args).fetchone()
+        return int(n)
 
     @staticmethod
     def _filter(text: str, kek: str | None, version: int | None) -> tuple[str, list[object]]:

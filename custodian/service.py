@@ -368,10 +368,23 @@ class Service:
         order: str = "created_at",
         descending: bool = True,
         limit: int | None = None,
+        offset: int = 0,
     ) -> list[Backup]:
+        """Backups matching a filter, sorted in SQL, one page at a time if asked."""
         return self.catalog.backups(
-            text=text, kek=kek, version=version, order=order, descending=descending, limit=limit
+            text=text,
+            kek=kek,
+            version=version,
+            order=order,
+            descending=descending,
+            limit=limit,
+            offset=offset,
         )
+
+    def count_backups(
+        self, *, text: str = "", kek: str | None = None, version: int | None = None
+    ) -> int:
+        return self.catalog.count_backups(text=text, kek=kek, version=version)
 
     def backup(self, id_or_prefix: str) -> Backup:
         return self.catalog.find_backup(id_or_prefix)
