@@ -1,0 +1,57 @@
+"""The root key through a real Secret Service (GNOME Keyring over D-Bus, headless)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+SCRIPT = """
+set -e
+printf 'unlock-for-test' | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+"$BIN/custodian" --home "$H" init --suite x25519
+printf 'secret payload' | "$BIN/custodian" --home "$H" backup encrypt - "$H/x.cbk"
+"$BIN/python" - <<'PY'
+import os
+from pathlib import Path
+from custodian.service import Service
+s = Service.open(os.environ["H"])
+print("keyring:", s.keyring.description)
+(b,) = s.backups()
+s._decrypt_backup(b, Path(os.environ["H"]) / "x.out")
+print("plaintext:", (Path(os.environ["H"]) / "x.out").read_text())
+PY
+"""
+
+
+def test_root_key_round_trips_through_gnome_keyring(tmp_path: Path) -> None:
+    assert shutil.which("dbus-run-session"), "make test installs dbus"
+    assert shutil.which("gnome-keyring-daemon"), "make test installs gnome-keyring"
+    env = {
+        **os.environ,
+        "BIN": str(BIN),
+        "H": str(tmp_path / "home"),
+        "HOME": str(tmp_path),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring",
+    }
+    (tmp_path / "run").mkdir(mode=0o700)
+    r = subprocess.run(
+        ["dbus-run-session", "--", "bash", "-c", SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "keyring: keyring.backends.SecretService.Keyring" in r.stdout
+    assert "plaintext: secret payload" in r.stdout
+    # the root key is in the Secret Service's store, not in the home
+    assert not (tmp_path / "home" / "keyring").exists()
+    assert list((tmp_path / "data" / "keyrings").iterdir())
