@@ -25,9 +25,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from custodian.errors import KeyringError, NotFoundError, SealError
 from custodian.home import write_private
 from custodian.secret import SecretBytes
@@ -195,11 +192,16 @@ class SealedStore:
         return b"custodian sealed v1\0" + name.encode()
 
     def seal(self, ksk: SecretBytes, name: str, secret: SecretBytes) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         nonce = os.urandom(12)
         ct = AESGCM(ksk.reveal()).encrypt(nonce, secret.reveal(), self._aad(name))
         write_private(self._path(name), SEAL_MAGIC + ksk_id(ksk) + nonce + ct)
 
     def unseal(self, ksk: SecretBytes, name: str) -> SecretBytes:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         path = self._path(name)
         try:
             blob = path.read_bytes()
@@ -211,14 +213,16 @@ class SealedStore:
             raise SealError(
                 f"sealed blob {name!r} was sealed under another root key; nothing was unsealed."
             )
+        out = SecretBytes(bytes(len(blob) - 28 - 16), name)
         try:
-            pt = AESGCM(ksk.reveal()).decrypt(blob[16:28], blob[28:], self._aad(name))
+            AESGCM(ksk.reveal()).decrypt_into(blob[16:28], blob[28:], self._aad(name), out.reveal())
         except InvalidTag:
+            out.wipe()
             raise SealError(
                 f"sealed blob {name!r} failed authentication (tampered or renamed); "
                 "nothing was unsealed. Restore the sealed store from a copy."
             ) from None
-        return SecretBytes(pt, name)
+        return out
 
     def exists(self, name: str) -> bool:
         return self._path(name).exists()

@@ -13,11 +13,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from custodian import container
 from custodian.backends.base import DekRef, Health, KekBackend
-from custodian.backends.local import LocalBackend
 from custodian.catalog import Backup, Catalog, Kek, KekVersion, utcnow
 from custodian.config import DEFAULT_SUITE, SUITES, Config, Policy
 from custodian.errors import (
@@ -31,6 +29,13 @@ from custodian.errors import (
 from custodian.home import Home
 from custodian.keystore import Keyring, SealedStore, ksk_check_value
 from custodian.secret import SecretBytes, new_dek
+
+if TYPE_CHECKING:
+    from custodian import container
+
+# Cryptographic modules are imported where they are used, so that listing
+# commands start fast (``custodian kek list`` needs no cryptography at all).
+DEFAULT_CHUNK = 1024 * 1024  # custodian.container.DEFAULT_CHUNK, checked by a test
 
 Progress = Callable[[int, int], None]
 
@@ -143,6 +148,8 @@ class Service:
                 raise BackendError(
                     f"backend {name!r} is not available in this version of custodian."
                 )
+            from custodian.backends.local import LocalBackend
+
             self._backends[name] = LocalBackend(self.catalog, self.sealed, self._load_ksk)
         return self._backends[name]
 
@@ -168,7 +175,9 @@ class Service:
         self, name: str, *, backend: str = "local", suite: str | None = None, purpose: str = ""
     ) -> Kek:
         suite = suite or self.config.default_suite
-        if not container.KEK_NAME_RE.match(name):
+        from custodian.container import KEK_NAME_RE
+
+        if not KEK_NAME_RE.match(name):
             raise CustodianError(
                 f"{name!r} is not a valid KEK name: use 1 to 64 letters, digits, '.', '_' or "
                 "'-', starting with a letter or digit."
@@ -205,7 +214,7 @@ class Service:
         kek: str | None = None,
         label: str | None = None,
         force: bool = False,
-        chunk_size: int = container.DEFAULT_CHUNK,
+        chunk_size: int = DEFAULT_CHUNK,
         progress: Progress | None = None,
         created_at: str | None = None,
     ) -> Backup:
@@ -215,6 +224,8 @@ class Service:
         the local backend) and the backup is recorded in the catalog only after
         the container is complete and fsynced.
         """
+        from custodian import container
+
         k = self.catalog.kek(kek or self.config.default_kek)
         version = k.current_version
         be = self.backend(k.backend)
@@ -287,6 +298,8 @@ class Service:
         chunk_size: int,
         step: Callable[[int], None],
     ) -> container.Written:
+        from custodian import container
+
         return container.encrypt_stream(
             src,
             out,
@@ -307,6 +320,8 @@ class Service:
         has; the container's hash and size are recorded. The header's wrapped
         DEK becomes the catalog's wrapped DEK.
         """
+        from custodian import container
+
         path = Path(path).absolute()
         if not path.is_file():
             raise NotFoundError(f"{path} is not a readable file; nothing was imported.")
@@ -412,6 +427,8 @@ class Service:
         the last chunk authenticated and the container hash matched the catalog.
         Not exposed by the CLI or screens: restores go through approved sessions.
         """
+        from custodian import container
+
         src_path = Path(b.location)
         if not src_path.is_file():
             raise NotFoundError(f"the container of backup {b.id} is missing at {src_path}.")

@@ -249,3 +249,9 @@ def test_list_filters_sorts_and_pages(svc: Service, tmp_path: Path) -> None:
     assert svc.count_backups(text="_") == 2
     assert [b.size for b in svc.backups(order="size", limit=1, offset=1)] == [2]
     assert svc.backup(svc.backups(limit=1)[0].id[:8]).id == svc.backups(limit=1)[0].id
+
+
+def test_service_default_chunk_matches_the_container() -> None:
+    from custodian import container, service
+
+    assert service.DEFAULT_CHUNK == container.DEFAULT_CHUNK
