@@ -59,6 +59,32 @@ MIGRATIONS: list[str] = [
     CREATE INDEX backups_by_version ON backups(kek, kek_version);
     CREATE INDEX backups_by_created ON backups(created_at);
     """,
+    # 2: people, their signing keys (public halves) and TOTP replay counters
+    """
+    CREATE TABLE people (
+        name TEXT PRIMARY KEY,
+        roles TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('person', 'service', 'home')),
+        state TEXT NOT NULL CHECK (state IN ('active', 'disabled')),
+        created_at TEXT NOT NULL,
+        disabled_at TEXT
+    );
+    CREATE TABLE signing_keys (
+        key_id TEXT PRIMARY KEY,
+        person TEXT NOT NULL REFERENCES people(name),
+        public_key BLOB NOT NULL,
+        protection TEXT NOT NULL CHECK (protection IN ('passphrase', 'none', 'sealed')),
+        created_at TEXT NOT NULL,
+        replaced_at TEXT
+    );
+    CREATE INDEX signing_keys_by_person ON signing_keys(person);
+    CREATE TABLE totp (
+        person TEXT PRIMARY KEY REFERENCES people(name),
+        generation INTEGER NOT NULL,
+        last_step INTEGER NOT NULL DEFAULT -1,
+        created_at TEXT NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -94,6 +120,43 @@ class Kek:
 
 
 @dataclass(frozen=True)
+class SigningKey:
+    key_id: str
+    person: str
+    public_key: bytes
+    protection: str
+    created_at: str
+    replaced_at: str | None
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    roles: tuple[str, ...]
+    kind: str
+    state: str
+    created_at: str
+    disabled_at: str | None
+    keys: tuple[SigningKey, ...] = ()
+    totp_generation: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+    @property
+    def key(self) -> SigningKey | None:
+        """The current (not replaced) signing key."""
+        for k in self.keys:
+            if k.replaced_at is None:
+                return k
+        return None
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+@dataclass(frozen=True)
 class Backup:
     id: str
     label: str
@@ -115,7 +178,90 @@ BACKUP_COLUMNS = (
 SORTABLE = {"created_at", "label", "size", "kek_version", "id", "kek"}
 
 
-class Catalog:
+class PeopleMixin:
+    db: sqlite3.Connection
+
+    def add_person(self, name: str, roles: tuple[str, ...], kind: str) -> None:
+        try:
+            self.db.execute(
+                "INSERT INTO people(name, roles, kind, state, created_at) "
+                "VALUES(?, ?, ?, 'active', ?)",
+                (name, ",".join(roles), kind, utcnow()),
+            )
+        except sqlite3.IntegrityError:
+            raise ConflictError(f"{name} is already enrolled; nothing was changed.") from None
+
+    def add_signing_key(self, person: str, key_id: str, public: bytes, protection: str) -> None:
+        now = utcnow()
+        self.db.execute(
+            "UPDATE signing_keys SET replaced_at=? WHERE person=? AND replaced_at IS NULL",
+            (now, person),
+        )
+        self.db.execute(
+            "INSERT INTO signing_keys(key_id, person, public_key, protection, created_at) "
+            "VALUES(?, ?, ?, ?, ?)",
+            (key_id, person, public, protection, now),
+        )
+
+    def set_totp(self, person: str, generation: int) -> None:
+        self.db.execute(
+            "INSERT INTO totp(person, generation, last_step, created_at) VALUES(?, ?, -1, ?) "
+            "ON CONFLICT(person) DO UPDATE SET generation=excluded.generation, last_step=-1, "
+            "created_at=excluded.created_at",
+            (person, generation, utcnow()),
+        )
+
+    def totp_last_step(self, person: str) -> int:
+        row = self.db.execute("SELECT last_step FROM totp WHERE person=?", (person,)).fetchone()
+        return -1 if row is None else int(row[0])
+
+    def use_totp_step(self, person: str, step: int) -> bool:
+        """Record ``step`` as used; False if it (or a later one) was used already."""
+        cur = self.db.execute(
+            "UPDATE totp SET last_step=? WHERE person=? AND last_step < ?", (step, person, step)
+        )
+        return cur.rowcount == 1
+
+    def set_person_state(self, name: str, state: str) -> None:
+        self.db.execute(
+            "UPDATE people SET state=?, disabled_at=? WHERE name=?",
+            (state, utcnow() if state == "disabled" else None, name),
+        )
+
+    def people(self) -> list[Person]:
+        keys: dict[str, list[SigningKey]] = {}
+        for row in self.db.execute(
+            "SELECT key_id, person, public_key, protection, created_at, replaced_at "
+            "FROM signing_keys ORDER BY created_at"
+        ):
+            keys.setdefault(row[1], []).append(SigningKey(*row))
+        gens = dict(self.db.execute("SELECT person, generation FROM totp").fetchall())
+        return [
+            Person(
+                n,
+                tuple(r.split(",")) if r else (),
+                kind,
+                state,
+                created,
+                dis,
+                tuple(keys.get(n, ())),
+                int(gens.get(n, 0)),
+            )
+            for n, r, kind, state, created, dis in self.db.execute(
+                "SELECT name, roles, kind, state, created_at, disabled_at FROM people ORDER BY name"
+            )
+        ]
+
+    def person(self, name: str) -> Person:
+        for p in self.people():
+            if p.name == name:
+                return p
+        raise NotFoundError(
+            f"nobody named {name!r} is enrolled in this home; 'custodian people list' shows who is."
+        )
+
+
+class Catalog(PeopleMixin):
     """A connection to the catalog. One per thread; not shared across threads."""
 
     def __init__(self, path: Path, *, create: bool = False) -> None:

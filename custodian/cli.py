@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from custodian.catalog import Backup
-    from custodian.service import Service
+    from custodian.people import Actor
+    from custodian.secret import SecretBytes
+    from custodian.service import PendingEnrolment, Service
 
 PROG = "custodian"
 
@@ -63,6 +65,70 @@ class _TermProgress:
             sys.stderr.write("\n")
 
 
+# ---------------------------------------------------------------- who is acting
+
+
+def _usage_error(msg: str) -> Exception:
+    from custodian.errors import CustodianError
+
+    e = CustodianError(msg)
+    e.exit_code = 2
+    return e
+
+
+def _read_fd(fd: int) -> bytes:
+    """One line from an inherited file descriptor (automation: never an argument)."""
+    try:
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.readline().rstrip(b"\r\n")
+    except OSError as e:
+        raise _usage_error(f"cannot read file descriptor {fd}: {e.strerror}") from None
+
+
+def _secret_input(prompt: str, fd: int | None, what: str, *, confirm: bool = False) -> SecretBytes:
+    from custodian.secret import SecretBytes
+
+    if fd is not None:
+        return SecretBytes(_read_fd(fd), what)
+    if not sys.stdin.isatty():
+        raise _usage_error(
+            f"{what} needed and no terminal to ask on: pass it on a file descriptor "
+            f"(see --help), never as an argument."
+        )
+    import getpass
+
+    first = getpass.getpass(prompt)
+    if confirm and getpass.getpass("again: ") != first:
+        raise _usage_error(f"the two {what}s differ; nothing was done.")
+    return SecretBytes(first.encode(), what)
+
+
+def _code_input(fd: int | None, who: str) -> str:
+    if fd is not None:
+        return _read_fd(fd).decode(errors="replace")
+    if not sys.stdin.isatty():
+        raise _usage_error("a TOTP code is needed and there is no terminal: use --totp-fd N.")
+    return input(f"current TOTP code of {who}: ")
+
+
+def _actor(svc: Service, args: argparse.Namespace) -> Actor:
+    name = getattr(args, "as_", None)
+    if not name:
+        raise _usage_error("this command acts, so it needs to know who you are: --as NAME.")
+    p = svc.person(name)
+    if p.kind == "service" and p.key is not None and p.key.protection == "none":
+        return svc.unlock(name, None)
+    with _secret_input(f"passphrase of {name}: ", args.passphrase_fd, "passphrase") as pw:
+        return svc.unlock(name, pw)
+
+
+def _clear_terminal() -> None:
+    """After a ceremony step that showed a secret: clear the screen and scrollback."""
+    if sys.stdout.isatty():
+        sys.stdout.write("\033[H\033[2J\033[3J")
+        sys.stdout.flush()
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -76,6 +142,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"created home {svc.home.path}")
         print(f"root key stored in keyring: {svc.keyring.description}")
         print(f"KEK {k.name} v1 ({k.suite}) fingerprint {k.versions[0].fingerprint}")
+        print(
+            f"next: enrol the first custodian with '{PROG} --home {svc.home.path} people "
+            "enrol NAME --role custodian'"
+        )
     return 0
 
 
@@ -124,11 +194,13 @@ def cmd_kek_list(args: argparse.Namespace) -> int:
 
 def cmd_backup_encrypt(args: argparse.Namespace) -> int:
     with _service(args) as svc:
+        by = _actor(svc, args)
         prog = _TermProgress("encrypting")
         if args.src == "-":
             b = svc.encrypt_backup(
                 sys.stdin.buffer,
                 Path(args.dst),
+                by=by,
                 kek=args.kek,
                 label=args.label,
                 force=args.force,
@@ -138,6 +210,7 @@ def cmd_backup_encrypt(args: argparse.Namespace) -> int:
             b = svc.encrypt_backup(
                 Path(args.src),
                 Path(args.dst),
+                by=by,
                 kek=args.kek,
                 label=args.label,
                 force=args.force,
@@ -193,13 +266,220 @@ def cmd_backup_list(args: argparse.Namespace) -> int:
 
 def cmd_backup_import(args: argparse.Namespace) -> int:
     with _service(args) as svc:
+        by = _actor(svc, args)
         for f in args.files:
-            b = svc.import_backup(Path(f), label=args.label)
+            b = svc.import_backup(Path(f), by=by, label=args.label)
             print(f"imported {b.id} {b.label} (KEK {b.kek} v{b.kek_version})")
     return 0
 
 
+def cmd_people_list(args: argparse.Namespace) -> int:
+    with _service(args) as svc:
+        people = svc.people()
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "name": p.name,
+                            "roles": list(p.roles),
+                            "kind": p.kind,
+                            "state": p.state,
+                            "created_at": p.created_at,
+                            "key_id": p.key.key_id if p.key else None,
+                            "keys": [
+                                {
+                                    "key_id": k.key_id,
+                                    "created_at": k.created_at,
+                                    "replaced_at": k.replaced_at,
+                                    "protection": k.protection,
+                                }
+                                for k in p.keys
+                            ],
+                            "totp_generation": p.totp_generation,
+                        }
+                        for p in people
+                    ],
+                    indent=2,
+                )
+            )
+            return 0
+        print(f"{'NAME':<16} {'ROLES':<28} {'KIND':<8} {'STATE':<9} {'KEY':<18} KEYS")
+        for p in people:
+            kid = p.key.key_id[:16] if p.key else "-"
+            print(
+                f"{p.name:<16} {','.join(p.roles):<28} {p.kind:<8} {p.state:<9} {kid:<18} "
+                f"{len(p.keys)}"
+            )
+        if not people:
+            print(f"nobody enrolled yet: '{PROG} people enrol NAME --role custodian'")
+    return 0
+
+
+def _show_enrolment(svc: Service, pending: PendingEnrolment) -> None:
+    label = svc.home.path.name
+    print(f"Add this to {pending.name}'s authenticator app (scan, or type the secret):")
+    print()
+    for line in pending.qr(label):
+        print("  " + line)
+    print()
+    print(f"  {pending.uri(label)}")
+    print(f"  secret: {pending.secret_b32()}")
+    print()
+
+
+def cmd_people_enrol(args: argparse.Namespace) -> int:
+    with _service(args) as svc:
+        by = _actor(svc, args) if args.as_ else None
+        pw = None
+        if not args.service or args.new_passphrase_fd is not None:
+            pw = _secret_input(
+                f"new passphrase for {args.name}: ",
+                args.new_passphrase_fd,
+                "passphrase",
+                confirm=True,
+            )
+        pending = svc.begin_enrolment(
+            args.name, args.role, passphrase=pw, by=by, service=args.service
+        )
+        if pw is not None:
+            pw.wipe()
+        try:
+            code = None
+            if pending.totp is not None:
+                _show_enrolment(svc, pending)
+                code = _code_input(args.totp_fd, args.name)
+                _clear_terminal()
+            p = svc.complete_enrolment(pending, code, by=by)
+        finally:
+            pending.discard()
+        print(
+            f"enrolled {p.name} ({', '.join(p.roles)}), signing key {p.key.key_id if p.key else ''}"
+        )
+    return 0
+
+
+def cmd_people_replace_key(args: argparse.Namespace) -> int:
+    with _service(args) as svc:
+        by = _actor(svc, args)
+        target = svc.person(args.name)
+        pw = None
+        if target.kind == "person" or args.new_passphrase_fd is not None:
+            pw = _secret_input(
+                f"new passphrase for {args.name}: ",
+                args.new_passphrase_fd,
+                "passphrase",
+                confirm=True,
+            )
+        p = svc.replace_signing_key(args.name, pw, by=by)
+        if pw is not None:
+            pw.wipe()
+        print(
+            f"{p.name} has a new signing key {p.key.key_id if p.key else ''}; "
+            "the old one still verifies older entries"
+        )
+    return 0
+
+
+def cmd_people_replace_totp(args: argparse.Namespace) -> int:
+    with _service(args) as svc:
+        by = _actor(svc, args)
+        pending = svc.begin_totp_replacement(args.name, by=by)
+        try:
+            _show_enrolment(svc, pending)
+            code = _code_input(args.totp_fd, args.name)
+            _clear_terminal()
+            svc.complete_totp_replacement(pending, code, by=by)
+        finally:
+            pending.discard()
+        print(f"{args.name} has a new TOTP secret; the old one no longer works")
+    return 0
+
+
+def cmd_people_disable(args: argparse.Namespace) -> int:
+    with _service(args) as svc:
+        by = _actor(svc, args)
+        svc.disable_person(args.name, by=by, reason=args.reason or "")
+        print(f"{args.name} is disabled; their past entries still verify")
+    return 0
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    with _service(args) as svc:
+        rows = svc.audit_entries(
+            actor=args.actor,
+            action=args.action,
+            outcome=args.outcome,
+            text=args.text or "",
+            last=args.last,
+        )
+        if args.json:
+            for e in rows:
+                print(json.dumps(e, sort_keys=True))
+            return 0
+        for e in rows:
+            print(
+                f"{e['seq']:>7} {e['time'][:19]} {e['actor']:<12} {e['outcome']:<8} "
+                f"{e['action']:<22} {e['subject']}"
+            )
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    with _service(args) as svc:
+        cp = None
+        if args.checkpoint:
+            try:
+                cp = json.loads(Path(args.checkpoint).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise _usage_error(f"cannot read checkpoint {args.checkpoint}: {e}") from None
+        prog = _TermProgress("verifying")
+        res = svc.audit_verify(checkpoint=cp, progress=prog)
+        prog.done()
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "ok": res.ok,
+                        "entries": res.entries,
+                        "head": res.head,
+                        "first_bad": res.first_bad,
+                        "reason": res.reason,
+                        "checkpoint": res.checkpoint,
+                        "keys": res.keys,
+                    }
+                )
+            )
+        else:
+            print(res.summary())
+        return 0 if res.ok else 8
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    with _service(args) as svc:
+        by = _actor(svc, args)
+        cp = svc.audit_checkpoint(by=by)
+        out = Path(args.output)
+        if out.exists() and not args.force:
+            raise _usage_error(f"{out} exists; nothing was written. Use --force to replace it.")
+        out.write_text(json.dumps(cp, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        print(
+            f"checkpoint at entry {cp['seq']} (head {cp['head'][:16]}…) signed by "
+            f"{cp['actor']} written to {out}; keep it outside this home"
+        )
+    return 0
+
+
+def cmd_demo_codes(args: argparse.Namespace) -> int:
+    with _service(args) as svc:
+        for name, code, left in svc.demo_codes():
+            print(f"{name:<12} {code}   ({left:2d} s left)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.action == "codes":
+        return cmd_demo_codes(args)
     from custodian.demo import build_demo
 
     if not args.home:
@@ -218,6 +498,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"{sum(len(k.versions) for k in st.keks)} KEK versions"
         )
         print(f"open it with: {PROG} --home {st.home}")
+        print(
+            f"sample people: {', '.join(p.name for p in svc.people())}; "
+            f"their codes: {PROG} --home {st.home} demo codes"
+        )
     return 0
 
 
@@ -284,6 +568,87 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_kek_list)
 
+    def acting(s: argparse.ArgumentParser, required: bool = True) -> None:
+        s.add_argument(
+            "--as",
+            dest="as_",
+            metavar="NAME",
+            required=required,
+            help="who is acting (their signing key signs the audit entry)",
+        )
+        s.add_argument(
+            "--passphrase-fd",
+            type=int,
+            metavar="N",
+            help="read the acting person's passphrase from file descriptor N",
+        )
+
+    ppl = sub.add_parser("people", help="people, roles, signing keys and TOTP").add_subparsers(
+        dest="people_command", metavar="COMMAND", required=True
+    )
+    s = ppl.add_parser("list", help="who is enrolled")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_people_list)
+    s = ppl.add_parser("enrol", help="enrol a person (the first custodian needs no --as)")
+    s.add_argument("name")
+    s.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=["custodian", "operator", "auditor"],
+        help="repeat for several",
+    )
+    s.add_argument(
+        "--service",
+        action="store_true",
+        help="a service identity for cron (operator only, no TOTP, passphrase optional)",
+    )
+    s.add_argument(
+        "--new-passphrase-fd",
+        type=int,
+        metavar="N",
+        help="read the new person's passphrase from file descriptor N",
+    )
+    s.add_argument("--totp-fd", type=int, metavar="N", help="read the first code from fd N")
+    acting(s, required=False)
+    s.set_defaults(func=cmd_people_enrol)
+    s = ppl.add_parser("replace-key", help="give a person a new signing key")
+    s.add_argument("name")
+    s.add_argument("--new-passphrase-fd", type=int, metavar="N")
+    acting(s)
+    s.set_defaults(func=cmd_people_replace_key)
+    s = ppl.add_parser("replace-totp", help="give a person a new TOTP secret")
+    s.add_argument("name")
+    s.add_argument("--totp-fd", type=int, metavar="N", help="read the first new code from fd N")
+    acting(s)
+    s.set_defaults(func=cmd_people_replace_totp)
+    s = ppl.add_parser("disable", help="disable a person (their old entries still verify)")
+    s.add_argument("name")
+    s.add_argument("--reason")
+    acting(s)
+    s.set_defaults(func=cmd_people_disable)
+
+    au = sub.add_parser("audit", help="the signed audit log").add_subparsers(
+        dest="audit_command", metavar="COMMAND", required=True
+    )
+    s = au.add_parser("show", help="entries, newest last")
+    s.add_argument("--actor")
+    s.add_argument("--action", help="action or its prefix, e.g. person. or backup.encrypt")
+    s.add_argument("--outcome", choices=["ok", "refused"])
+    s.add_argument("--text", help="subject or details containing TEXT")
+    s.add_argument("--last", type=int, metavar="N", help="only the newest N")
+    s.add_argument("--json", action="store_true", help="the entries as stored (JSON Lines)")
+    s.set_defaults(func=cmd_audit_show)
+    s = au.add_parser("verify", help="check chain, signatures, gaps and a checkpoint (offline)")
+    s.add_argument("--checkpoint", metavar="FILE", help="a checkpoint exported earlier")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_audit_verify)
+    s = au.add_parser("checkpoint", help="export a signed checkpoint of the log's head")
+    s.add_argument("-o", "--output", required=True, metavar="FILE")
+    s.add_argument("--force", action="store_true")
+    acting(s)
+    s.set_defaults(func=cmd_audit_checkpoint)
+
     bk = sub.add_parser("backup", help="encrypted backups").add_subparsers(
         dest="backup_command", metavar="COMMAND", required=True
     )
@@ -294,6 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--label", help="label in the catalog (default: the source's file name)")
     s.add_argument("--force", action="store_true", help="replace DST if it exists")
     s.add_argument("--json", action="store_true", help="print the catalog record as JSON")
+    acting(s)
     s.set_defaults(func=cmd_backup_encrypt)
     s = bk.add_parser("list", help="backups in the catalog")
     s.add_argument("--filter", metavar="TEXT", help="only labels or ids containing TEXT")
@@ -309,9 +675,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = bk.add_parser("import", help="register containers made elsewhere")
     s.add_argument("files", metavar="FILE", nargs="+")
     s.add_argument("--label", help="label in the catalog (default: the file name)")
+    acting(s)
     s.set_defaults(func=cmd_backup_import)
 
-    s = sub.add_parser("demo", help="build a demo home (local backend, sample backups)")
+    s = sub.add_parser("demo", help="build a demo home, or show its people's TOTP codes")
+    s.add_argument(
+        "action",
+        nargs="?",
+        choices=["build", "codes"],
+        default="build",
+        help="build (default): a new demo home at --home; codes: current codes",
+    )
     s.add_argument("--backups", type=int, default=1000, help="how many sample backups")
     s.set_defaults(func=cmd_demo)
 

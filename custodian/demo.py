@@ -13,7 +13,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from custodian import people as P
+from custodian.secret import SecretBytes
 from custodian.service import Service
+
+# Sample people. The README gives these passphrases; `custodian demo codes`
+# shows their current TOTP codes (on a demo home only).
+PEOPLE: list[tuple[str, tuple[str, ...], str | None]] = [
+    ("alice", ("custodian",), "alice-demo-passphrase"),
+    ("bob", ("custodian",), "bob-demo-passphrase"),
+    ("oscar", ("operator",), "oscar-demo-passphrase"),
+    ("audrey", ("auditor",), "audrey-demo-passphrase"),
+    ("backup-bot", ("operator",), None),  # a service identity, as a cron job would use
+]
 
 SYSTEMS = [
     "pg-orders",
@@ -49,6 +61,18 @@ def build_demo(
     """Create the demo home at ``home`` and fill it."""
     svc = Service.init(home, keyring_backend="home-file", demo=True)
     try:
+        first = None
+        for name, roles, phrase in PEOPLE:
+            pw = SecretBytes(phrase.encode(), "passphrase") if phrase else None
+            pending = svc.begin_enrolment(
+                name, roles, passphrase=pw, by=first, service=phrase is None
+            )
+            code = P.hotp(pending.totp, P.current_step()) if pending.totp else None
+            svc.complete_enrolment(pending, code, by=first)
+            if first is None:
+                first = svc.unlock(name, pw)
+        assert first is not None
+        bot = svc.unlock("backup-bot", None)
         rng = random.Random(seed)  # noqa: S311  (sample content only; keys use os.urandom)
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=180)
         step = timedelta(days=180) / max(backups, 1)
@@ -56,7 +80,7 @@ def build_demo(
         out = svc.home.backups
         for i in range(backups):
             if i == first_version:
-                svc.add_kek_version(svc.config.default_kek)
+                svc.add_kek_version(svc.config.default_kek, by=first)
             day = start + step * i
             system = SYSTEMS[i % len(SYSTEMS)]
             label = f"{system}-{day:%Y%m%d-%H%M}.sql"
@@ -64,6 +88,7 @@ def build_demo(
             svc.encrypt_backup(
                 io.BytesIO(data),
                 out / f"{label}.cbk",
+                by=bot,
                 label=label,
                 created_at=day.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
             )

@@ -21,6 +21,7 @@ CATALOG_NAME = "catalog.db"
 SEALED_DIR = "sealed"
 KEYRING_DIR = "keyring"
 BACKUPS_DIR = "backups"
+AUDIT_DIR = "audit"
 
 
 def default_home() -> Path:
@@ -53,6 +54,10 @@ class Home:
         return self.path / KEYRING_DIR
 
     @property
+    def audit(self) -> Path:
+        return self.path / AUDIT_DIR
+
+    @property
     def backups(self) -> Path:
         return self.path / BACKUPS_DIR
 
@@ -76,7 +81,7 @@ class Home:
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(self.path, 0o700)
-            for sub in (self.sealed, self.backups):
+            for sub in (self.sealed, self.backups, self.audit):
                 sub.mkdir(mode=0o700, exist_ok=True)
         finally:
             os.umask(old)
@@ -106,7 +111,7 @@ class Home:
 
     def _walk(self) -> list[Path]:
         out = [self.path]
-        for sub in (self.sealed, self.keyring_dir):
+        for sub in (self.sealed, self.keyring_dir, self.audit):
             if sub.is_dir():
                 out.append(sub)
                 out.extend(sub.iterdir())

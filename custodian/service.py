@@ -8,15 +8,21 @@ progress in its own way.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from custodian import people as P
+from custodian.audit import AuditError, AuditLog, VerifyResult
 from custodian.backends.base import DekRef, Health, KekBackend
-from custodian.catalog import Backup, Catalog, Kek, KekVersion, utcnow
+from custodian.catalog import Backup, Catalog, Kek, KekVersion, Person, utcnow
 from custodian.config import DEFAULT_SUITE, SUITES, Config, Policy
 from custodian.errors import (
     BackendError,
@@ -28,6 +34,7 @@ from custodian.errors import (
 )
 from custodian.home import Home
 from custodian.keystore import Keyring, SealedStore, ksk_check_value
+from custodian.people import Actor, AuthError
 from custodian.secret import SecretBytes, new_dek
 
 if TYPE_CHECKING:
@@ -38,6 +45,47 @@ if TYPE_CHECKING:
 DEFAULT_CHUNK = 1024 * 1024  # custodian.container.DEFAULT_CHUNK, checked by a test
 
 Progress = Callable[[int, int], None]
+HOME = "home"  # the home's own identity: signs init, bootstrap enrolment, refused sign-ins
+HOME_KEY = "home/signing-key"
+
+
+@dataclass
+class PendingEnrolment:
+    """An enrolment (or TOTP replacement) waiting for its first code.
+
+    Holds the TOTP secret and the new key blob in memory only; nothing is
+    stored until :meth:`Service.complete_enrolment` accepts a code.
+    """
+
+    name: str
+    roles: tuple[str, ...]
+    kind: str
+    by: str
+    key: P.NewKey | None
+    totp: SecretBytes | None
+    replace_totp: bool = False
+
+    def __repr__(self) -> str:
+        return f"<PendingEnrolment {self.name} roles={self.roles} [secrets redacted]>"
+
+    __str__ = __repr__
+
+    def uri(self, home_label: str) -> str:
+        """The otpauth:// URI (holds the TOTP secret: show it, never log it)."""
+        if self.totp is None:
+            return ""
+        return P.provisioning_uri(self.totp, self.name, home_label)
+
+    def qr(self, home_label: str) -> list[str]:
+        return P.qr_lines(self.uri(home_label)) if self.totp is not None else []
+
+    def secret_b32(self) -> str:
+        return P.totp_b32(self.totp) if self.totp is not None else ""
+
+    def discard(self) -> None:
+        if self.totp is not None:
+            self.totp.wipe()
+        self.key = None
 
 
 @dataclass(frozen=True)
@@ -61,8 +109,10 @@ class Service:
         self.catalog = catalog
         self.keyring = Keyring(config.keyring_backend, home.keyring_dir, config.home_id)
         self.sealed = SealedStore(home.sealed)
+        self.audit = AuditLog(home.audit)
         self._ksk: SecretBytes | None = None
         self._backends: dict[str, KekBackend] = {}
+        self._home: Actor | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -104,7 +154,10 @@ class Service:
                 catalog.set_meta("ksk_check", ksk_check_value(ksk))
                 catalog.set_meta("created_at", utcnow())
             svc._ksk = ksk
-            svc.create_kek(kek, suite=suite, purpose="default KEK for backups")
+            svc._genesis()
+            svc.create_kek(
+                kek, by=svc._home_actor(), suite=suite, purpose="default KEK for backups"
+            )
             cfg.save(h.config)  # written last: its presence marks a complete home
         except BaseException:
             _remove_partial_home(h)
@@ -112,6 +165,9 @@ class Service:
         return svc
 
     def close(self) -> None:
+        if self._home is not None:
+            self._home.forget()
+            self._home = None
         for b in self._backends.values():
             close = getattr(b, "close", None)
             if close is not None:
@@ -136,6 +192,142 @@ class Service:
                 raise CustodianError("the catalog has no root-key check value; it is damaged.")
             self._ksk = self.keyring.load_ksk(check)
         return self._ksk
+
+    # ------------------------------------------------------------ audit plumbing
+
+    def _genesis(self) -> None:
+        """Make the home's own signing key and write the first audit entry."""
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        key = ed25519.Ed25519PrivateKey.generate()
+        pub = key.public_key().public_bytes_raw()
+        kid = P.key_id(pub)
+        with SecretBytes(key.private_bytes_raw(), "home key") as raw:
+            self.sealed.seal(self._load_ksk(), HOME_KEY, raw)
+        self._home = Actor(HOME, (), kid, key)
+        with self.catalog.transaction():
+            self.catalog.add_person(HOME, (), "home")
+            self.catalog.add_signing_key(HOME, kid, pub, "sealed")
+            self._record(
+                self._home,
+                "home.init",
+                f"home:{self.config.home_id}",
+                details={
+                    "home_id": self.config.home_id,
+                    "key_id": kid,
+                    "public_key": base64.b64encode(pub).decode(),
+                    "keyring": self.config.keyring_backend,
+                    "policy": _policy_dict(self.config.policy),
+                },
+            )
+
+    def _home_actor(self) -> Actor:
+        """The home's identity (needs the KSK): init, bootstrap, refusals of unknown people."""
+        if self._home is None:
+            from cryptography.hazmat.primitives.asymmetric import ed25519
+
+            p = self.catalog.person(HOME)
+            k = p.key
+            if k is None:
+                raise AuditError("the home's signing key is missing from the catalog.")
+            with self.sealed.unseal(self._load_ksk(), HOME_KEY) as raw:
+                key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(raw.reveal()))
+            self._home = Actor(HOME, (), k.key_id, key)
+        return self._home
+
+    def _record(
+        self,
+        actor: Actor,
+        action: str,
+        subject: str,
+        outcome: str = "ok",
+        details: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return self.audit.append(
+            actor=actor.name,
+            key_id=actor.key_id,
+            sign=actor.sign,
+            action=action,
+            subject=subject,
+            outcome=outcome,
+            details=details,
+        )
+
+    def _record_refusal(
+        self,
+        actor: Actor | None,
+        action: str,
+        subject: str,
+        reason: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Best effort: a refusal changes nothing, so failing to log it must not hide it."""
+        try:
+            signer = actor if actor is not None and actor._key is not None else self._home_actor()
+            self._record(signer, action, subject, "refused", {**(details or {}), "reason": reason})
+        except CustodianError:
+            pass
+
+    @contextmanager
+    def _audited(
+        self, actor: Actor, action: str, subject: str, details: dict[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """One catalog transaction whose audit entry is fsynced before it commits.
+
+        If the body raises a CustodianError the transaction rolls back and a
+        refusal is logged; if the audit entry cannot be written, the action
+        rolls back and the caller gets an AuditError.
+        """
+        d: dict[str, Any] = dict(details or {})
+        try:
+            with self.catalog.transaction():
+                yield d
+                self._record(actor, action, subject, "ok", d)
+        except AuditError:
+            raise
+        except CustodianError as e:
+            self._record_refusal(actor, action, subject, str(e), d)
+            raise
+
+    def _require(
+        self, actor: Actor, role: str | None, action: str, subject: str, *, allow_home: bool = False
+    ) -> None:
+        """Refuse (and log) an actor who is disabled, replaced, or lacks the role."""
+        if actor.name == HOME:
+            if allow_home:
+                return
+            reason = "the home identity cannot do this"
+        else:
+            try:
+                p = self.catalog.person(actor.name)
+            except NotFoundError:
+                p = None
+            cur = p.key if p is not None else None
+            signer: Actor | None = None  # a stale key must not sign: the home key does
+            if p is None or not p.active:
+                reason = f"{actor.name} is not an active person in this home"
+            elif cur is None or cur.key_id != actor.key_id:
+                reason = f"{actor.name}'s signing key was replaced; sign in again"
+            elif role is not None and not p.has(role):
+                reason = f"{actor.name} does not hold the {role} role"
+                signer = actor
+            else:
+                return
+            self._record_refusal(signer, action, subject, reason, {"claimed_actor": actor.name})
+            raise AuthError(f"{reason}; nothing was done.")
+        self._record_refusal(None, action, subject, reason)
+        raise AuthError(f"{reason}; nothing was done.")
+
+    def _hmac(self, value: str) -> str:
+        """A keyed HMAC standing in the log for a value that is itself sensitive."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"custodian audit hmac v1"
+        ).derive(bytes(self._load_ksk().reveal()))
+        kid = hmac.new(key, b"key id", hashlib.sha256).hexdigest()[:16]
+        return f"hmac-sha256:{kid}:{hmac.new(key, value.encode(), hashlib.sha256).hexdigest()}"
 
     def backend(self, name: str) -> KekBackend:
         if name not in self._backends:
@@ -172,9 +364,16 @@ class Service:
         return self.catalog.kek(name)
 
     def create_kek(
-        self, name: str, *, backend: str = "local", suite: str | None = None, purpose: str = ""
+        self,
+        name: str,
+        *,
+        by: Actor,
+        backend: str = "local",
+        suite: str | None = None,
+        purpose: str = "",
     ) -> Kek:
         suite = suite or self.config.default_suite
+        self._require(by, "custodian", "kek.create", f"kek:{name}", allow_home=True)
         from custodian.container import KEK_NAME_RE
 
         if not KEK_NAME_RE.match(name):
@@ -185,23 +384,31 @@ class Service:
         if suite not in SUITES:
             raise CustodianError(f"unknown suite {suite!r}; use one of {', '.join(SUITES)}.")
         be = self.backend(backend)
-        with self.catalog.transaction():
+        with self._audited(
+            by,
+            "kek.create",
+            f"kek:{name}",
+            {"backend": backend, "suite": suite, "purpose": purpose},
+        ) as d:
             self.catalog.add_kek(name, backend, suite, purpose)
             mat = be.create_version(name, suite, 1)
             self.catalog.add_kek_version(name, 1, mat.fingerprint, mat.public_key)
+            d.update(version=1, fingerprint=mat.fingerprint)
         return self.catalog.kek(name)
 
-    def add_kek_version(self, name: str) -> KekVersion:
+    def add_kek_version(self, name: str, *, by: Actor) -> KekVersion:
         """Create the next version of a KEK; from now on it wraps every new DEK.
 
         Rewrapping the DEKs under older versions is the rotation job's work.
         """
+        self._require(by, "custodian", "kek.version.create", f"kek:{name}")
         kek = self.catalog.kek(name)
         be = self.backend(kek.backend)
         version = kek.current_version + 1
-        with self.catalog.transaction():
+        with self._audited(by, "kek.version.create", f"kek:{name}", {"version": version}) as d:
             mat = be.create_version(name, kek.suite, version)
             self.catalog.add_kek_version(name, version, mat.fingerprint, mat.public_key)
+            d["fingerprint"] = mat.fingerprint
         return self.catalog.kek_version(name, version)
 
     # ------------------------------------------------------------ backups
@@ -211,6 +418,7 @@ class Service:
         src: Path | BinaryIO,
         dst: Path,
         *,
+        by: Actor,
         kek: str | None = None,
         label: str | None = None,
         force: bool = False,
@@ -226,6 +434,7 @@ class Service:
         """
         from custodian import container
 
+        self._require(by, "operator", "backup.encrypt", f"file:{Path(dst).name}")
         k = self.catalog.kek(kek or self.config.default_kek)
         version = k.current_version
         be = self.backend(k.backend)
@@ -278,7 +487,7 @@ class Service:
             chunk_size=chunk_size,
         )
         try:
-            with self.catalog.transaction():
+            with self._audited(by, "backup.encrypt", f"backup:{b.id}", _backup_details(b)):
                 self.catalog.add_backups([b])
         except BaseException:
             dst.unlink(missing_ok=True)  # never leave a container the catalog does not know
@@ -313,7 +522,7 @@ class Service:
             progress=step,
         )
 
-    def import_backup(self, path: Path, *, label: str | None = None) -> Backup:
+    def import_backup(self, path: Path, *, by: Actor, label: str | None = None) -> Backup:
         """Register a container made elsewhere (or a catalog rebuilt from containers).
 
         The header is parsed and its KEK reference must name a version this home
@@ -323,6 +532,7 @@ class Service:
         from custodian import container
 
         path = Path(path).absolute()
+        self._require(by, "operator", "backup.import", f"file:{path.name}")
         if not path.is_file():
             raise NotFoundError(f"{path} is not a readable file; nothing was imported.")
         import hashlib
@@ -370,7 +580,7 @@ class Service:
             wrapped_dek=header.wrapped_dek,
             chunk_size=header.chunk_size,
         )
-        with self.catalog.transaction():
+        with self._audited(by, "backup.import", f"backup:{b.id}", _backup_details(b)):
             self.catalog.add_backups([b])
         return b
 
@@ -406,6 +616,341 @@ class Service:
 
     def backup_count(self) -> int:
         return self.catalog.backup_count()
+
+    # ------------------------------------------------------------ people
+
+    def people(self, *, include_home: bool = False) -> list[Person]:
+        return [p for p in self.catalog.people() if include_home or p.kind != "home"]
+
+    def person(self, name: str) -> Person:
+        return self.catalog.person(name)
+
+    def needs_bootstrap(self) -> bool:
+        """True while no active custodian exists: the home identity may enrol the first."""
+        return not any(p.active and p.has("custodian") for p in self.people())
+
+    def begin_enrolment(
+        self,
+        name: str,
+        roles: list[str] | tuple[str, ...],
+        *,
+        passphrase: SecretBytes | None,
+        by: Actor | None,
+        service: bool = False,
+    ) -> PendingEnrolment:
+        """Prepare a person's keys; nothing is stored until the first code comes back.
+
+        ``by`` is the enrolling custodian; None only while the home has no
+        custodian yet (bootstrap), when the home identity signs the entry.
+        A service identity (``service=True``) holds the operator role only, may
+        have no passphrase, and has no TOTP (it never approves anything).
+        """
+        P.check_name(name)
+        roles = P.check_roles(tuple(roles))
+        actor = self._enroller(by, f"person:{name}")
+        if name == HOME:
+            raise CustodianError(f"{HOME!r} is reserved for the home's own identity.")
+        if any(p.name == name for p in self.catalog.people()):
+            raise ConflictError(f"{name} is already enrolled; nothing was changed.")
+        if service:
+            if roles != ("operator",):
+                raise CustodianError("a service identity holds the operator role only.")
+        elif passphrase is None:
+            raise CustodianError("a person needs a passphrase; only service identities may not.")
+        key = P.new_signing_key(name, passphrase)
+        totp = None if service else P.new_totp_secret()
+        return PendingEnrolment(
+            name, roles, "service" if service else "person", actor.name, key, totp
+        )
+
+    def _enroller(self, by: Actor | None, subject: str) -> Actor:
+        if by is None:
+            if not self.needs_bootstrap():
+                raise AuthError(
+                    "this home has custodians: enrolment needs one of them (--as NAME); "
+                    "nothing was done."
+                )
+            return self._home_actor()
+        self._require(by, "custodian", "person.enrol", subject)
+        return by
+
+    def complete_enrolment(
+        self, pending: PendingEnrolment, code: str | None, *, by: Actor | None
+    ) -> Person:
+        """Check the first code, then store everything and record the enrolment."""
+        actor = self._enroller(by, f"person:{pending.name}")
+        if actor.name != pending.by:
+            raise AuthError("the enrolment was begun by someone else; start again.")
+        step: int | None = None
+        if pending.kind == "person":
+            step = P.match_step(pending.totp, code or "") if pending.totp else None
+            if step is None:
+                raise AuthError(
+                    "that code does not match the new authenticator entry; nothing was "
+                    "enrolled. Check the phone's clock and type the code now shown."
+                )
+        key = pending.key
+        if key is None:
+            raise CustodianError("this enrolment was discarded; start again.")
+        self.keyring.set(f"sign:{pending.name}:{key.key_id}", key.blob)
+        with self._audited(
+            actor,
+            "person.enrol",
+            f"person:{pending.name}",
+            {
+                "roles": list(pending.roles),
+                "kind": pending.kind,
+                "key_id": key.key_id,
+                "public_key": base64.b64encode(key.public_raw).decode(),
+                "protection": "passphrase" if key.blob_protected else "none",
+                "totp": pending.totp is not None,
+            },
+        ):
+            self.catalog.add_person(pending.name, pending.roles, pending.kind)
+            self.catalog.add_signing_key(
+                pending.name,
+                key.key_id,
+                key.public_raw,
+                "passphrase" if key.blob_protected else "none",
+            )
+            if pending.totp is not None:
+                self.sealed.seal(self._load_ksk(), _totp_name(pending.name, 1), pending.totp)
+                self.catalog.set_totp(pending.name, 1)
+                if step is not None:
+                    self.catalog.use_totp_step(pending.name, step)
+        pending.discard()
+        return self.catalog.person(pending.name)
+
+    def replace_signing_key(
+        self, name: str, passphrase: SecretBytes | None, *, by: Actor
+    ) -> Person:
+        """A new signing key for ``name`` (lost passphrase, suspected compromise).
+
+        Done by the person themselves or by a custodian. The old public key
+        stays known so old entries still verify.
+        """
+        subject = f"person:{name}"
+        self._require(by, None if by.name == name else "custodian", "person.key.replace", subject)
+        p = self.catalog.person(name)
+        if p.kind == "person" and passphrase is None:
+            raise CustodianError("a person's signing key needs a passphrase.")
+        old = p.key
+        key = P.new_signing_key(name, passphrase)
+        self.keyring.set(f"sign:{name}:{key.key_id}", key.blob)
+        prot = "passphrase" if key.blob_protected else "none"
+        with self._audited(
+            by,
+            "person.key.replace",
+            subject,
+            {
+                "key_id": key.key_id,
+                "public_key": base64.b64encode(key.public_raw).decode(),
+                "previous_key_id": old.key_id if old else None,
+                "protection": prot,
+            },
+        ):
+            self.catalog.add_signing_key(name, key.key_id, key.public_raw, prot)
+        if by.name == name:
+            by.forget()  # the old key signs nothing more
+        return self.catalog.person(name)
+
+    def begin_totp_replacement(self, name: str, *, by: Actor) -> PendingEnrolment:
+        self._require(
+            by, None if by.name == name else "custodian", "person.totp.replace", f"person:{name}"
+        )
+        p = self.catalog.person(name)
+        if p.kind != "person":
+            raise CustodianError(f"{name} is a service identity and has no TOTP.")
+        return PendingEnrolment(
+            name, p.roles, p.kind, by.name, None, P.new_totp_secret(), replace_totp=True
+        )
+
+    def complete_totp_replacement(
+        self, pending: PendingEnrolment, code: str, *, by: Actor
+    ) -> Person:
+        subject = f"person:{pending.name}"
+        self._require(
+            by, None if by.name == pending.name else "custodian", "person.totp.replace", subject
+        )
+        step = P.match_step(pending.totp, code) if pending.totp else None
+        if step is None or pending.totp is None:
+            raise AuthError(
+                "that code does not match the new authenticator entry; the old "
+                "TOTP secret stays in force. Type the code now shown."
+            )
+        gen = self.catalog.person(pending.name).totp_generation + 1
+        with self._audited(by, "person.totp.replace", subject, {"generation": gen}):
+            self.sealed.seal(self._load_ksk(), _totp_name(pending.name, gen), pending.totp)
+            self.catalog.set_totp(pending.name, gen)
+            self.catalog.use_totp_step(pending.name, step)
+        old = _totp_name(pending.name, gen - 1)
+        if self.sealed.exists(old):
+            self.sealed.destroy(old)
+        pending.discard()
+        return self.catalog.person(pending.name)
+
+    def disable_person(self, name: str, *, by: Actor, reason: str = "") -> Person:
+        subject = f"person:{name}"
+        self._require(by, "custodian", "person.disable", subject)
+        p = self.catalog.person(name)
+        if not p.active:
+            raise ConflictError(f"{name} is already disabled.")
+        others = [q for q in self.people() if q.active and q.has("custodian") and q.name != name]
+        if p.has("custodian") and not others:
+            self._record_refusal(by, "person.disable", subject, "last active custodian")
+            raise CustodianError(
+                f"{name} is the last active custodian; enrol another custodian first."
+            )
+        with self._audited(by, "person.disable", subject, {"reason": reason}):
+            self.catalog.set_person_state(name, "disabled")
+        return self.catalog.person(name)
+
+    # ------------------------------------------------------------ signing in
+
+    def unlock(self, name: str, passphrase: SecretBytes | None) -> Actor:
+        """Unlock a person's signing key (the CLI's --as). Failures are logged."""
+        try:
+            p = self.catalog.person(name)
+        except NotFoundError:
+            self._record_refusal(
+                None, "person.unlock", f"person:{self._hmac(name)}", "no such person"
+            )
+            raise AuthError(f"nobody named {name!r} is enrolled; nothing was done.") from None
+        subject = f"person:{name}"
+        if not p.active or p.kind == "home":
+            self._record_refusal(None, "person.unlock", subject, "person is disabled")
+            raise AuthError(f"{name} is disabled and cannot act; nothing was done.")
+        k = p.key
+        blob = self.keyring.get(f"sign:{name}:{k.key_id}") if k else None
+        if k is None or blob is None:
+            raise AuthError(
+                f"{name}'s signing key is not in this keyring ({self.keyring.description}); "
+                "use the workstation where they enrolled, or have a custodian replace the key."
+            )
+        try:
+            key = P.open_signing_key(name, k.key_id, blob, passphrase)
+        except AuthError as e:
+            self._record_refusal(None, "person.unlock", subject, "wrong passphrase")
+            raise e from None
+        return Actor(name, p.roles, k.key_id, key)
+
+    def check_totp(self, actor: Actor, code: str, action: str = "totp.check") -> int:
+        """Accept ``code`` for ``actor`` once: current step or one either side, never reused.
+
+        Call inside the transaction of the action it confirms, or on its own
+        (the step is then burned at once).
+        """
+        p = self.catalog.person(actor.name)
+        if p.totp_generation == 0:
+            raise AuthError(f"{actor.name} has no TOTP secret (a service identity cannot confirm).")
+        with self.sealed.unseal(self._load_ksk(), _totp_name(actor.name, p.totp_generation)) as s:
+            step = P.match_step(s, code)
+        if step is None:
+            self._record_refusal(actor, action, f"person:{actor.name}", "TOTP code did not match")
+            raise AuthError(
+                "that code is not valid now (mistyped, or older than 30 seconds); nothing was "
+                "done. Type the code your authenticator shows now."
+            )
+        if not self.catalog.use_totp_step(actor.name, step):
+            self._record_refusal(
+                actor, action, f"person:{actor.name}", "TOTP code replayed", {"step": step}
+            )
+            wait = P.TOTP_PERIOD - int(__import__("time").time()) % P.TOTP_PERIOD
+            raise AuthError(
+                "that code was already used (a code counts once); nothing was done. Wait "
+                f"about {wait} s for the next code and try again."
+            )
+        return step
+
+    def sign_in(self, name: str, passphrase: SecretBytes, code: str) -> Actor:
+        """TUI sign-in: passphrase unlocks the key, then a fresh TOTP code."""
+        actor = self.unlock(name, passphrase)
+        if actor.roles == ("operator",) and self.catalog.person(name).kind == "service":
+            raise AuthError(f"{name} is a service identity and cannot sign in.")
+        try:
+            with self.catalog.transaction():
+                step = self.check_totp(actor, code, "person.sign_in")
+                self._record(actor, "person.sign_in", f"person:{name}", details={"step": step})
+        except CustodianError:
+            actor.forget()
+            raise
+        return actor
+
+    def sign_out(self, actor: Actor) -> None:
+        try:
+            self._record(actor, "person.sign_out", f"person:{actor.name}")
+        finally:
+            actor.forget()
+
+    def demo_codes(self) -> list[tuple[str, str, int]]:
+        """Current TOTP codes of every person, on a demo home only: (name, code, seconds left)."""
+        if not self.config.demo:
+            raise AuthError("demo codes exist only on a demo home (custodian demo); refused.")
+        import time
+
+        now = time.time()
+        left = P.TOTP_PERIOD - int(now) % P.TOTP_PERIOD
+        out = []
+        for p in self.people():
+            if p.totp_generation and p.active:
+                with self.sealed.unseal(
+                    self._load_ksk(), _totp_name(p.name, p.totp_generation)
+                ) as s:
+                    out.append((p.name, P.hotp(s, P.current_step(now)), left))
+        return out
+
+    # ------------------------------------------------------------ audit
+
+    def audit_entries(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        text: str = "",
+        last: int | None = None,
+    ) -> list[dict[str, Any]]:
+        out = []
+        for e in self.audit.entries():
+            if "_malformed" in e:
+                continue
+            if actor and e.get("actor") != actor:
+                continue
+            if action and not str(e.get("action", "")).startswith(action):
+                continue
+            if outcome and e.get("outcome") != outcome:
+                continue
+            if (
+                text
+                and text.lower()
+                not in (str(e.get("subject", "")) + " " + str(e.get("details", ""))).lower()
+            ):
+                continue
+            out.append(e)
+        return out[-last:] if last else out
+
+    def audit_verify(
+        self,
+        *,
+        checkpoint: dict[str, Any] | None = None,
+        progress: Progress | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> VerifyResult:
+        from custodian.audit import verify
+
+        return verify(self.audit, checkpoint=checkpoint, progress=progress, cancelled=cancelled)
+
+    def audit_checkpoint(self, *, by: Actor) -> dict[str, Any]:
+        """A signed statement of the log's head, to keep outside the home."""
+        from custodian.audit import checkpoint_body, sign_checkpoint
+
+        self._require(by, None, "audit.checkpoint", "audit")
+        seq, head = self.audit.head()
+        cp = sign_checkpoint(
+            checkpoint_body(self.config.home_id, seq, head, by.name, by.key_id), by.sign
+        )
+        self._record(by, "audit.checkpoint", "audit", details={"seq": seq, "head": head})
+        return cp
 
     # ------------------------------------------------------------ decryption (core only)
 
@@ -459,6 +1004,26 @@ class Service:
 
                 container.write_new_file(Path(target), force, fill)
         return out[0]
+
+
+def _totp_name(person: str, generation: int) -> str:
+    return f"totp/{person}/g{generation}"
+
+
+def _policy_dict(p: Policy) -> dict[str, int]:
+    return {k: int(getattr(p, k)) for k in Policy.__dataclass_fields__}
+
+
+def _backup_details(b: Backup) -> dict[str, Any]:
+    return {
+        "label": b.label,
+        "size": b.size,
+        "container_size": b.container_size,
+        "container_sha256": b.container_sha256,
+        "location": b.location,
+        "kek": b.kek,
+        "kek_version": b.kek_version,
+    }
 
 
 def _remove_partial_home(h: Home) -> None:

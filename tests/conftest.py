@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from custodian import people as P
+from custodian.people import Actor
+from custodian.secret import SecretBytes
 from custodian.service import Service
 
 
@@ -18,6 +22,68 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    # scrypt at full cost (2**15) takes 0.1 s a call; the format carries the cost,
+    # so in-process tests use a cheaper one. Subprocess tests use the real cost.
+    monkeypatch.setattr(P, "SCRYPT_LOG_N", 10)
+
+
+@dataclass
+class Enrolled:
+    name: str
+    passphrase: str
+    totp: SecretBytes | None
+
+    def code(self, step_offset: int = 0) -> str:
+        assert self.totp is not None
+        return P.hotp(self.totp, P.current_step() + step_offset)
+
+
+def enrol(
+    svc: Service,
+    name: str,
+    roles: tuple[str, ...],
+    by: Actor | None,
+    *,
+    service: bool = False,
+    passphrase: str | None = None,
+) -> Enrolled:
+    """Enrol someone the way the ceremony does, keeping their TOTP secret for the test."""
+    phrase = None if service else (passphrase or f"{name}-test-passphrase")
+    pw = SecretBytes(phrase.encode()) if phrase else None
+    pending = svc.begin_enrolment(name, roles, passphrase=pw, by=by, service=service)
+    secret = SecretBytes(bytes(pending.totp.reveal())) if pending.totp else None
+    code = P.hotp(secret, P.current_step()) if secret else None
+    svc.complete_enrolment(pending, code, by=by)
+    return Enrolled(name, phrase or "", secret)
+
+
+def unlock(svc: Service, who: Enrolled) -> Actor:
+    return svc.unlock(who.name, SecretBytes(who.passphrase.encode()) if who.passphrase else None)
+
+
+@dataclass
+class Cast:
+    """The people of a test home: two custodians, an operator, an auditor, a cron bot."""
+
+    alice: Enrolled
+    bob: Enrolled
+    oscar: Enrolled
+    audrey: Enrolled
+    bot: Enrolled
+
+
+def _make(home: Path, suite: str) -> tuple[Service, Cast]:
+    s = Service.init(home, keyring_backend="home-file", suite=suite)
+    alice = enrol(s, "alice", ("custodian",), None)
+    a = unlock(s, alice)
+    cast = Cast(
+        alice=alice,
+        bob=enrol(s, "bob", ("custodian",), a),
+        oscar=enrol(s, "oscar", ("operator",), a),
+        audrey=enrol(s, "audrey", ("auditor",), a),
+        bot=enrol(s, "bot", ("operator",), a, service=True),
+    )
+    return s, cast
 
 
 @pytest.fixture
@@ -26,15 +92,36 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def svc(home: Path) -> Iterator[Service]:
-    s = Service.init(home, keyring_backend="home-file", suite="x25519")
-    yield s
+def home_and_cast(home: Path) -> Iterator[tuple[Service, Cast]]:
+    s, cast = _make(home, "x25519")
+    yield s, cast
     s.close()
 
 
 @pytest.fixture
+def svc(home_and_cast: tuple[Service, Cast]) -> Service:
+    return home_and_cast[0]
+
+
+@pytest.fixture
+def cast(home_and_cast: tuple[Service, Cast]) -> Cast:
+    return home_and_cast[1]
+
+
+@pytest.fixture
+def bot(svc: Service, cast: Cast) -> Actor:
+    """The cron service identity: an operator with no passphrase."""
+    return unlock(svc, cast.bot)
+
+
+@pytest.fixture
+def alice(svc: Service, cast: Cast) -> Actor:
+    return unlock(svc, cast.alice)
+
+
+@pytest.fixture
 def hybrid_svc(tmp_path: Path) -> Iterator[Service]:
-    s = Service.init(tmp_path / "hhome", keyring_backend="home-file")
+    s, _ = _make(tmp_path / "hhome", "mlkem768-x25519")
     yield s
     s.close()
 

@@ -34,6 +34,8 @@ def cli_home(tmp_path: Path) -> Path:
     r = run("--home", str(h), "init", "--keyring", "home-file", "--suite", "x25519")
     assert r.returncode == 0, r.stderr
     assert b"fingerprint" in r.stdout
+    r = run("--home", str(h), "people", "enrol", "bot", "--role", "operator", "--service")
+    assert r.returncode == 0, r.stderr
     return h
 
 
@@ -55,6 +57,8 @@ def test_encrypt_from_a_pipe_list_and_json(cli_home: Path, tmp_path: Path) -> No
         "--label",
         "nightly",
         "--json",
+        "--as",
+        "bot",
         stdin=b"pg_dump output\n" * 1000,
     )
     assert r.returncode == 0, r.stderr
@@ -79,7 +83,7 @@ def test_failures_are_one_line_with_a_status(cli_home: Path, tmp_path: Path) -> 
     src.write_bytes(b"data")
     dst = tmp_path / "exists.cbk"
     dst.write_bytes(b"keep")
-    r = run("--home", str(cli_home), "backup", "encrypt", str(src), str(dst))
+    r = run("--home", str(cli_home), "backup", "encrypt", str(src), str(dst), "--as", "bot")
     assert r.returncode == 2
     assert r.stderr.count(b"\n") == 1 and b"--force" in r.stderr and b"Traceback" not in r.stderr
     assert dst.read_bytes() == b"keep"
@@ -89,7 +93,7 @@ def test_failures_are_one_line_with_a_status(cli_home: Path, tmp_path: Path) -> 
 
     junk = tmp_path / "junk"
     junk.write_bytes(b"\x00" * 100)
-    r = run("--home", str(cli_home), "backup", "import", str(junk))
+    r = run("--home", str(cli_home), "backup", "import", str(junk), "--as", "bot")
     assert r.returncode == 6 and b"not a custodian backup container" in r.stderr
 
     os.chmod(cli_home, 0o750)
@@ -99,8 +103,8 @@ def test_failures_are_one_line_with_a_status(cli_home: Path, tmp_path: Path) -> 
 
 def test_import_registers_a_container(cli_home: Path, tmp_path: Path) -> None:
     dst = tmp_path / "a.cbk"
-    run("--home", str(cli_home), "backup", "encrypt", "-", str(dst), stdin=b"abc")
-    r = run("--home", str(cli_home), "backup", "import", str(dst))
+    run("--home", str(cli_home), "backup", "encrypt", "-", str(dst), "--as", "bot", stdin=b"abc")
+    r = run("--home", str(cli_home), "backup", "import", str(dst), "--as", "bot")
     assert r.returncode == 2 and b"already in the catalog" in r.stderr
 
 
@@ -134,3 +138,151 @@ def test_kek_list_does_not_import_textual(cli_home: Path) -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def _enrol_person(
+    home: Path, name: str, role: str, passphrase: bytes, as_: tuple[str, bytes] | None = None
+) -> str:
+    """Enrol through the CLI as a script would: passphrases and the code on pipes.
+
+    Reads the secret the CLI shows, computes the current code from it like an
+    authenticator app, and returns the base32 secret.
+    """
+    import base64
+    import time
+
+    from custodian import people as P
+    from custodian.secret import SecretBytes
+
+    pw_r, pw_w = os.pipe()
+    code_r, code_w = os.pipe()
+    os.write(pw_w, passphrase + b"\n")
+    os.close(pw_w)
+    args = [
+        EXE,
+        "--home",
+        str(home),
+        "people",
+        "enrol",
+        name,
+        "--role",
+        role,
+        "--new-passphrase-fd",
+        str(pw_r),
+        "--totp-fd",
+        str(code_r),
+    ]
+    fds = [pw_r, code_r]
+    if as_ is not None:
+        as_r, as_w = os.pipe()
+        os.write(as_w, as_[1] + b"\n")
+        os.close(as_w)
+        args += ["--as", as_[0], "--passphrase-fd", str(as_r)]
+        fds.append(as_r)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, pass_fds=fds
+    )
+    for fd in fds:
+        os.close(fd)
+    assert proc.stdout is not None
+    secret = ""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline().decode()
+        if line.strip().startswith("secret:"):
+            secret = line.split(":", 1)[1].strip()
+            break
+        assert line, proc.stderr.read() if proc.stderr else ""
+    raw = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    os.write(code_w, P.hotp(SecretBytes(raw), P.current_step()).encode() + b"\n")
+    os.close(code_w)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert b"enrolled " + name.encode() in out
+    return secret
+
+
+def test_enrolment_sign_in_failures_and_verified_audit(cli_home: Path, tmp_path: Path) -> None:
+    _enrol_person(cli_home, "alice", "custodian", b"alice passphrase")
+    # once a custodian exists, enrolment needs one of them
+    r = run("--home", str(cli_home), "people", "enrol", "eve", "--role", "custodian", "--service")
+    assert r.returncode != 0
+    _enrol_person(
+        cli_home, "bob", "custodian", b"bob passphrase", as_=("alice", b"alice passphrase")
+    )
+    r = run("--home", str(cli_home), "people", "list", "--json")
+    assert {p["name"] for p in json.loads(r.stdout)} == {"alice", "bob", "bot"}
+
+    # a wrong passphrase is refused, said in one line, and logged as refused
+    rfd, wfd = os.pipe()
+    os.write(wfd, b"not alice's\n")
+    os.close(wfd)
+    r = subprocess.run(
+        [
+            EXE,
+            "--home",
+            str(cli_home),
+            "audit",
+            "checkpoint",
+            "-o",
+            str(tmp_path / "cp.json"),
+            "--as",
+            "alice",
+            "--passphrase-fd",
+            str(rfd),
+        ],
+        capture_output=True,
+        pass_fds=[rfd],
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    os.close(rfd)
+    assert r.returncode == 7 and b"wrong passphrase" in r.stderr
+    assert b"alice passphrase" not in r.stderr
+    r = run("--home", str(cli_home), "audit", "show", "--outcome", "refused", "--json")
+    refused = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [e["action"] for e in refused][-1] == "person.unlock"
+    assert "passphrase" not in json.dumps(refused[-1]["details"]).replace("wrong passphrase", "")
+
+    # a checkpoint by alice, then verify against it
+    rfd, wfd = os.pipe()
+    os.write(wfd, b"alice passphrase\n")
+    os.close(wfd)
+    r = subprocess.run(
+        [
+            EXE,
+            "--home",
+            str(cli_home),
+            "audit",
+            "checkpoint",
+            "-o",
+            str(tmp_path / "cp.json"),
+            "--as",
+            "alice",
+            "--passphrase-fd",
+            str(rfd),
+        ],
+        capture_output=True,
+        pass_fds=[rfd],
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    os.close(rfd)
+    assert r.returncode == 0, r.stderr
+    r = run("--home", str(cli_home), "audit", "verify", "--checkpoint", str(tmp_path / "cp.json"))
+    assert r.returncode == 0, r.stdout
+    assert b"checkpoint at entry" in r.stdout
+
+    # cut the newest entries off: verify with the checkpoint says so and exits non-zero
+    seg = sorted((cli_home / "audit").glob("segment-*.jsonl"))[-1]
+    lines = seg.read_bytes().splitlines(keepends=True)
+    seg.write_bytes(b"".join(lines[:-3]))
+    r = run("--home", str(cli_home), "audit", "verify")
+    assert r.returncode == 0  # without a checkpoint a cut tail cannot be seen...
+    r = run("--home", str(cli_home), "audit", "verify", "--checkpoint", str(tmp_path / "cp.json"))
+    assert r.returncode == 8 and b"cut" in r.stdout  # ...with one it is
+
+
+def test_demo_codes_only_on_a_demo_home(cli_home: Path) -> None:
+    r = run("--home", str(cli_home), "demo", "codes")
+    assert r.returncode == 7 and b"demo home" in r.stderr

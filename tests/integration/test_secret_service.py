@@ -14,7 +14,9 @@ SCRIPT = """
 set -e
 printf 'unlock-for-test' | gnome-keyring-daemon --unlock --components=secrets >/dev/null
 "$BIN/custodian" --home "$H" init --suite x25519
-printf 'secret payload' | "$BIN/custodian" --home "$H" backup encrypt - "$H/x.cbk"
+"$BIN/custodian" --home "$H" people enrol bot --role operator --service
+printf 'secret payload' | "$BIN/custodian" --home "$H" backup encrypt - "$H/x.cbk" --as bot
+"$BIN/custodian" --home "$H" audit verify
 "$BIN/python" - <<'PY'
 import os
 from pathlib import Path
@@ -52,6 +54,7 @@ def test_root_key_round_trips_through_gnome_keyring(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     assert "keyring: keyring.backends.SecretService.Keyring" in r.stdout
     assert "plaintext: secret payload" in r.stdout
+    assert "audit log verified: 4 entries" in r.stdout  # init, KEK, enrolment, encrypt
     # the root key is in the Secret Service's store, not in the home
     assert not (tmp_path / "home" / "keyring").exists()
     assert list((tmp_path / "data" / "keyrings").iterdir())

@@ -15,6 +15,7 @@ from custodian.backends.local import KEMS
 from custodian.errors import UnwrapError
 from custodian.secret import SecretBytes, new_dek
 from custodian.service import Service
+from tests.conftest import enrol, unlock
 
 
 def test_secret_bytes_never_prints_and_wipes() -> None:
@@ -38,6 +39,7 @@ def test_new_dek_is_256_bits_and_fresh() -> None:
 @pytest.mark.parametrize("suite", sorted(KEMS))
 def test_each_suite_wraps_with_public_key_and_binds_context(tmp_path: Path, suite: str) -> None:
     svc = Service.init(tmp_path / suite, keyring_backend="home-file", suite=suite)
+    alice = unlock(svc, enrol(svc, "alice", ("custodian",), None))
     be = svc.backend("local")
     bid, other = str(uuid.uuid4()), str(uuid.uuid4())
     dek = new_dek()
@@ -48,7 +50,7 @@ def test_each_suite_wraps_with_public_key_and_binds_context(tmp_path: Path, suit
     assert isinstance(got, SecretBytes) and got == dek
     (bad,) = be.unwrap([DekRef(other, "backups", 1, w)])
     assert isinstance(bad, UnwrapError)
-    svc.add_kek_version("backups")
+    svc.add_kek_version("backups", by=alice)
     (re,) = be.rewrap([DekRef(bid, "backups", 1, w)], 2)
     assert isinstance(re, bytes)
     (got2,) = be.unwrap([DekRef(bid, "backups", 2, re)])

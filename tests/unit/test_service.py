@@ -25,12 +25,14 @@ from custodian.errors import (
     UnwrapError,
 )
 from custodian.keystore import SealedStore
+from custodian.people import Actor
 from custodian.secret import SecretBytes
 from custodian.service import Service
 
 
 def _enc(svc: Service, tmp: Path, data: bytes, name: str = "b.cbk", **kw: Any) -> Backup:
-    return svc.encrypt_backup(io.BytesIO(data), tmp / name, label=name, **kw)
+    by = svc.unlock("bot", None)
+    return svc.encrypt_backup(io.BytesIO(data), tmp / name, by=by, label=name, **kw)
 
 
 def test_init_makes_a_private_home_with_a_first_kek(svc: Service, home: Path) -> None:
@@ -82,9 +84,11 @@ def test_system_keyring_unavailable_is_named_and_leaves_no_home(tmp_path: Path) 
     assert not (tmp_path / "h").exists()
 
 
-def test_encrypt_records_and_decrypts_under_each_version(svc: Service, tmp_path: Path) -> None:
+def test_encrypt_records_and_decrypts_under_each_version(
+    svc: Service, tmp_path: Path, alice: Actor
+) -> None:
     b1 = _enc(svc, tmp_path, b"one" * 1000, "one.cbk")
-    v2 = svc.add_kek_version("backups")
+    v2 = svc.add_kek_version("backups", by=alice)
     b2 = _enc(svc, tmp_path, b"two" * 1000, "two.cbk")
     assert (b1.kek_version, b2.kek_version, v2.version) == (1, 2, 2)
     census = {v.version: v.dek_count for v in svc.kek("backups").versions}
@@ -130,9 +134,9 @@ def test_swapped_wrapped_dek_does_not_unwrap(svc: Service, tmp_path: Path) -> No
     assert not (tmp_path / "out").exists()
 
 
-def test_wrong_kek_version_does_not_unwrap(svc: Service, tmp_path: Path) -> None:
+def test_wrong_kek_version_does_not_unwrap(svc: Service, tmp_path: Path, alice: Actor) -> None:
     a = _enc(svc, tmp_path, b"a", "a.cbk")
-    svc.add_kek_version("backups")
+    svc.add_kek_version("backups", by=alice)
     with pytest.raises(UnwrapError):
         svc._decrypt_backup(replace(a, kek_version=2), tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -169,7 +173,7 @@ def test_import_rebuilds_a_lost_catalog_entry(svc: Service, tmp_path: Path) -> N
     a = _enc(svc, tmp_path, b"payload" * 50, "a.cbk")
     with svc.catalog.transaction() as db:
         db.execute("DELETE FROM backups")
-    b = svc.import_backup(Path(a.location))
+    b = svc.import_backup(Path(a.location), by=svc.unlock("bot", None))
     assert (b.id, b.kek_version, b.wrapped_dek, b.container_sha256) == (
         a.id,
         a.kek_version,
@@ -179,7 +183,7 @@ def test_import_rebuilds_a_lost_catalog_entry(svc: Service, tmp_path: Path) -> N
     svc._decrypt_backup(b, tmp_path / "out")
     assert (tmp_path / "out").read_bytes() == b"payload" * 50
     with pytest.raises(ConflictError, match="already in the catalog"):
-        svc.import_backup(Path(b.location))
+        svc.import_backup(Path(b.location), by=svc.unlock("bot", None))
 
 
 def test_import_refuses_non_containers_and_unknown_keks(
@@ -188,11 +192,13 @@ def test_import_refuses_non_containers_and_unknown_keks(
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"not a container at all")
     with pytest.raises(ContainerError, match="not a custodian backup container"):
-        svc.import_backup(junk)
-    other = hybrid_svc.create_kek("elsewhere")
-    c = hybrid_svc.encrypt_backup(io.BytesIO(b"x"), tmp_path / "c.cbk", kek=other.name)
+        svc.import_backup(junk, by=svc.unlock("bot", None))
+    other = hybrid_svc.create_kek("elsewhere", by=hybrid_svc.unlock("alice", _pw("alice")))
+    c = hybrid_svc.encrypt_backup(
+        io.BytesIO(b"x"), tmp_path / "c.cbk", by=hybrid_svc.unlock("bot", None), kek=other.name
+    )
     with pytest.raises(NotFoundError, match="elsewhere"):
-        svc.import_backup(Path(c.location))
+        svc.import_backup(Path(c.location), by=svc.unlock("bot", None))
     assert svc.backup_count() == 0
 
 
@@ -242,7 +248,9 @@ def test_catalog_is_migrated_and_refuses_a_newer_schema(svc: Service, home: Path
 
 def test_list_filters_sorts_and_pages(svc: Service, tmp_path: Path) -> None:
     for i, name in enumerate(["b_x", "a%y", "c_z"]):
-        svc.encrypt_backup(io.BytesIO(b"." * (i + 1)), tmp_path / f"{i}.cbk", label=name)
+        _enc(svc, tmp_path, b"." * (i + 1), f"{i}.cbk")
+        with svc.catalog.transaction() as db:
+            db.execute("UPDATE backups SET label=? WHERE label=?", (name, f"{i}.cbk"))
     assert [b.label for b in svc.backups(order="label", descending=False)] == ["a%y", "b_x", "c_z"]
     assert [b.label for b in svc.backups(text="%")] == ["a%y"]  # LIKE wildcards are literal
     assert [b.label for b in svc.backups(text="_")] != []
@@ -255,3 +263,7 @@ def test_service_default_chunk_matches_the_container() -> None:
     from custodian import container, service
 
     assert service.DEFAULT_CHUNK == container.DEFAULT_CHUNK
+
+
+def _pw(name: str) -> SecretBytes:
+    return SecretBytes(f"{name}-test-passphrase".encode())

@@ -1,0 +1,391 @@
+"""The signed, hash-chained audit log (specified in docs/audit-format.md).
+
+Append-only JSON Lines in numbered segments under ``<home>/audit/``. Each
+entry is signed with Ed25519 by the acting person's key. An entry is::
+
+    {"seq", "time", "actor", "action", "subject", "outcome", "details",
+     "prev", "key_id", "hash", "sig"}
+
+``hash`` is SHA-256 over ``b"custodian audit v1\\n"`` followed by the
+canonical encoding of the entry without ``hash`` and ``sig``; ``sig`` is the
+Ed25519 signature of ``b"custodian audit sig v1\\0"`` + the 32 hash bytes.
+Canonical encoding: JSON, keys sorted, no whitespace, UTF-8, no floats.
+
+Keys are announced in the log itself: the ``home.init`` entry carries the
+home key, and ``person.enrol`` / ``person.key.replace`` entries carry the new
+public key. So :func:`verify` needs nothing but the log (and, to catch a cut
+tail, a checkpoint exported earlier).
+
+Appends are fail-closed: the entry is written and fsynced before the caller
+goes on, under an exclusive lock so that the TUI and a cron job never fork
+the chain. If the write fails the caller's action does not happen.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from custodian.catalog import utcnow
+from custodian.errors import CustodianError
+
+HASH_PREFIX = b"custodian audit v1\n"
+SIG_PREFIX = b"custodian audit sig v1\0"
+CHECKPOINT_PREFIX = b"custodian audit checkpoint v1\0"
+GENESIS = "0" * 64
+SEGMENT_ENTRIES = 10_000
+KEY_ANNOUNCING = ("home.init", "person.enrol", "person.key.replace")
+
+
+class AuditError(CustodianError):
+    """The audit log cannot be written (the action did not happen) or does not verify."""
+
+    exit_code = 8
+
+
+def canonical(obj: Any) -> bytes:
+    _no_floats(obj)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _no_floats(obj: Any) -> None:
+    if isinstance(obj, float):
+        raise TypeError("audit details may not hold floats (their encoding is ambiguous)")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError("audit detail keys must be strings")
+            _no_floats(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            _no_floats(v)
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    body = {k: v for k, v in entry.items() if k not in ("hash", "sig")}
+    return hashlib.sha256(HASH_PREFIX + canonical(body)).hexdigest()
+
+
+Signer = Callable[[bytes], bytes]
+
+
+class AuditLog:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    # ------------------------------------------------------------ files
+
+    def segments(self) -> list[Path]:
+        if not self.dir.is_dir():
+            return []
+        return sorted(self.dir.glob("segment-*.jsonl"))
+
+    def _segment_path(self, n: int) -> Path:
+        return self.dir / f"segment-{n:06d}.jsonl"
+
+    def _last_line(self, path: Path) -> bytes | None:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            end = f.tell()
+            if end == 0:
+                return None
+            pos, buf = end, b""
+            while pos > 0:
+                step = min(4096, pos)
+                pos -= step
+                f.seek(pos)
+                buf = f.read(step) + buf
+                lines = buf.rstrip(b"\n").split(b"\n")
+                if len(lines) > 1 or pos == 0:
+                    return lines[-1]
+        return None
+
+    def head(self) -> tuple[int, str]:
+        """(sequence number, hash) of the newest entry; (0, GENESIS) for an empty log."""
+        for seg in reversed(self.segments()):
+            line = self._last_line(seg)
+            if line:
+                e = json.loads(line)
+                return int(e["seq"]), str(e["hash"])
+        return 0, GENESIS
+
+    # ------------------------------------------------------------ append
+
+    def append(
+        self,
+        *,
+        actor: str,
+        key_id: str,
+        sign: Signer,
+        action: str,
+        subject: str,
+        outcome: str = "ok",
+        details: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write one signed entry and fsync it. Raises AuditError if it cannot."""
+        try:
+            self.dir.mkdir(mode=0o700, exist_ok=True)
+            lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise _write_error(self.dir, e) from None
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            seq, prev = self.head()
+            entry: dict[str, Any] = {
+                "seq": seq + 1,
+                "time": utcnow(),
+                "actor": actor,
+                "action": action,
+                "subject": subject,
+                "outcome": outcome,
+                "details": details or {},
+                "prev": prev,
+                "key_id": key_id,
+            }
+            entry["hash"] = entry_hash(entry)
+            entry["sig"] = base64.b64encode(
+                sign(SIG_PREFIX + bytes.fromhex(entry["hash"]))
+            ).decode()
+            line = canonical(entry) + b"\n"
+            path = self._segment_path((seq // SEGMENT_ENTRIES) + 1)
+            new = not path.exists()
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    written = os.write(fd, line)
+                    if written != len(line):
+                        os.ftruncate(fd, os.fstat(fd).st_size - written)
+                        raise OSError(28, "short write (disk full?)")
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                if new:
+                    dfd = os.open(self.dir, os.O_RDONLY)
+                    try:
+                        os.fsync(dfd)
+                    finally:
+                        os.close(dfd)
+            except OSError as e:
+                raise _write_error(self.dir, e) from None
+            return entry
+        finally:
+            os.close(lock_fd)
+
+    # ------------------------------------------------------------ read
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        for seg in self.segments():
+            with open(seg, "rb") as f:
+                for n, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        e = json.loads(line)
+                    except ValueError:
+                        e = {"_malformed": f"{seg.name} line {n}"}
+                    yield e
+
+    def count(self) -> int:
+        return self.head()[0]
+
+
+def _write_error(directory: Path, e: OSError) -> AuditError:
+    return AuditError(
+        f"the audit log in {directory} cannot be written ({e.strerror or e}); the action was "
+        "not carried out and nothing else changed. Free space or fix permissions, then retry."
+    )
+
+
+# ---------------------------------------------------------------- verification
+
+
+@dataclass
+class KnownKey:
+    person: str
+    public: Any
+    since: int
+    replaced_at: int | None = None
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    entries: int
+    head: str
+    first_bad: int | None = None
+    reason: str = ""
+    checkpoint: str = ""
+    keys: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.ok:
+            cp = f"; {self.checkpoint}" if self.checkpoint else ""
+            return (
+                f"audit log verified: {self.entries} entries, chain and signatures intact, "
+                f"{self.keys} signing keys known{cp}; head {self.head[:16]}…"
+            )
+        where = f"entry {self.first_bad}" if self.first_bad is not None else "the log"
+        return f"audit log does NOT verify: {where}: {self.reason}"
+
+
+Progress = Callable[[int, int], None]
+
+
+def verify(
+    log: AuditLog,
+    *,
+    checkpoint: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> VerifyResult:
+    """Check the whole log offline. Names the first bad entry and why."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    keys: dict[str, KnownKey] = {}
+    disabled: dict[str, int] = {}
+    total = log.count()
+    prev, expect_seq, last_hash = GENESIS, 1, GENESIS
+    hashes_at: dict[int, str] = {}
+    want_seq = int(checkpoint["seq"]) if checkpoint else None
+
+    def bad(seq: int | None, why: str) -> VerifyResult:
+        return VerifyResult(False, expect_seq - 1, last_hash, seq, why, keys=len(keys))
+
+    for e in log.entries():
+        if cancelled is not None and cancelled():
+            return VerifyResult(False, expect_seq - 1, last_hash, None, "verification cancelled")
+        if "_malformed" in e:
+            return bad(expect_seq, f"not valid JSON ({e['_malformed']})")
+        try:
+            seq = int(e["seq"])
+            if seq != expect_seq:
+                what = "missing" if seq > expect_seq else "repeated or out of order"
+                return bad(
+                    expect_seq, f"sequence gap: expected {expect_seq}, found {seq} (entries {what})"
+                )
+            if e["prev"] != prev:
+                return bad(
+                    seq,
+                    "previous-hash link broken (an entry before it was removed, "
+                    "swapped or altered)",
+                )
+            if entry_hash(e) != e["hash"]:
+                return bad(seq, "content does not match its hash (the entry was edited)")
+            kid = e["key_id"]
+            if seq == 1:
+                if e["action"] != "home.init":
+                    return bad(1, "the log does not start with home.init")
+                pub = base64.b64decode(e["details"]["public_key"])
+                keys[kid] = KnownKey(e["actor"], ed25519.Ed25519PublicKey.from_public_bytes(pub), 1)
+            k = keys.get(kid)
+            if k is None:
+                return bad(seq, f"signed by key {kid[:12]}…, which no earlier entry enrolled")
+            if k.person != e["actor"]:
+                return bad(
+                    seq,
+                    f"actor is {e['actor']} but the key belongs to {k.person} "
+                    "(re-signed by someone else)",
+                )
+            if k.replaced_at is not None and seq > k.replaced_at:
+                return bad(seq, f"signed with {k.person}'s key replaced at entry {k.replaced_at}")
+            if e["actor"] in disabled and seq > disabled[e["actor"]]:
+                return bad(seq, f"signed by {e['actor']}, disabled at entry {disabled[e['actor']]}")
+            try:
+                k.public.verify(base64.b64decode(e["sig"]), SIG_PREFIX + bytes.fromhex(e["hash"]))
+            except (InvalidSignature, ValueError):
+                return bad(seq, "signature does not verify")
+            if e["outcome"] == "ok":
+                _learn(e, keys, disabled, ed25519)
+        except (KeyError, TypeError, ValueError) as ex:
+            return bad(expect_seq, f"malformed entry ({type(ex).__name__}: {ex})")
+        prev = last_hash = e["hash"]
+        if want_seq is not None and seq == want_seq:
+            hashes_at[seq] = e["hash"]
+        expect_seq += 1
+        if progress is not None and (seq % 1000 == 0 or seq == total):
+            progress(seq, total)
+    n = expect_seq - 1
+    res = VerifyResult(True, n, last_hash, keys=len(keys))
+    if checkpoint is not None:
+        problem = _check_checkpoint(checkpoint, keys, hashes_at, n)
+        if problem:
+            return VerifyResult(
+                False,
+                n,
+                last_hash,
+                want_seq if want_seq and want_seq <= n else None,
+                problem,
+                keys=len(keys),
+            )
+        res.checkpoint = f"checkpoint at entry {want_seq} by {checkpoint['actor']} holds"
+    return res
+
+
+def _learn(
+    e: dict[str, Any], keys: dict[str, KnownKey], disabled: dict[str, int], ed25519: Any
+) -> None:
+    d, seq = e["details"], int(e["seq"])
+    if e["action"] in ("person.enrol", "person.key.replace"):
+        person = e["subject"].removeprefix("person:")
+        for old in keys.values():
+            if old.person == person and old.replaced_at is None:
+                old.replaced_at = seq
+        pub = base64.b64decode(d["public_key"])
+        keys[d["key_id"]] = KnownKey(person, ed25519.Ed25519PublicKey.from_public_bytes(pub), seq)
+    elif e["action"] == "person.disable":
+        disabled[e["subject"].removeprefix("person:")] = seq
+    elif e["action"] == "person.enable":
+        disabled.pop(e["subject"].removeprefix("person:"), None)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def checkpoint_body(home_id: str, seq: int, head: str, actor: str, key_id: str) -> dict[str, Any]:
+    return {
+        "format": 1,
+        "home_id": home_id,
+        "seq": seq,
+        "head": head,
+        "time": utcnow(),
+        "actor": actor,
+        "key_id": key_id,
+    }
+
+
+def sign_checkpoint(body: dict[str, Any], sign: Signer) -> dict[str, Any]:
+    sig = sign(CHECKPOINT_PREFIX + canonical(body))
+    return {**body, "sig": base64.b64encode(sig).decode()}
+
+
+def _check_checkpoint(
+    cp: dict[str, Any], keys: dict[str, KnownKey], hashes_at: dict[int, str], n: int
+) -> str:
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        body = {k: v for k, v in cp.items() if k != "sig"}
+        seq = int(cp["seq"])
+        k = keys.get(cp["key_id"])
+        if k is None or k.person != cp["actor"]:
+            return "the checkpoint is signed by a key this log never enrolled"
+        k.public.verify(base64.b64decode(cp["sig"]), CHECKPOINT_PREFIX + canonical(body))
+    except (KeyError, ValueError, TypeError, InvalidSignature):
+        return "the checkpoint's signature does not verify (the checkpoint file was altered)"
+    if seq > n:
+        return (
+            f"the log was cut: the checkpoint vouches for {seq} entries but only {n} "
+            "remain (newest entries removed)"
+        )
+    if hashes_at.get(seq) != cp["head"]:
+        return f"entry {seq} differs from the one the checkpoint vouches for (log rewritten)"
+    return ""
