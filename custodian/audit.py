@@ -24,6 +24,7 @@ the chain. If the write fails the caller's action does not happen.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -73,6 +74,19 @@ def entry_hash(entry: dict[str, Any]) -> str:
     return hashlib.sha256(HASH_PREFIX + canonical(body)).hexdigest()
 
 
+def _b64_strict(s: str) -> bytes:
+    """Base64 in its one canonical spelling, else ValueError.
+
+    ``b64decode`` skips stray characters and ignores the padding bits of the
+    last character, so one stored signature would have several spellings: a
+    changed byte in the log or a checkpoint that still verified.
+    """
+    raw = base64.b64decode(s, validate=True)
+    if base64.b64encode(raw).decode() != s:
+        raise ValueError("base64 not in its canonical spelling")
+    return raw
+
+
 Signer = Callable[[bytes], bytes]
 
 
@@ -112,8 +126,15 @@ class AuditLog:
         for seg in reversed(self.segments()):
             line = self._last_line(seg)
             if line:
-                e = json.loads(line)
-                return int(e["seq"]), str(e["hash"])
+                try:
+                    e = json.loads(line)
+                    return int(e["seq"]), str(e["hash"])
+                except (ValueError, KeyError, TypeError):
+                    raise AuditError(
+                        f"the newest audit entry (in {seg}) is damaged, so nothing can be "
+                        "chained after it; the action was not carried out. Run 'custodian "
+                        "audit verify' to see where, and restore the log from a copy."
+                    ) from None
         return 0, GENESIS
 
     # ------------------------------------------------------------ append
@@ -137,7 +158,10 @@ class AuditLog:
             raise _write_error(self.dir, e) from None
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            seq, prev = self.head()
+            try:
+                seq, prev = self.head()
+            except OSError as e:
+                raise _write_error(self.dir, e) from None
             entry: dict[str, Any] = {
                 "seq": seq + 1,
                 "time": utcnow(),
@@ -159,11 +183,17 @@ class AuditLog:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
-                    written = os.write(fd, line)
-                    if written != len(line):
-                        os.ftruncate(fd, os.fstat(fd).st_size - written)
-                        raise OSError(28, "short write (disk full?)")
-                    os.fsync(fd)
+                    size = os.fstat(fd).st_size
+                    try:
+                        if os.write(fd, line) != len(line):
+                            raise OSError(28, "short write (disk full?)")
+                        os.fsync(fd)
+                    except OSError:
+                        # A line not durably written must not stay behind (its action is
+                        # rolled back), nor half a line that the next entry would follow.
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(fd, size)
+                        raise
                 finally:
                     os.close(fd)
                 if new:
@@ -252,7 +282,10 @@ def verify(
 
     keys: dict[str, KnownKey] = {}
     disabled: dict[str, int] = {}
-    total = log.count()
+    try:
+        total = log.count()
+    except AuditError:
+        total = 0  # a damaged newest line: reported below, where the entries are read
     prev, expect_seq, last_hash = GENESIS, 1, GENESIS
     hashes_at: dict[int, str] = {}
     want_seq = int(checkpoint["seq"]) if checkpoint else None
@@ -300,7 +333,7 @@ def verify(
             if e["actor"] in disabled and seq > disabled[e["actor"]]:
                 return bad(seq, f"signed by {e['actor']}, disabled at entry {disabled[e['actor']]}")
             try:
-                k.public.verify(base64.b64decode(e["sig"]), SIG_PREFIX + bytes.fromhex(e["hash"]))
+                k.public.verify(_b64_strict(e["sig"]), SIG_PREFIX + bytes.fromhex(e["hash"]))
             except (InvalidSignature, ValueError):
                 return bad(seq, "signature does not verify")
             if e["outcome"] == "ok":
@@ -316,16 +349,9 @@ def verify(
     n = expect_seq - 1
     res = VerifyResult(True, n, last_hash, keys=len(keys))
     if checkpoint is not None:
-        problem = _check_checkpoint(checkpoint, keys, hashes_at, n)
+        problem, where = _check_checkpoint(checkpoint, keys, hashes_at, n)
         if problem:
-            return VerifyResult(
-                False,
-                n,
-                last_hash,
-                want_seq if want_seq and want_seq <= n else None,
-                problem,
-                keys=len(keys),
-            )
+            return VerifyResult(False, n, last_hash, where, problem, keys=len(keys))
         res.checkpoint = f"checkpoint at entry {want_seq} by {checkpoint['actor']} holds"
     return res
 
@@ -369,7 +395,8 @@ def sign_checkpoint(body: dict[str, Any], sign: Signer) -> dict[str, Any]:
 
 def _check_checkpoint(
     cp: dict[str, Any], keys: dict[str, KnownKey], hashes_at: dict[int, str], n: int
-) -> str:
+) -> tuple[str, int | None]:
+    """What is wrong (empty if nothing) and the entry to blame (None: the checkpoint or the log)."""
     from cryptography.exceptions import InvalidSignature
 
     try:
@@ -377,15 +404,15 @@ def _check_checkpoint(
         seq = int(cp["seq"])
         k = keys.get(cp["key_id"])
         if k is None or k.person != cp["actor"]:
-            return "the checkpoint is signed by a key this log never enrolled"
-        k.public.verify(base64.b64decode(cp["sig"]), CHECKPOINT_PREFIX + canonical(body))
+            return "the checkpoint is signed by a key this log never enrolled", None
+        k.public.verify(_b64_strict(cp["sig"]), CHECKPOINT_PREFIX + canonical(body))
     except (KeyError, ValueError, TypeError, InvalidSignature):
-        return "the checkpoint's signature does not verify (the checkpoint file was altered)"
+        return "the checkpoint's signature does not verify (the checkpoint file was altered)", None
     if seq > n:
         return (
             f"the log was cut: the checkpoint vouches for {seq} entries but only {n} "
             "remain (newest entries removed)"
-        )
+        ), None
     if hashes_at.get(seq) != cp["head"]:
-        return f"entry {seq} differs from the one the checkpoint vouches for (log rewritten)"
-    return ""
+        return f"entry {seq} differs from the one the checkpoint vouches for (log rewritten)", seq
+    return "", None

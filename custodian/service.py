@@ -471,7 +471,13 @@ class Service:
                         )
                     )
 
-            container.write_new_file(dst, force, fill)
+            # a file that --force replaces keeps a second name until the entry is written
+            kept = _link_aside(dst) if force else None
+            try:
+                container.write_new_file(dst, force, fill)
+            except BaseException:
+                _unlink(kept)
+                raise
         w = result[0]
         b = Backup(
             id=str(backup_id),
@@ -490,8 +496,12 @@ class Service:
             with self._audited(by, "backup.encrypt", f"backup:{b.id}", _backup_details(b)):
                 self.catalog.add_backups([b])
         except BaseException:
-            dst.unlink(missing_ok=True)  # never leave a container the catalog does not know
+            if kept is not None:
+                os.replace(kept, dst)  # the action did not happen: the replaced file is back
+            else:
+                dst.unlink(missing_ok=True)  # never leave a container the catalog does not know
             raise
+        _unlink(kept)
         return b
 
     @staticmethod
@@ -1024,6 +1034,20 @@ def _backup_details(b: Backup) -> dict[str, Any]:
         "kek": b.kek,
         "kek_version": b.kek_version,
     }
+
+
+def _link_aside(path: Path) -> Path | None:
+    """A second, hidden name for an existing file, so that it can be put back."""
+    if not path.is_file():
+        return None
+    aside = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.replaced")
+    os.link(path, aside)
+    return aside
+
+
+def _unlink(path: Path | None) -> None:
+    if path is not None:
+        path.unlink(missing_ok=True)
 
 
 def _remove_partial_home(h: Home) -> None:
