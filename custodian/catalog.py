@@ -85,6 +85,15 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
+    # 3: every sortable column of the backups table with id as the tie-break, so
+    # a page of any order is an index walk, not a sort of the whole table
+    """
+    DROP INDEX backups_by_created;
+    CREATE INDEX backups_by_created ON backups(created_at, id);
+    CREATE INDEX backups_by_label ON backups(label, id);
+    CREATE INDEX backups_by_size ON backups(size, id);
+    CREATE INDEX backups_by_kek_version ON backups(kek_version, id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -454,8 +463,8 @@ class Catalog(PeopleMixin):
             raise ValueError(f"cannot sort by {order}")
         where, args = self._filter(text, kek, version)
         sql = f"SELECT {BACKUP_COLUMNS} FROM backups{where} ORDER BY {order} "
-        sql += "DESC" if descending else "ASC"
-        sql += ", id"
+        direction = "DESC" if descending else "ASC"
+        sql += direction if order == "id" else f"{direction}, id {direction}"
         if limit is not None or offset:
             sql += f" LIMIT {-1 if limit is None else int(limit)} OFFSET {int(offset)}"
         return [Backup(*r) for r in self.db.execute(sql, args)]

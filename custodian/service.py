@@ -26,6 +26,7 @@ from custodian.catalog import Backup, Catalog, Kek, KekVersion, Person, utcnow
 from custodian.config import DEFAULT_SUITE, SUITES, Config, Policy
 from custodian.errors import (
     BackendError,
+    CatalogError,
     ConflictError,
     ContainerError,
     CustodianError,
@@ -346,16 +347,24 @@ class Service:
         return self._backends[name]
 
     def status(self) -> Status:
-        return Status(
-            home=self.home.path,
-            home_id=self.config.home_id,
-            demo=self.config.demo,
-            keyring=self.keyring.description,
-            backends=tuple(self.backend(n).health() for n in self.config.backends),
-            keks=tuple(self.catalog.keks()),
-            backup_count=self.catalog.backup_count(),
-            policy=self.config.policy,
-        )
+        import sqlite3
+
+        try:
+            return Status(
+                home=self.home.path,
+                home_id=self.config.home_id,
+                demo=self.config.demo,
+                keyring=self.keyring.description,
+                backends=tuple(self.backend(n).health() for n in self.config.backends),
+                keks=tuple(self.catalog.keks()),
+                backup_count=self.catalog.backup_count(),
+                policy=self.config.policy,
+            )
+        except sqlite3.Error as e:
+            raise CatalogError(
+                f"the catalog {self.home.catalog} could not be read ({e}); nothing was "
+                "changed. Check the disk, or restore the catalog from its last copy."
+            ) from None
 
     def keks(self) -> list[Kek]:
         return self.catalog.keks()

@@ -1,25 +1,155 @@
-"""The custodian Textual app (shell; screens arrive in their own modules)."""
+"""The custodian Textual app.
+
+The app takes a :class:`custodian.service.Service` in its constructor and hands
+it to each screen; screens call only Service methods, never the catalog, the
+sealed store or the keyring. Each top-level screen is a Textual *mode*, so the
+backups screen keeps its filter, order and cursor while you look at the
+dashboard. The navigation keys are F-keys (and ctrl+q), which work even while
+a text box has focus.
+
+Who is signed in lives here: ``actor`` holds the unlocked signing key, and
+``who`` a display string that every screen's :class:`~screens.chrome.SessionBar`
+follows. Signing out (F9, or 15 idle minutes) closes any ceremony dialog,
+records the sign-out, and drops the key.
+"""
 
 from __future__ import annotations
 
-from textual.app import App, ComposeResult
-from textual.widgets import Footer, Header, Static
+import time
+from collections.abc import Iterable
+from typing import ClassVar
 
+from textual import events, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.screen import ModalScreen, Screen
+
+from custodian.errors import CustodianError
+from custodian.people import Actor
 from custodian.service import Service
+from screens.audit import AuditScreen
+from screens.backups import BackupsScreen
+from screens.dashboard import Clock, DashboardScreen, utc_now
+from screens.people import PeopleScreen
+from screens.secure import ceremony_blocked
+from screens.signin import SignInScreen
+
+IDLE_SIGN_OUT = 15 * 60  # seconds without a key or click before the session ends
 
 
 class CustodianApp(App[None]):
+    CSS_PATH = "app.tcss"
     TITLE = "custodian"
+    DEFAULT_MODE: ClassVar[str] = "dashboard"
 
-    def __init__(self, service: Service) -> None:
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f2", "switch_mode('dashboard')", "Dashboard"),
+        Binding("f3", "switch_mode('backups')", "Backups"),
+        Binding("f4", "switch_mode('people')", "People"),
+        Binding("f8", "switch_mode('audit')", "Audit"),
+        Binding("f9", "sign_in_out", "Sign in/out"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    who: reactive[str] = reactive("")
+
+    def __init__(
+        self, service: Service, *, clock: Clock = utc_now, idle_sign_out: float = IDLE_SIGN_OUT
+    ) -> None:
         super().__init__()
         self.service = service
+        self.clock = clock
+        self.actor: Actor | None = None
+        self.idle_sign_out = idle_sign_out
+        self._last_input = time.monotonic()
+        self.add_mode("dashboard", lambda: DashboardScreen(self.service, clock=self.clock))
+        self.add_mode("backups", lambda: BackupsScreen(self.service))
+        self.add_mode("people", lambda: PeopleScreen(self.service))
+        self.add_mode("audit", lambda: AuditScreen(self.service))
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        st = self.service.status()
-        yield Static(f"{st.home}  {st.backup_count} backups", markup=False)
-        yield Footer()
+    def on_mount(self) -> None:
+        self.set_interval(min(30.0, max(self.idle_sign_out / 4, 0.05)), self._check_idle)
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        # The screenshot command writes what is on screen to a file: not for a
+        # key custody tool. Theme, quit, keys and maximize stay.
+        for command in super().get_system_commands(screen):
+            if command.title != "Screenshot":
+                yield command
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        self.notify(
+            "Screenshots are turned off in custodian: they would write the screen to a file.",
+            severity="warning",
+        )
+
+    # ------------------------------------------------------------ who is signed in
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown):
+            self._last_input = time.monotonic()
+        await super().on_event(event)
+
+    def _check_idle(self) -> None:
+        if self.actor is not None and time.monotonic() - self._last_input > self.idle_sign_out:
+            self.sign_out(reason="after 15 idle minutes")
+
+    def action_sign_in_out(self) -> None:
+        if self.actor is not None:
+            self.sign_out()
+        else:
+            self.sign_in()
+
+    @work(exclusive=True, group="signin")
+    async def sign_in(self) -> Actor | None:
+        blocked = ceremony_blocked(self)
+        if blocked:
+            self.notify(blocked, title="Sign-in refused", severity="error", markup=False)
+            return None
+        actor = await self.push_screen_wait(SignInScreen(self.service))
+        if actor is not None:
+            self.actor = actor
+            self.who = f"{actor.name} ({', '.join(actor.roles)})"
+            self.notify(f"Signed in as {actor.name}.", timeout=3, markup=False)
+        return actor
+
+    def sign_out(self, *, reason: str = "") -> None:
+        """End the session: close ceremony dialogs, record it, drop the key."""
+        while isinstance(self.screen, ModalScreen):
+            self.pop_screen()  # each ceremony discards its secrets when it unmounts
+        actor, self.actor, self.who = self.actor, None, ""
+        if actor is None:
+            return
+        try:
+            self.service.sign_out(actor)
+        except CustodianError as e:
+            self.notify(str(e), title="Sign-out not recorded", severity="warning", markup=False)
+        self.notify(
+            f"{actor.name} signed out{' ' + reason if reason else ''}; the signing key is "
+            "dropped from memory.",
+            timeout=4,
+            markup=False,
+        )
+
+    def acting(self, role: str | None, doing: str) -> Actor | None:
+        """The signed-in actor if they hold ``role``; otherwise say why not and return None."""
+        actor = self.actor
+        if actor is None:
+            self.notify(f"Sign in (F9) to {doing}.", severity="warning", markup=False)
+            return None
+        if role is not None and not actor.has(role):
+            self.notify(
+                f"Only a {role} may {doing}; {actor.name} is {', '.join(actor.roles)}.",
+                severity="warning",
+                markup=False,
+            )
+            return None
+        return actor
+
+    async def action_quit(self) -> None:
+        self.sign_out()
+        self.exit()
 
 
 def run(service: Service) -> None:

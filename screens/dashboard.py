@@ -1,0 +1,230 @@
+"""The dashboard: the state of one home at a glance.
+
+Everything comes from one ``Service.status()`` call: the home, its keyring,
+its backends and their health, every KEK with its versions (state, age,
+fingerprint, DEK census) and the policy in force. F5 reads it again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.markup import escape
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Header, Label, Static
+
+from custodian.catalog import Kek
+from custodian.errors import CustodianError
+from custodian.service import Service, Status
+from screens.chrome import SessionBar
+from screens.format import parse_stamp, safe, when
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+def _value(text: str, *, id: str | None = None, classes: str = "") -> Static:
+    """A value cell: plain text, never markup (paths and purposes are untrusted)."""
+    return Static(Text(safe(text)), id=id, classes=f"value {classes}".strip())
+
+
+class DashboardScreen(Screen[None]):
+    """Home, keyring, backends, KEKs with their versions and census, policy."""
+
+    TITLE = "custodian"
+    SUB_TITLE = "Dashboard"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f5", "refresh", "Refresh"),
+        Binding("r", "refresh", "Refresh", show=False),
+    ]
+
+    def __init__(self, service: Service, *, clock: Clock = utc_now) -> None:
+        super().__init__()
+        self.service = service
+        self.clock = clock
+        self.status: Status | None = None
+        self.error: str | None = None
+        self._read()
+
+    def _read(self) -> bool:
+        try:
+            self.status = self.service.status()
+        except CustodianError as e:
+            self.error = str(e)
+            return False
+        self.error = None
+        return True
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield SessionBar()
+        with VerticalScroll(id="dash"):
+            if self.status is None:
+                yield Static(
+                    Text(
+                        "The home could not be read: "
+                        + (self.error or "unknown error")
+                        + "\nNothing was changed. Fix the cause and press F5."
+                    ),
+                    id="dash-error",
+                )
+            else:
+                yield from self._compose_status(self.status)
+        yield Footer()
+
+    def _compose_status(self, st: Status) -> Iterator[Widget]:
+        with Horizontal(id="dash-top"):
+            home = Vertical(id="dash-home", classes="box")
+            home.border_title = "Home"
+            with home:
+                if st.demo:
+                    yield Static(
+                        Text("DEMO HOME: sample data; its root key is kept in a file inside it."),
+                        id="dash-demo",
+                    )
+                with Grid(classes="pairs"):
+                    yield Label("Path", classes="name")
+                    yield _value(str(st.home), id="dash-path")
+                    yield Label("Home id", classes="name")
+                    yield _value(st.home_id, id="dash-home-id")
+                    yield Label("Keyring", classes="name")
+                    yield _value(st.keyring, id="dash-keyring")
+                    yield Label("Backups", classes="name")
+                    yield _value(f"{st.backup_count:,}", id="dash-backup-count")
+            policy = Vertical(id="dash-policy", classes="box")
+            policy.border_title = "Policy"
+            p = st.policy
+            with policy, Grid(classes="pairs"):
+                yield Label("Approval quorum", classes="name")
+                yield _value(_plural(p.approval_quorum, "custodian"), id="dash-quorum")
+                yield Label("Session lifetime", classes="name")
+                yield _value(_plural(p.session_minutes, "minute"), id="dash-session")
+                yield Label("Request lifetime", classes="name")
+                yield _value(_plural(p.request_hours, "hour"), id="dash-request")
+                yield Label("Rotation period", classes="name")
+                yield _value(_plural(p.rotation_days, "day"), id="dash-rotation")
+                yield Label("Retirement wait", classes="name")
+                yield _value(_plural(p.retirement_wait_days, "day"), id="dash-retirement")
+
+        backends = Vertical(id="dash-backends", classes="box")
+        backends.border_title = "Backends"
+        with backends:
+            for h in st.backends:
+                with Horizontal(classes="backend"):
+                    yield Static(Text(safe(h.backend)), classes="backend-name")
+                    yield Static(
+                        Text("● healthy" if h.ok else "✗ unreachable"),
+                        classes="backend-health " + ("ok" if h.ok else "bad"),
+                    )
+                    yield _value(h.detail, classes="backend-detail")
+            if not st.backends:
+                yield Static(Text("No backend is configured."), classes="muted")
+
+        if not st.keks:
+            yield Static(Text("This home has no KEK yet."), classes="box muted")
+        for kek in st.keks:
+            yield from self._compose_kek(kek, st)
+
+    def _compose_kek(self, kek: Kek, st: Status) -> Iterator[Widget]:
+        box = Vertical(classes="box kek", id="kek-" + re.sub(r"[^A-Za-z0-9_-]", "_", kek.name))
+        box.border_title = f"KEK {escape(kek.name)}"
+        box.border_subtitle = escape(f"{_plural(kek.dek_count, 'DEK')}")
+        with box:
+            summary = (
+                f"backend {kek.backend}  ·  suite {kek.suite}  ·  current version "
+                f"v{kek.current_version}"
+            )
+            if kek.purpose:
+                summary += f"  ·  {kek.purpose}"
+            yield _value(summary, classes="kek-summary")
+            yield from self._rotation_lines(kek, st)
+            with Grid(classes="versions"):
+                for title in ("", "Version", "State", "Created (UTC)", "Fingerprint"):
+                    yield Label(title, classes="th")
+                yield Label("DEKs", classes="th num")
+                for v in reversed(kek.versions):
+                    current = v.version == kek.current_version
+                    yield Label("▸" if current else "", classes="current-mark")
+                    yield Label(
+                        f"v{v.version}" + (" current" if current else ""),
+                        classes="version",
+                        markup=False,
+                    )
+                    yield Label(v.state, classes=f"state state-{v.state}", markup=False)
+                    yield Label(when(v.created_at), classes="created", markup=False)
+                    yield Label(v.fingerprint, classes="fingerprint", markup=False)
+                    yield Label(f"{v.dek_count:,}", classes="census num", markup=False)
+
+    def _rotation_lines(self, kek: Kek, st: Status) -> Iterator[Widget]:
+        current = next((v for v in kek.versions if v.version == kek.current_version), None)
+        if current is None:
+            return
+        created = parse_stamp(current.created_at)
+        if created is not None:
+            due = created + timedelta(days=st.policy.rotation_days)
+            now = self.clock()
+            if now >= due:
+                yield Static(
+                    Text(
+                        f"Rotation overdue: v{current.version} is older than "
+                        f"{st.policy.rotation_days} days (due {due:%Y-%m-%d})."
+                    ),
+                    classes="rotation warn",
+                )
+            else:
+                yield Static(
+                    Text(
+                        f"Next rotation due by {due:%Y-%m-%d} "
+                        f"(every {_plural(st.policy.rotation_days, 'day')})."
+                    ),
+                    classes="rotation",
+                )
+        waiting = sum(v.dek_count for v in kek.versions if v.version != kek.current_version)
+        if waiting:
+            yield Static(
+                Text(
+                    f"{_plural(waiting, 'DEK')} under older versions await rewrap "
+                    f"to v{kek.current_version}."
+                ),
+                classes="rewrap warn",
+            )
+
+    # ------------------------------------------------------------------ actions
+
+    async def action_refresh(self) -> None:
+        if not self._read():
+            self.notify(
+                self.error or "unknown error",
+                title="Refresh failed; showing the last good state",
+                severity="error",
+                markup=False,
+            )
+            return
+        await self.recompose()
+        st = self.status
+        assert st is not None
+        versions = sum(len(k.versions) for k in st.keks)
+        self.notify(
+            f"{_plural(st.backup_count, 'backup')}, {_plural(versions, 'KEK version')}.",
+            title="Dashboard refreshed",
+            timeout=3,
+            markup=False,
+        )

@@ -1,0 +1,544 @@
+"""People: who may act, with which roles, and their keys.
+
+The table lists everyone enrolled (service identities too). A custodian
+enrols people, replaces a person's signing key or TOTP secret, and disables
+people; anyone may replace their own key or TOTP secret. While the home has no
+custodian, the first one may be enrolled without signing in (the home's own
+key signs that entry).
+
+Each ceremony is a chain of dialogs awaited in order by a small coordinator
+(an async worker of this screen). Secrets cross the dialogs as
+:class:`~custodian.secret.SecretBytes` or inside a
+:class:`~custodian.service.PendingEnrolment`, which is discarded whenever its
+dialog closes, done or not. Slow steps (scrypt) run in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Checkbox, DataTable, Footer, Header, Input, Label, Static
+
+from custodian.catalog import Person
+from custodian.errors import CustodianError
+from custodian.people import Actor
+from custodian.secret import SecretBytes
+from custodian.service import PendingEnrolment, Service
+from screens.chrome import SessionBar
+from screens.format import safe, when
+from screens.secure import SecretInput, ceremony_blocked, take_secret
+from screens.signin import CodeInput
+
+MIN_PASSPHRASE = 12
+ROLES = ("custodian", "operator", "auditor")
+
+
+def _roles(p: Person) -> str:
+    return ", ".join(p.roles)
+
+
+class _Dialog(ModalScreen[object]):
+    """Shared bits: an error line and escape to cancel."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def error(self, message: str) -> None:
+        self.query_one(".error", Static).update(Text(message))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def _passphrase_pair(screen: ModalScreen[object]) -> SecretBytes | None:
+    """Read the two passphrase fields once (both cleared); None when they do not do."""
+    one = screen.query_one("#pw1", SecretInput)
+    two = screen.query_one("#pw2", SecretInput)
+    problem = None
+    if len(one.value) < MIN_PASSPHRASE:
+        problem = f"The passphrase needs at least {MIN_PASSPHRASE} characters."
+    elif one.value != two.value:
+        problem = "The two passphrases differ; type them again."
+    a = take_secret(one)
+    b = take_secret(two)
+    b.wipe()
+    if problem:
+        a.wipe()
+        screen.query_one(".error", Static).update(Text(problem))
+        one.focus()
+        return None
+    return a
+
+
+class EnrolForm(_Dialog):
+    """Step 1 of an enrolment: name, roles, passphrase. Returns a PendingEnrolment."""
+
+    def __init__(self, service: Service, by: Actor | None) -> None:
+        super().__init__()
+        self.service = service
+        self.by = by
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="enrol"):
+            yield Label("Enrol a person", classes="dialog-title")
+            if self.by is None:
+                yield Static(
+                    "This home has no custodian yet: the first person enrolled here must be "
+                    "a custodian; the home's own key signs the entry.",
+                    classes="muted",
+                    markup=False,
+                )
+            yield Label("Name (lowercase letters, digits, . _ -)", classes="field-name")
+            yield Input(placeholder="e.g. carol", id="enrol-name", max_length=32)
+            yield Label("Roles", classes="field-name")
+            with Horizontal(classes="checks"):
+                for role in ROLES:
+                    yield Checkbox(
+                        role, value=role == "custodian" and self.by is None, id=f"role-{role}"
+                    )
+            yield Checkbox(
+                "service identity: a cron job (operator only, no passphrase, no TOTP)",
+                id="enrol-service",
+            )
+            yield Label("Passphrase (the new person types it)", classes="field-name")
+            yield SecretInput(placeholder=f"at least {MIN_PASSPHRASE} characters", id="pw1")
+            yield SecretInput(placeholder="the same again", id="pw2")
+            yield Static("", classes="error", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Next", variant="primary", id="enrol-next")
+                yield Button("Cancel", id="enrol-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#enrol-name").focus()
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        if event.checkbox.id == "enrol-service":
+            service = event.value
+            for role in ROLES:
+                box = self.query_one(f"#role-{role}", Checkbox)
+                box.value = role == "operator" if service else box.value
+                box.disabled = service
+            for f in self.query(SecretInput):
+                f.disabled = service
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.next()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "enrol-cancel":
+            self.action_cancel()
+        else:
+            self.next()
+
+    def next(self) -> None:
+        name = self.query_one("#enrol-name", Input).value.strip()
+        service = self.query_one("#enrol-service", Checkbox).value
+        roles = [r for r in ROLES if self.query_one(f"#role-{r}", Checkbox).value]
+        if not name:
+            self.error("Type the person's name.")
+            return
+        if not roles:
+            self.error("Give the person at least one role.")
+            return
+        passphrase = None
+        if not service:
+            passphrase = _passphrase_pair(self)
+            if passphrase is None:
+                return
+        self.error("Making the signing key…")
+        self.query_one("#enrol-next", Button).disabled = True
+        self._begin(name, roles, passphrase, service)
+
+    @work(exclusive=True, group="enrol")
+    async def _begin(
+        self, name: str, roles: list[str], passphrase: SecretBytes | None, service: bool
+    ) -> None:
+        try:
+            pending = await asyncio.to_thread(
+                self.service.begin_enrolment,
+                name,
+                roles,
+                passphrase=passphrase,
+                by=self.by,
+                service=service,
+            )
+        except CustodianError as e:
+            self.error(str(e))
+            self.query_one("#enrol-next", Button).disabled = False
+            return
+        finally:
+            if passphrase is not None:
+                passphrase.wipe()
+        self.dismiss(pending)
+
+
+class TotpStep(_Dialog):
+    """Show the new TOTP secret as a QR code; accept one code back.
+
+    Used by enrolment and by TOTP replacement. The secret is on screen only
+    while this dialog is; closing it, done or not, discards the pending state.
+    """
+
+    def __init__(self, service: Service, pending: PendingEnrolment, by: Actor | None) -> None:
+        super().__init__()
+        self.service = service
+        self.pending = pending
+        self.by = by
+
+    def compose(self) -> ComposeResult:
+        label = self.service.home.path.name
+        what = "Replace the TOTP secret of" if self.pending.replace_totp else "Enrol"
+        secret = self.pending.secret_b32()
+        grouped = " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
+        with Vertical(classes="dialog wide", id="totp-step"):
+            yield Label(
+                f"{what} {safe(self.pending.name)}: authenticator",
+                classes="dialog-title",
+                markup=False,
+            )
+            with Horizontal(id="totp-body"):
+                yield Static("\n".join(self.pending.qr(label)), id="totp-qr", markup=False)
+                with Vertical(id="totp-side"):
+                    yield Static(
+                        f"{self.pending.name}: scan the code with your authenticator app, or "
+                        "type the secret below, then type the 6-digit code it shows. The "
+                        "secret leaves the screen when this dialog closes.",
+                        markup=False,
+                    )
+                    yield Static(f"secret\n{grouped}", id="totp-secret", markup=False)
+                    yield Label("Code now shown", classes="field-name")
+                    yield CodeInput(id="totp-code")
+                    yield Static("", classes="error", markup=False)
+                    with Horizontal(classes="dialog-buttons"):
+                        yield Button("Confirm", variant="primary", id="totp-ok")
+                        yield Button("Cancel", id="totp-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#totp-code").focus()
+
+    def on_unmount(self) -> None:
+        self.pending.discard()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.confirm()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "totp-cancel":
+            self.action_cancel()
+        else:
+            self.confirm()
+
+    def confirm(self) -> None:
+        field = self.query_one("#totp-code", CodeInput)
+        code, field.value = field.value, ""
+        if len(code) != 6:
+            self.error("Type the 6-digit code your authenticator shows now.")
+            return
+        try:
+            if self.pending.replace_totp:
+                assert self.by is not None
+                person = self.service.complete_totp_replacement(self.pending, code, by=self.by)
+            else:
+                person = self.service.complete_enrolment(self.pending, code, by=self.by)
+        except CustodianError as e:
+            self.error(str(e))
+            return
+        self.dismiss(person)
+
+
+class NewPassphrase(_Dialog):
+    """A new passphrase for a replacement signing key. Returns SecretBytes."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.person = name
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"New signing key for {self.person}", classes="dialog-title", markup=False)
+            yield Static(
+                "The old key stays known, so entries it signed still verify, but it signs "
+                "nothing more. The person types their new passphrase.",
+                markup=False,
+            )
+            yield SecretInput(placeholder=f"new passphrase, {MIN_PASSPHRASE}+ characters", id="pw1")
+            yield SecretInput(placeholder="the same again", id="pw2")
+            yield Static("", classes="error", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Replace key", variant="warning", id="key-ok")
+                yield Button("Cancel", id="key-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#pw1").focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "pw1":
+            self.query_one("#pw2").focus()
+        else:
+            self._done()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "key-cancel":
+            self.action_cancel()
+        else:
+            self._done()
+
+    def _done(self) -> None:
+        pw = _passphrase_pair(self)
+        if pw is not None:
+            self.dismiss(pw)
+
+
+class ConfirmDisable(_Dialog):
+    """Confirm disabling a person, with a reason for the audit log. Returns the reason."""
+
+    def __init__(self, person: Person) -> None:
+        super().__init__()
+        self.person = person
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Disable {self.person.name}?", classes="dialog-title", markup=False)
+            yield Static(
+                f"{self.person.name} ({_roles(self.person)}) will no longer sign in, approve "
+                "or act. Entries they signed still verify. This cannot be undone; enrol "
+                "them again under a new name if needed.",
+                markup=False,
+            )
+            yield Label("Reason (goes into the audit log)", classes="field-name")
+            yield Input(placeholder="e.g. left the company", id="disable-reason", max_length=200)
+            yield Static("", classes="error", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Disable", variant="error", id="disable-ok")
+                yield Button("Cancel", id="disable-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#disable-reason").focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._done()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "disable-cancel":
+            self.action_cancel()
+        else:
+            self._done()
+
+    def _done(self) -> None:
+        reason = self.query_one("#disable-reason", Input).value.strip()
+        if not reason:
+            self.error("Say why, for the audit log.")
+            return
+        self.dismiss(reason)
+
+
+class PeopleScreen(Screen[None]):
+    """Everyone enrolled, and the ceremonies that change them."""
+
+    TITLE = "custodian"
+    SUB_TITLE = "People"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "enrol", "Enrol"),
+        Binding("k", "replace_key", "New key"),
+        Binding("t", "replace_totp", "New TOTP"),
+        Binding("d", "disable", "Disable"),
+        Binding("f5", "reload", "Reload"),
+    ]
+
+    def __init__(self, service: Service) -> None:
+        super().__init__()
+        self.service = service
+        self.people: list[Person] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield SessionBar()
+        yield DataTable(id="people-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="people-detail", classes="box", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns(
+            "Name", "Roles", "Kind", "State", "Signing key", "Keys", "TOTP", "Enrolled (UTC)"
+        )
+        self.reload()
+
+    def reload(self, select: str | None = None) -> None:
+        table = self.query_one(DataTable)
+        current = select or (self.selected.name if self.selected else None)
+        try:
+            self.people = self.service.people()
+        except CustodianError as e:
+            self.notify(str(e), title="Could not read people", severity="error", markup=False)
+            return
+        table.clear()
+        for p in self.people:
+            key = p.key.key_id[:16] if p.key else "-"
+            totp = f"gen {p.totp_generation}" if p.totp_generation else "-"
+            table.add_row(
+                Text(safe(p.name)),
+                Text(_roles(p)),
+                Text(p.kind),
+                Text(p.state, style="" if p.active else "red"),
+                Text(key),
+                Text(str(len(p.keys)), justify="right"),
+                Text(totp),
+                Text(when(p.created_at)),
+                key=p.name,
+            )
+        names = [p.name for p in self.people]
+        if current in names:
+            table.move_cursor(row=names.index(current))
+        self._show_detail()
+
+    @property
+    def selected(self) -> Person | None:
+        table = self.query_one(DataTable)
+        if not self.people or table.cursor_row < 0 or table.cursor_row >= len(self.people):
+            return None
+        return self.people[table.cursor_row]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        detail = self.query_one("#people-detail", Static)
+        p = self.selected
+        if p is None:
+            detail.update(
+                Text(
+                    "Nobody is enrolled yet. Press n to enrol the first custodian."
+                    if self.service.needs_bootstrap()
+                    else ""
+                )
+            )
+            return
+        lines = [f"{p.name}: {_roles(p)}; {p.kind}; {p.state}"]
+        if p.disabled_at:
+            lines[0] += f" since {when(p.disabled_at)}"
+        for k in p.keys:
+            state = f"replaced {when(k.replaced_at)}" if k.replaced_at else "current"
+            lines.append(
+                f"  key {k.key_id}  {k.protection:<10}  since {when(k.created_at)}  {state}"
+            )
+        detail.update(Text("\n".join(lines)))
+        detail.border_title = "Signing keys (old keys stay known so old entries verify)"
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    # ------------------------------------------------------------ ceremonies
+
+    def _ceremony_ok(self) -> bool:
+        blocked = ceremony_blocked(self.app)
+        if blocked:
+            self.notify(blocked, title="Refused", severity="error", markup=False)
+            return False
+        return True
+
+    def _actor(self, role: str | None, doing: str) -> Actor | None:
+        acting = getattr(self.app, "acting", None)
+        return acting(role, doing) if acting else None
+
+    @work(exclusive=True, group="ceremony")
+    async def action_enrol(self) -> None:
+        if not self._ceremony_ok():
+            return
+        by: Actor | None = None
+        if not self.service.needs_bootstrap():
+            by = self._actor("custodian", "enrol people")
+            if by is None:
+                return
+        pending = await self.app.push_screen_wait(EnrolForm(self.service, by))
+        if not isinstance(pending, PendingEnrolment):
+            return
+        if pending.totp is None:  # a service identity: no authenticator to set up
+            try:
+                person = self.service.complete_enrolment(pending, None, by=by)
+            except CustodianError as e:
+                self.notify(str(e), title="Not enrolled", severity="error", markup=False)
+                return
+        else:
+            person = await self.app.push_screen_wait(TotpStep(self.service, pending, by))
+        if isinstance(person, Person):
+            self.reload(select=person.name)
+            self.notify(f"{person.name} is enrolled as {_roles(person)}.", markup=False)
+
+    @work(exclusive=True, group="ceremony")
+    async def action_replace_key(self) -> None:
+        p = self.selected
+        if p is None or not self._ceremony_ok():
+            return
+        by = self._actor(None, "replace a signing key")
+        if by is None:
+            return
+        if by.name != p.name and not by.has("custodian"):
+            self.notify("Only a custodian may replace someone else's key.", severity="warning")
+            return
+        passphrase: SecretBytes | None = None
+        if p.kind == "person":
+            got = await self.app.push_screen_wait(NewPassphrase(p.name))
+            if not isinstance(got, SecretBytes):
+                return
+            passphrase = got
+        try:
+            await asyncio.to_thread(self.service.replace_signing_key, p.name, passphrase, by=by)
+        except CustodianError as e:
+            self.notify(str(e), title="Key not replaced", severity="error", markup=False)
+            return
+        finally:
+            if passphrase is not None:
+                passphrase.wipe()
+        self.reload()
+        if by.name == p.name:
+            sign_out = getattr(self.app, "sign_out", None)
+            if sign_out:
+                sign_out(reason="after replacing their own key; sign in with the new passphrase")
+        self.notify(f"{p.name} has a new signing key.", markup=False)
+
+    @work(exclusive=True, group="ceremony")
+    async def action_replace_totp(self) -> None:
+        p = self.selected
+        if p is None or not self._ceremony_ok():
+            return
+        by = self._actor(None, "replace a TOTP secret")
+        if by is None:
+            return
+        try:
+            pending = self.service.begin_totp_replacement(p.name, by=by)
+        except CustodianError as e:
+            self.notify(str(e), title="Refused", severity="error", markup=False)
+            return
+        person = await self.app.push_screen_wait(TotpStep(self.service, pending, by))
+        if isinstance(person, Person):
+            self.reload()
+            self.notify(
+                f"{p.name}'s authenticator is replaced; old codes no longer work.", markup=False
+            )
+
+    @work(exclusive=True, group="ceremony")
+    async def action_disable(self) -> None:
+        p = self.selected
+        if p is None:
+            return
+        by = self._actor("custodian", "disable people")
+        if by is None:
+            return
+        reason = await self.app.push_screen_wait(ConfirmDisable(p))
+        if not isinstance(reason, str):
+            return
+        try:
+            self.service.disable_person(p.name, by=by, reason=reason)
+        except CustodianError as e:
+            self.notify(str(e), title="Not disabled", severity="error", markup=False)
+            return
+        self.reload()
+        self.notify(f"{p.name} is disabled.", markup=False)
