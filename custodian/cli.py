@@ -115,7 +115,12 @@ def _actor(svc: Service, args: argparse.Namespace) -> Actor:
     name = getattr(args, "as_", None)
     if not name:
         raise _usage_error("this command acts, so it needs to know who you are: --as NAME.")
-    p = svc.person(name)
+    from custodian.errors import NotFoundError
+
+    try:
+        p = svc.person(name)
+    except NotFoundError:
+        return svc.unlock(name, None)  # records the refusal (name HMAC'd) and raises
     if p.kind == "service" and p.key is not None and p.key.protection == "none":
         return svc.unlock(name, None)
     with _secret_input(f"passphrase of {name}: ", args.passphrase_fd, "passphrase") as pw:
@@ -456,12 +461,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise _usage_error(f"{out} exists; nothing was written. Use --force to replace it.")
     with _service(args) as svc:
         by = _actor(svc, args)
         cp = svc.audit_checkpoint(by=by)
-        out = Path(args.output)
-        if out.exists() and not args.force:
-            raise _usage_error(f"{out} exists; nothing was written. Use --force to replace it.")
         out.write_text(json.dumps(cp, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         print(
             f"checkpoint at entry {cp['seq']} (head {cp['head'][:16]}…) signed by "

@@ -87,7 +87,7 @@ def encode_header_body(
 ) -> bytes:
     if not MIN_CHUNK <= chunk_size <= MAX_CHUNK:
         raise ValueError(f"chunk size {chunk_size} outside {MIN_CHUNK}..{MAX_CHUNK}")
-    if not BACKEND_RE.match(backend) or not KEK_NAME_RE.match(kek):
+    if not BACKEND_RE.fullmatch(backend) or not KEK_NAME_RE.fullmatch(kek):
         raise ValueError("bad backend or KEK name")
     if not 1 <= kek_version <= 0xFFFFFFFF or not 1 <= len(wrapped_dek) <= MAX_WRAPPED:
         raise ValueError("bad KEK version or wrapped DEK length")
@@ -146,7 +146,7 @@ def read_header(f: BinaryIO, name: str = "the container") -> Header:
         backend_s, kek_s = backend.decode("ascii"), kek.decode("utf-8")
     except UnicodeDecodeError:
         raise ContainerError(f"{name} has a malformed KEK reference.") from None
-    if not BACKEND_RE.match(backend_s) or not KEK_NAME_RE.match(kek_s) or version < 1:
+    if not BACKEND_RE.fullmatch(backend_s) or not KEK_NAME_RE.fullmatch(kek_s) or version < 1:
         raise ContainerError(f"{name} has a malformed KEK reference.")
     return Header(
         uuid.UUID(bytes=bid), salt, chunk, backend_s, kek_s, version, wrapped, b"".join(parts), mac

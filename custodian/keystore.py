@@ -102,7 +102,14 @@ class Keyring:
         import keyring
         from keyring.backends import fail
 
-        kr = keyring.get_keyring()
+        try:
+            kr = keyring.get_keyring()
+        except Exception as e:  # a configured backend that cannot be loaded
+            raise KeyringError(
+                f"the configured keyring backend could not be loaded ({type(e).__name__}: {e}); "
+                "nothing was changed. Check PYTHON_KEYRING_BACKEND or keyringrc.cfg, or "
+                "install the package that provides the backend."
+            ) from None
         usable = not isinstance(kr, fail.Keyring)
         if usable and type(kr).__name__ == "ChainerBackend":
             usable = bool(getattr(kr, "backends", []))
@@ -183,7 +190,7 @@ class SealedStore:
         self.dir = directory
 
     def _path(self, name: str) -> Path:
-        if not _NAME_RE.match(name) or ".." in name:
+        if not _NAME_RE.fullmatch(name) or ".." in name:
             raise ValueError(f"bad sealed blob name {name!r}")
         return self.dir / (name.replace("/", "__") + ".sealed")
 

@@ -47,7 +47,7 @@ class AuthError(CustodianError):
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise CustodianError(
             f"{name!r} is not a valid person name: use 1 to 32 lower-case letters, digits, "
             "'.', '_' or '-', starting with a letter."

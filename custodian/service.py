@@ -385,13 +385,21 @@ class Service:
         self._require(by, "custodian", "kek.create", f"kek:{name}", allow_home=True)
         from custodian.container import KEK_NAME_RE
 
-        if not KEK_NAME_RE.match(name):
+        if not KEK_NAME_RE.fullmatch(name):
             raise CustodianError(
                 f"{name!r} is not a valid KEK name: use 1 to 64 letters, digits, '.', '_' or "
                 "'-', starting with a letter or digit."
             )
         if suite not in SUITES:
             raise CustodianError(f"unknown suite {suite!r}; use one of {', '.join(SUITES)}.")
+        # Names that differ only in case would name the same sealed key file on
+        # the local backend (and confuse people): one spelling per name.
+        clash = [k.name for k in self.catalog.keks() if k.name.lower() == name.lower()]
+        if clash:
+            raise ConflictError(
+                f"a KEK named {clash[0]!r} exists; KEK names must differ in more than case. "
+                "Nothing was created."
+            )
         be = self.backend(backend)
         with self._audited(
             by,
@@ -896,8 +904,24 @@ class Service:
         return actor
 
     def sign_out(self, actor: Actor) -> None:
+        """End a session. A key that was replaced, or a person disabled, while
+        signed in signs nothing more: the home key records the sign-out then."""
+        subject = f"person:{actor.name}"
         try:
-            self._record(actor, "person.sign_out", f"person:{actor.name}")
+            try:
+                p = self.catalog.person(actor.name)
+                current = p.active and p.key is not None and p.key.key_id == actor.key_id
+            except NotFoundError:
+                current = False
+            if current:
+                self._record(actor, "person.sign_out", subject)
+            else:
+                self._record(
+                    self._home_actor(),
+                    "person.sign_out",
+                    subject,
+                    details={"note": "key replaced or person disabled during the session"},
+                )
         finally:
             actor.forget()
 
