@@ -220,6 +220,8 @@ class AuditLog:
                         e = json.loads(line)
                     except ValueError:
                         e = {"_malformed": f"{seg.name} line {n}"}
+                    if not isinstance(e, dict):
+                        e = {"_malformed": f"{seg.name} line {n} is not a JSON object"}
                     yield e
 
     def count(self) -> int:
@@ -288,6 +290,15 @@ def verify(
         total = 0  # a damaged newest line: reported below, where the entries are read
     prev, expect_seq, last_hash = GENESIS, 1, GENESIS
     hashes_at: dict[int, str] = {}
+    roles: dict[str, set[str]] = {}
+    if checkpoint is not None and not (
+        isinstance(checkpoint, dict)
+        and isinstance(checkpoint.get("seq"), int)
+        and set(checkpoint) >= CHECKPOINT_FIELDS
+    ):
+        return VerifyResult(
+            False, 0, GENESIS, None, "the checkpoint file is not a custodian audit checkpoint"
+        )
     want_seq = int(checkpoint["seq"]) if checkpoint else None
 
     def bad(seq: int | None, why: str) -> VerifyResult:
@@ -337,7 +348,12 @@ def verify(
             except (InvalidSignature, ValueError):
                 return bad(seq, "signature does not verify")
             if e["outcome"] == "ok":
+                why = _unauthorised(e, roles, disabled)
+                if why:
+                    return bad(seq, why)
                 _learn(e, keys, disabled, ed25519)
+                if e["action"] == "person.enrol":
+                    roles[e["subject"].removeprefix("person:")] = set(e["details"]["roles"])
         except (KeyError, TypeError, ValueError) as ex:
             return bad(expect_seq, f"malformed entry ({type(ex).__name__}: {ex})")
         prev = last_hash = e["hash"]
@@ -347,6 +363,10 @@ def verify(
         if progress is not None and (seq % 1000 == 0 or seq == total):
             progress(seq, total)
     n = expect_seq - 1
+    if n == 0:
+        return VerifyResult(
+            False, 0, GENESIS, None, "the log is empty; every home's log starts with home.init"
+        )
     res = VerifyResult(True, n, last_hash, keys=len(keys))
     if checkpoint is not None:
         problem, where = _check_checkpoint(checkpoint, keys, hashes_at, n)
@@ -354,6 +374,43 @@ def verify(
             return VerifyResult(False, n, last_hash, where, problem, keys=len(keys))
         res.checkpoint = f"checkpoint at entry {want_seq} by {checkpoint['actor']} holds"
     return res
+
+
+CHECKPOINT_FIELDS = {"format", "home_id", "seq", "head", "time", "actor", "key_id", "sig"}
+KEY_ID_PREFIX = b"custodian signing key v1\0"  # custodian.people.key_id
+
+
+def _unauthorised(e: dict[str, Any], roles: dict[str, set[str]], disabled: dict[str, int]) -> str:
+    """Why the signer of a key-changing entry had no right to it ('' when they had).
+
+    A custodian enrols and disables people; a person or a custodian replaces a
+    person's key; the home key enrols only while the home has no custodian. An
+    announced key id must be the hash of the announced public key.
+    """
+    action = e["action"]
+    if action not in ("person.enrol", "person.key.replace", "person.disable", "person.enable"):
+        return ""
+    actor, subject = e["actor"], e["subject"].removeprefix("person:")
+    custodian = "custodian" in roles.get(actor, set()) and actor not in disabled
+    if action == "person.enrol":
+        if actor == "home":
+            if any("custodian" in r and p not in disabled for p, r in roles.items()):
+                return "the home key enrolled someone after the home had a custodian"
+        elif not custodian:
+            return f"{actor} enrolled {subject} without holding the custodian role"
+        if subject in roles:
+            return f"{subject} was already enrolled"
+    elif action == "person.key.replace":
+        if actor != subject and not custodian:
+            return f"{actor} replaced {subject}'s key without holding the custodian role"
+    elif not custodian:
+        return f"{actor} changed {subject}'s state without holding the custodian role"
+    if action in ("person.enrol", "person.key.replace"):
+        d = e["details"]
+        pub = base64.b64decode(d["public_key"], validate=True)
+        if hashlib.sha256(KEY_ID_PREFIX + pub).hexdigest()[:32] != d["key_id"]:
+            return "the announced key id is not the hash of the announced public key"
+    return ""
 
 
 def _learn(

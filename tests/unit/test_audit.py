@@ -395,6 +395,10 @@ def test_cut_tail_verifies_alone_but_not_against_a_checkpoint(
     seg.write_bytes(b"".join(lines[:-cut]))
     left = 13 - cut
     plain = svc.audit_verify()
+    if left == 0:  # nothing left: an empty log proves nothing and does not verify
+        assert not plain.ok and "empty" in plain.reason
+        assert "empty" in svc.audit_verify(checkpoint=cp).reason
+        return
     assert plain.ok and plain.entries == left  # what remains is a valid chain
     res = svc.audit_verify(checkpoint=cp)
     if left >= 3:  # alice's key, which signed the checkpoint, is enrolled by entry 3
@@ -535,12 +539,8 @@ def test_replaced_key_old_entries_verify_and_the_old_key_signs_nothing_new(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify checks that a key was announced, not that the announcer may announce "
-    "it: an operator's valid key can enrol a new key for a custodian",
-)
 def test_key_announced_by_someone_without_the_right_is_caught(svc: Service, cast: Cast) -> None:
+    """An operator's valid key must not be able to give a custodian a new key."""
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     oscar = unlock(svc, cast.oscar)  # an operator
@@ -563,6 +563,70 @@ def test_key_announced_by_someone_without_the_right_is_caught(svc: Service, cast
     )
     res = svc.audit_verify()
     assert not res.ok and res.first_bad == announce["seq"]
+    assert "without holding the custodian role" in res.reason
+
+
+def test_enrolment_by_a_non_custodian_and_a_forged_key_id_are_caught(
+    svc: Service, cast: Cast
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    audrey = unlock(svc, cast.audrey)  # an auditor
+    pub = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    details = {
+        "roles": ["custodian"],
+        "kind": "person",
+        "key_id": P.key_id(pub),
+        "public_key": base64.b64encode(pub).decode(),
+    }
+    e = svc.audit.append(
+        actor="audrey",
+        key_id=audrey.key_id,
+        sign=audrey.sign,
+        action="person.enrol",
+        subject="person:eve",
+        details=details,
+    )
+    res = svc.audit_verify()
+    assert not res.ok and res.first_bad == e["seq"]
+    assert "audrey enrolled eve without holding the custodian role" in res.reason
+
+
+def test_an_announced_key_id_must_hash_the_public_key(
+    svc: Service, cast: Cast, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    alice = unlock(svc, cast.alice)
+    pub = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    e = svc.audit.append(
+        actor="alice",
+        key_id=alice.key_id,
+        sign=alice.sign,
+        action="person.key.replace",
+        subject="person:bob",
+        details={"key_id": "0" * 32, "public_key": base64.b64encode(pub).decode()},
+    )
+    res = svc.audit_verify()
+    assert not res.ok and res.first_bad == e["seq"] and "not the hash" in res.reason
+
+
+def test_an_empty_log_and_a_non_object_line_do_not_verify(svc: Service) -> None:
+    segs = sorted((svc.home.path / "audit").glob("segment-*.jsonl"))
+    data = segs[-1].read_bytes()
+    segs[-1].write_bytes(data + b"5\n")
+    res = svc.audit_verify()
+    assert not res.ok and "not a JSON object" in res.reason
+    for seg in segs:
+        seg.write_bytes(b"")
+    res = svc.audit_verify()
+    assert not res.ok and "empty" in res.reason
+
+
+@pytest.mark.parametrize("cp", [[1], {"seq": 3}, {"seq": "x"}, "text"])
+def test_a_malformed_checkpoint_is_refused_cleanly(svc: Service, cp: Any) -> None:
+    res = svc.audit_verify(checkpoint=cp)
+    assert not res.ok and "not a custodian audit checkpoint" in res.reason
 
 
 # ---------------------------------------------------------------- refused sign-ins
