@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from custodian.audit import VerifyResult
 from custodian.catalog import Backup, Kek, Person
 from custodian.people import Actor
 from custodian.service import Service, Status
@@ -27,6 +28,8 @@ from tests.conftest import Cast, _make, unlock
 FIXED_NOW = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
 # uuids, long hex or base64, paths: what differs between two runs
 VARIABLE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}|[0-9a-f]{16,}|[A-Za-z0-9+/=]{40,}|/")
+FULL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+SUBJECT = re.compile(f"(?P<uuid>{FULL_UUID.pattern})|{VARIABLE.pattern}")
 LABELS = ("pg-orders", "ldap", "etc-web01", "mail-archive", "gitlab-repos")
 
 
@@ -135,6 +138,9 @@ class Frozen:
                 f[k] = (fake_id(f"{k}{seq}").replace("-", "") * 2)[: len(str(e[k]))]
             f["sig"] = "A" * len(e["sig"])
             f["subject"] = VARIABLE.sub("…", str(e.get("subject", "")))
+            if FULL_UUID.search(str(e.get("subject", ""))):
+                # a whole id keeps its width (the Subject column is as wide as in real use)
+                f["subject"] = self._subject(seq, e)
             if isinstance(f.get("details"), dict):
                 f["details"] = {
                     k: "…" if k in ("step", "seq") or VARIABLE.search(str(v)) else v
@@ -142,6 +148,25 @@ class Frozen:
                 }
             out.append(f)
         return out
+
+    @staticmethod
+    def _subject(seq: int, e: dict[str, Any]) -> str:
+        """Ids in a subject made fixed, the same as the backups screen shows them."""
+        details = e.get("details") if isinstance(e.get("details"), dict) else {}
+        seed = str(details.get("label") or f"subject{seq}")
+
+        def fixed(m: re.Match[str]) -> str:
+            return fake_id(seed) if m["uuid"] else "…"
+
+        return SUBJECT.sub(fixed, str(e.get("subject", "")))
+
+    def audit_verify(self, **kwargs: Any) -> VerifyResult:
+        r = self._svc.audit_verify(**kwargs)
+        return replace(
+            r,
+            head=(fake_id("head").replace("-", "") * 2)[: len(r.head)],
+            checkpoint=VARIABLE.sub("…", r.checkpoint),
+        )
 
 
 def sign_in_directly(app: Any, actor: Actor) -> None:
