@@ -164,15 +164,15 @@ class Keyring:
         if raw is None:
             raise KeyringError(
                 "this home's root key is not in the keyring (" + self.description + "); "
-                "no secret was read. Use the keyring this home was made with, or recover "
-                "the root key from the break-glass shares."
+                "no secret was read. Use the keyring (and the account) this home was made with; "
+                "break-glass recovery from shares is not built yet."
             )
         ksk = SecretBytes(base64.b64decode(raw), "KSK")
         if not hmac.compare_digest(ksk_check_value(ksk), expected_check):
             ksk.wipe()
             raise KeyringError(
                 "the keyring holds a root key that is not this home's (check value differs); "
-                "nothing was unsealed. Restore the right key from the break-glass shares."
+                "nothing was unsealed. Use the keyring this home was made with."
             )
         return ksk
 

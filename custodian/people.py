@@ -1,7 +1,7 @@
 """People: roles, Ed25519 signing keys under a passphrase, and TOTP (RFC 6238).
 
 A person's signing key is kept through ``keyring`` (service ``custodian``,
-user ``sign:<home id>``... see :class:`custodian.keystore.Keyring`) as a blob
+user ``sign:<person>:<key id>:<home id>``, see :class:`custodian.keystore.Keyring`) as a blob
 encrypted under a key derived from their own passphrase, so nobody can sign
 as someone else. A service identity (role operator only, for cron jobs) may
 keep its key without a passphrase: the keyring is then its only protection.
