@@ -95,6 +95,9 @@ class Tmux:
             env=self.env,
             stdin=subprocess.DEVNULL,
         )
+        # kill-server leaves the socket file behind; it is ours, so remove it too
+        tmpdir = Path(self.env.get("TMUX_TMPDIR") or "/tmp")
+        (tmpdir / f"tmux-{os.getuid()}" / self.socket).unlink(missing_ok=True)
 
 
 @pytest.fixture
