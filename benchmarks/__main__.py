@@ -1,0 +1,137 @@
+"""``python -m benchmarks [GROUP ...]``: run benchmark groups, print, save JSON.
+
+Every figure comes with a reference measured in the same run, so a ratio means
+the same thing on a fast and a slow machine. Targets print PASS or MISS; the
+exit status is 0 unless the harness itself broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import OUT_DIR, GiB, Report, environment
+
+GROUPS = ("stream", "wrap", "startup", "audit")
+ABOUT = {
+    "stream": "encrypt and decrypt one large file (--size) vs cat and age",
+    "wrap": "LocalBackend wrap/unwrap/rewrap per HPKE suite vs bare hpke.Suite calls",
+    "startup": "CLI start-up (--help, kek list), no textual import, TUI first frame",
+    "audit": "verify a long signed log (--audit-entries) vs raw Ed25519; fsync append latency",
+}
+TITLES = {
+    "stream": "STREAM: {size} plaintext from the page cache, output on /dev/shm; rate is "
+    "plaintext/s at the best of {repeat}",
+    "wrap": "WRAP: LocalBackend vs bare hpke.Suite, batches of {batch}, best of "
+    "{wrap_repeat}; ratio = custodian/bare",
+    "startup": "STARTUP: whole-process wall time; TUI = until the pane shows the app",
+    "audit": "AUDIT: verify {entries:,} entries (ratio = raw Ed25519 time / verify time); "
+    "append latency with fsync (ratio = append / bare fsync)",
+}
+
+
+def parse_size(text: str) -> int:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?", text.strip(), re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1G, 256M)")
+    mult = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[m.group(2).upper()]
+    return int(float(m.group(1)) * mult)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="groups:\n" + "\n".join(f"  {g:<9} {ABOUT[g]}" for g in GROUPS),
+    )
+    p.add_argument("groups", nargs="*", metavar="GROUP", help=f"{', '.join(GROUPS)} (default: all)")
+    p.add_argument("--size", type=parse_size, default=GiB, help="stream file size (default 1G)")
+    p.add_argument("--repeat", type=int, default=3, help="stream and audit verify: best of N (3)")
+    p.add_argument("--cli-repeat", type=int, default=10, help="CLI start-up: best of N (10)")
+    p.add_argument("--frames", type=int, default=5, help="TUI first frame: best of N (5)")
+    p.add_argument("--batch", type=int, default=1000, help="wrap: DEKs per batch (1000)")
+    p.add_argument(
+        "--wrap-repeat", type=int, default=9, help="wrap: best of N batches per case (9)"
+    )
+    p.add_argument("--audit-entries", type=int, default=100_000, help="audit: log length (100000)")
+    p.add_argument("--appends", type=int, default=200, help="audit: timed appends (200)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(os.environ.get("TMPDIR", "/tmp")) / "custodian-bench",
+        help="homes, age key, cached plaintext (default /tmp/custodian-bench)",
+    )
+    p.add_argument("--out", type=Path, default=OUT_DIR, help="where the JSON goes")
+    args = p.parse_args(argv)
+    unknown = [g for g in args.groups if g not in GROUPS]
+    if unknown:
+        p.error(f"unknown group {unknown[0]!r}; choose from {', '.join(GROUPS)}")
+    groups = [g for g in GROUPS if g in args.groups] if args.groups else list(GROUPS)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    meta = environment()
+    core = meta.get("custodian", {})
+    print(
+        f"custodian benchmarks: {meta.get('cpu', '?')}, {meta.get('cpus')} CPUs, "
+        f"Python {meta['python']}, cryptography {meta.get('cryptography', '?')}"
+    )
+    print(
+        f"core: {core.get('file', core.get('error', '?'))} at {str(core.get('commit', '?'))[:10]}"
+        + (f" (+{len(core['uncommitted'])} uncommitted files)" if core.get("uncommitted") else "")
+    )
+    report = Report()
+    t0 = time.perf_counter()
+    for g in groups:
+        try:
+            if g == "stream":
+                from benchmarks import stream
+
+                stream.run(report, size=args.size, repeat=args.repeat, workdir=args.workdir)
+            elif g == "wrap":
+                from benchmarks import wrap
+
+                wrap.run(report, batch=args.batch, repeat=args.wrap_repeat, workdir=args.workdir)
+            elif g == "startup":
+                from benchmarks import startup
+
+                startup.run(
+                    report, repeat=args.cli_repeat, frames=args.frames, workdir=args.workdir
+                )
+            else:
+                from benchmarks import audit
+
+                audit.run(
+                    report,
+                    entries=args.audit_entries,
+                    appends=args.appends,
+                    repeat=args.repeat,
+                    workdir=args.workdir,
+                )
+        except Exception as e:  # one broken group does not hide the others
+            report.row(g, f"{g} (whole group)", error=f"{type(e).__name__}: {e}")
+
+    size = f"{args.size / GiB:g} GiB" if args.size >= GiB else f"{args.size / 2**20:g} MiB"
+    for g in groups:
+        report.print_group(
+            g,
+            TITLES[g].format(
+                size=size,
+                repeat=args.repeat,
+                batch=args.batch,
+                wrap_repeat=args.wrap_repeat,
+                entries=args.audit_entries,
+            ),
+        )
+    report.print_targets()
+    path = report.write_json(args.out, groups, sys.argv)
+    print(f"\n{time.perf_counter() - t0:.0f} s; results in {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

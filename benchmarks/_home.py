@@ -1,0 +1,63 @@
+"""Benchmark homes, made through the service facade the way the tests and the demo do.
+
+Acting calls take ``by=<Actor>``. A bench home has two people, enrolled as
+tests/conftest.py does it:
+
+* ``bench-custodian``: custodian role, passphrase, TOTP (the first custodian,
+  enrolled by the home identity during bootstrap); makes KEK versions.
+* ``backup-bot``: a service identity (operator only, no passphrase, no TOTP),
+  enrolled by the custodian; encrypts backups, also from the command line
+  (``--as backup-bot`` needs no passphrase).
+
+The root key stays in a keyring file inside the home, never the user's keyring.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from custodian import people as P
+from custodian.people import Actor
+from custodian.secret import SecretBytes
+from custodian.service import Service
+
+CUSTODIAN = "bench-custodian"
+BOT = "backup-bot"
+PHRASE = b"bench-only passphrase, not a secret"
+
+
+def make_home(
+    path: Path, *, suite: str = "mlkem768-x25519", kek: str = "backups", people: bool = True
+) -> Service:
+    """A fresh home (root key in a file inside it), with the two bench people enrolled."""
+    svc = Service.init(path, kek=kek, suite=suite, keyring_backend="home-file")
+    if people:
+        try:
+            enrol_people(svc)
+        except BaseException:
+            svc.close()
+            raise
+    return svc
+
+
+def enrol_people(svc: Service) -> None:
+    pw = SecretBytes(PHRASE, "passphrase")
+    pending = svc.begin_enrolment(CUSTODIAN, ("custodian",), passphrase=pw, by=None)
+    code = P.hotp(pending.totp, P.current_step()) if pending.totp else None
+    svc.complete_enrolment(pending, code, by=None)
+    by = custodian(svc)
+    try:
+        pending = svc.begin_enrolment(BOT, ("operator",), passphrase=None, by=by, service=True)
+        svc.complete_enrolment(pending, None, by=by)
+    finally:
+        by.forget()
+
+
+def custodian(svc: Service) -> Actor:
+    """The bench custodian, signed in (its key unlocked with its passphrase)."""
+    return svc.unlock(CUSTODIAN, SecretBytes(PHRASE, "passphrase"))
+
+
+def bot(svc: Service) -> Actor:
+    """The service identity ``backup-bot`` (no passphrase)."""
+    return svc.unlock(BOT, None)
