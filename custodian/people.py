@@ -228,7 +228,7 @@ def qr_lines(text: str) -> list[str]:
     import segno
 
     rows = [list(r) for r in segno.make(text, error="m").matrix]
-    quiet = 2
+    quiet = 4  # the quiet zone ISO/IEC 18004 asks for
     width = len(rows[0]) + 2 * quiet
     rows = (
         [[0] * width] * quiet

@@ -86,8 +86,8 @@ class AuditScreen(Screen[None]):
                 id="audit-result",
                 markup=False,
             )
-            yield ProgressBar(id="audit-progress", show_eta=True)
-        yield Footer()
+            yield ProgressBar(id="audit-progress", show_eta=False)
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -96,8 +96,8 @@ class AuditScreen(Screen[None]):
         table.add_column("Time (UTC)", key="time")
         table.add_column("Actor", key="actor")
         table.add_column("Action", key="action")
-        table.add_column("Subject", key="subject")
         table.add_column("Outcome", key="outcome")
+        table.add_column("Subject", key="subject")
         self.query_one("#audit-verify").border_title = "Verify"
         self.query_one("#audit-detail").border_title = "Entry"
         self.query_one("#audit-progress").display = False
@@ -159,8 +159,8 @@ class AuditScreen(Screen[None]):
                 Text(str(e.get("time", ""))[:19].replace("T", " ")),
                 Text(safe(str(e.get("actor", "")))),
                 Text(safe(str(e.get("action", "")))),
-                Text(_subject(e)),
                 Text(outcome, style="" if outcome == "ok" else "bold red" if bad else "yellow"),
+                Text(_subject(e)),
             )
         shown = len(self.rows)
         note = f"{self.matching:,} matching entries"
@@ -273,8 +273,8 @@ def describe(e: dict[str, Any]) -> str:
         for k, v in details.items():
             value = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
             lines.append(f"  {safe(str(k))}: {safe(value)}")
-    lines.append("")
-    lines += [f"{name:<8} {safe(str(e.get(name, '')))}" for name in HASHES]
+    for name in HASHES:  # long values: the name on its own line, the value below
+        lines += ["", name, safe(str(e.get(name, "")))]
     extra = sorted(set(e) - set(FIELDS) - set(HASHES) - {"details"})
     lines += [f"{safe(k):<8} {safe(json.dumps(e[k], ensure_ascii=False))}" for k in extra]
     return "\n".join(lines)

@@ -113,7 +113,7 @@ class BackupTable(ScrollView, can_focus=True):
         color: $foreground;
         height: 1fr;
         overflow-x: hidden;
-        overflow-y: scroll;
+        overflow-y: auto;
         &:focus {
             background-tint: $foreground 3%;
             & > .backup-table--cursor {

@@ -78,7 +78,7 @@ class BackupsScreen(Screen[None]):
             )
         yield Static(id="backups-counts", markup=False)
         yield BackupTable(self.service, id="backups-table")
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def table(self) -> BackupTable:

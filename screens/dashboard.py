@@ -88,7 +88,7 @@ class DashboardScreen(Screen[None]):
                 )
             else:
                 yield from self._compose_status(self.status)
-        yield Footer()
+        yield Footer(compact=True)
 
     def _compose_status(self, st: Status) -> Iterator[Widget]:
         with Horizontal(id="dash-top"):

@@ -362,7 +362,7 @@ class PeopleScreen(Screen[None]):
         yield SessionBar()
         yield DataTable(id="people-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="people-detail", classes="box", markup=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
