@@ -151,7 +151,7 @@ def _suite(report: Report, suite: str, *, batch: int, repeat: int, workdir: Path
             report.target(
                 GROUP,
                 f"{suite} {op}: {rc.rate or 0:,.0f}/s vs bare {rb.rate or 0:,.0f}/s",
-                f"{ratio:.2f}x" if ratio is not None else "-",
+                f"{ratio:.3f}x" if ratio is not None else "-",
                 _goal(),
                 None if ratio is None else ratio >= GOAL_VS_BARE,
             )
