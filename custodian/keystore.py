@@ -125,12 +125,12 @@ class Keyring:
 
     @property
     def description(self) -> str:
+        if self.backend_name == "home-file":  # no need to load keyring to say so
+            return "home file (demo only)"
         try:
             kr = self._get()
         except KeyringError:
             return "unavailable"
-        if self.backend_name == "home-file":
-            return "home file (demo only)"
         return f"{type(kr).__module__}.{type(kr).__name__}"
 
     def _user(self, what: str) -> str:

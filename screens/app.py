@@ -28,12 +28,8 @@ from textual.screen import ModalScreen, Screen
 from custodian.errors import CustodianError
 from custodian.people import Actor
 from custodian.service import Service
-from screens.audit import AuditScreen
-from screens.backups import BackupsScreen
 from screens.dashboard import Clock, DashboardScreen, utc_now
-from screens.people import PeopleScreen
 from screens.secure import ceremony_blocked
-from screens.signin import SignInScreen
 
 IDLE_SIGN_OUT = 15 * 60  # seconds without a key or click before the session ends
 
@@ -63,10 +59,26 @@ class CustodianApp(App[None]):
         self.actor: Actor | None = None
         self.idle_sign_out = idle_sign_out
         self._last_input = time.monotonic()
+        # Only the dashboard is imported up front: the first frame comes sooner.
         self.add_mode("dashboard", lambda: DashboardScreen(self.service, clock=self.clock))
-        self.add_mode("backups", lambda: BackupsScreen(self.service))
-        self.add_mode("people", lambda: PeopleScreen(self.service))
-        self.add_mode("audit", lambda: AuditScreen(self.service))
+        self.add_mode("backups", self._backups)
+        self.add_mode("people", self._people)
+        self.add_mode("audit", self._audit)
+
+    def _backups(self) -> Screen[None]:
+        from screens.backups import BackupsScreen
+
+        return BackupsScreen(self.service)
+
+    def _people(self) -> Screen[None]:
+        from screens.people import PeopleScreen
+
+        return PeopleScreen(self.service)
+
+    def _audit(self) -> Screen[None]:
+        from screens.audit import AuditScreen
+
+        return AuditScreen(self.service)
 
     def on_mount(self) -> None:
         self.set_interval(min(30.0, max(self.idle_sign_out / 4, 0.05)), self._check_idle)
@@ -107,6 +119,8 @@ class CustodianApp(App[None]):
         if blocked:
             self.notify(blocked, title="Sign-in refused", severity="error", markup=False)
             return None
+        from screens.signin import SignInScreen
+
         actor = await self.push_screen_wait(SignInScreen(self.service))
         if actor is not None:
             self.actor = actor

@@ -12,14 +12,15 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.markup import escape
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Label, Static
+from textual.widgets import Footer, Header, Static
 
 from custodian.catalog import Kek
 from custodian.errors import CustodianError
@@ -41,6 +42,41 @@ def _plural(n: int, one: str, many: str | None = None) -> str:
 def _value(text: str, *, id: str | None = None, classes: str = "") -> Static:
     """A value cell: plain text, never markup (paths and purposes are untrusted)."""
     return Static(Text(safe(text)), id=id, classes=f"value {classes}".strip())
+
+
+def _pairs(*rows: tuple[str, str]) -> Table:
+    """Name and value rows as one renderable (one widget, not two per row)."""
+    t = Table.grid(padding=(0, 1))
+    t.add_column(style="dim", width=17, no_wrap=True)
+    t.add_column(overflow="fold")
+    for name, value in rows:
+        t.add_row(name, Text(safe(value)))
+    return t
+
+
+STATE_STYLE = {"active": "green", "retired": "yellow", "destroyed": "dim strike"}
+
+
+def _versions(kek: Kek) -> Table:
+    """The versions of a KEK, newest first, with their census."""
+    t = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold dim")
+    t.add_column("", width=1)
+    t.add_column("Version", min_width=11, no_wrap=True)
+    t.add_column("State", min_width=9, no_wrap=True)
+    t.add_column("Created (UTC)", no_wrap=True)
+    t.add_column("Fingerprint", no_wrap=True)
+    t.add_column("DEKs", justify="right", min_width=8, no_wrap=True)
+    for v in reversed(kek.versions):
+        current = v.version == kek.current_version
+        t.add_row(
+            Text("▸", style="bold cyan") if current else "",
+            Text(f"v{v.version}" + (" current" if current else ""), style="cyan"),
+            Text(v.state, style=STATE_STYLE.get(v.state, "")),
+            Text(when(v.created_at), style="dim"),
+            Text(safe(v.fingerprint)),
+            Text(f"{v.dek_count:,}"),
+        )
+    return t
 
 
 class DashboardScreen(Screen[None]):
@@ -100,29 +136,29 @@ class DashboardScreen(Screen[None]):
                         Text("DEMO HOME: sample data; its root key is kept in a file inside it."),
                         id="dash-demo",
                     )
-                with Grid(classes="pairs"):
-                    yield Label("Path", classes="name")
-                    yield _value(str(st.home), id="dash-path")
-                    yield Label("Home id", classes="name")
-                    yield _value(st.home_id, id="dash-home-id")
-                    yield Label("Keyring", classes="name")
-                    yield _value(st.keyring, id="dash-keyring")
-                    yield Label("Backups", classes="name")
-                    yield _value(f"{st.backup_count:,}", id="dash-backup-count")
+                yield Static(
+                    _pairs(
+                        ("Path", str(st.home)),
+                        ("Home id", st.home_id),
+                        ("Keyring", st.keyring),
+                        ("Backups", f"{st.backup_count:,}"),
+                    ),
+                    id="dash-home-pairs",
+                )
             policy = Vertical(id="dash-policy", classes="box")
             policy.border_title = "Policy"
             p = st.policy
-            with policy, Grid(classes="pairs"):
-                yield Label("Approval quorum", classes="name")
-                yield _value(_plural(p.approval_quorum, "custodian"), id="dash-quorum")
-                yield Label("Session lifetime", classes="name")
-                yield _value(_plural(p.session_minutes, "minute"), id="dash-session")
-                yield Label("Request lifetime", classes="name")
-                yield _value(_plural(p.request_hours, "hour"), id="dash-request")
-                yield Label("Rotation period", classes="name")
-                yield _value(_plural(p.rotation_days, "day"), id="dash-rotation")
-                yield Label("Retirement wait", classes="name")
-                yield _value(_plural(p.retirement_wait_days, "day"), id="dash-retirement")
+            with policy:
+                yield Static(
+                    _pairs(
+                        ("Approval quorum", _plural(p.approval_quorum, "custodian")),
+                        ("Session lifetime", _plural(p.session_minutes, "minute")),
+                        ("Request lifetime", _plural(p.request_hours, "hour")),
+                        ("Rotation period", _plural(p.rotation_days, "day")),
+                        ("Retirement wait", _plural(p.retirement_wait_days, "day")),
+                    ),
+                    id="dash-policy-pairs",
+                )
 
         backends = Vertical(id="dash-backends", classes="box")
         backends.border_title = "Backends"
@@ -156,22 +192,7 @@ class DashboardScreen(Screen[None]):
                 summary += f"  ·  {kek.purpose}"
             yield _value(summary, classes="kek-summary")
             yield from self._rotation_lines(kek, st)
-            with Grid(classes="versions"):
-                for title in ("", "Version", "State", "Created (UTC)", "Fingerprint"):
-                    yield Label(title, classes="th")
-                yield Label("DEKs", classes="th num")
-                for v in reversed(kek.versions):
-                    current = v.version == kek.current_version
-                    yield Label("▸" if current else "", classes="current-mark")
-                    yield Label(
-                        f"v{v.version}" + (" current" if current else ""),
-                        classes="version",
-                        markup=False,
-                    )
-                    yield Label(v.state, classes=f"state state-{v.state}", markup=False)
-                    yield Label(when(v.created_at), classes="created", markup=False)
-                    yield Label(v.fingerprint, classes="fingerprint", markup=False)
-                    yield Label(f"{v.dek_count:,}", classes="census num", markup=False)
+            yield Static(_versions(kek), classes="versions")
 
     def _rotation_lines(self, kek: Kek, st: Status) -> Iterator[Widget]:
         current = next((v for v in kek.versions if v.version == kek.current_version), None)

@@ -7,10 +7,12 @@ recorded (catalog, audit log), so a screen that only looks right fails.
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from typing import Any
 
 import pytest
+from rich.console import Console
 from textual.widgets import DataTable, Input, OptionList, ProgressBar, Static
 
 from custodian import people as P
@@ -30,6 +32,21 @@ SIZE = (130, 42)
 
 def text_of(widget: Static) -> str:
     return str(widget.render())
+
+
+def plain(widget: Static) -> str:
+    """What a Static holding a rich renderable (a table) shows, as plain text."""
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(widget.content)
+    return console.export_text()
+
+
+def pair(widget: Static, name: str) -> str:
+    """The value next to ``name`` in a name/value table."""
+    for line in plain(widget).splitlines():
+        if line.startswith(name + " "):
+            return line[len(name) :].strip()
+    raise AssertionError(f"no {name!r} in {plain(widget)!r}")
 
 
 def app_for(svc: Service, **kw: Any) -> CustodianApp:
@@ -56,8 +73,9 @@ async def test_dashboard_shows_keks_versions_census_and_refreshes(ui_svc: Servic
     app = app_for(ui_svc)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
-        assert text_of(screen.query_one("#dash-backup-count", Static)) == "24"
-        census = [str(w.render()) for w in screen.query(".census")]
+        assert pair(screen.query_one("#dash-home-pairs", Static), "Backups") == "24"
+        rows = plain(screen.query_one(".versions", Static)).splitlines()
+        census = [line.split()[-1] for line in rows if " v" in line or line.startswith("▸")]
         assert census == ["10", "14"]  # v2 (current, listed first), then v1
         assert "await rewrap to v2" in text_of(screen.query_one(".rewrap", Static))
         # A backup made elsewhere shows after F5.
@@ -67,7 +85,7 @@ async def test_dashboard_shows_keks_versions_census_and_refreshes(ui_svc: Servic
         ui_svc.encrypt_backup(io.BytesIO(b"x"), app.service.home.path / "late.cbk", by=bot)
         await pilot.press("f5")
         await pilot.pause()
-        assert text_of(app.screen.query_one("#dash-backup-count", Static)) == "25"
+        assert pair(app.screen.query_one("#dash-home-pairs", Static), "Backups") == "25"
 
 
 async def test_dashboard_shows_an_unreadable_home_without_crashing(ui_svc: Service) -> None:
@@ -77,7 +95,7 @@ async def test_dashboard_shows_an_unreadable_home_without_crashing(ui_svc: Servi
         await pilot.press("f5")
         await pilot.pause()
         # The last good state stays on screen; an error notification says why.
-        assert text_of(app.screen.query_one("#dash-backup-count", Static)) == "24"
+        assert pair(app.screen.query_one("#dash-home-pairs", Static), "Backups") == "24"
         assert any("Refresh failed" in (n.title or "") for n in app._notifications)
 
 

@@ -65,7 +65,7 @@ def text_of(pilot: Pilot[Any], selector: str) -> str:
 
 def test_dashboard(snap_compare: Compare, ui_svc: Service) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
-        await until(pilot, lambda: bool(pilot.app.screen.query("#dash-backup-count")))
+        await until(pilot, lambda: bool(pilot.app.screen.query("#dash-home-pairs")))
         await settle(pilot)
 
     assert snap_compare(frozen_app(ui_svc), terminal_size=SIZE, run_before=run_before)
