@@ -355,7 +355,7 @@ class Service:
                 home_id=self.config.home_id,
                 demo=self.config.demo,
                 keyring=self.keyring.description,
-                backends=tuple(self.backend(n).health() for n in self.config.backends),
+                backends=tuple(self._health(n) for n in self.config.backends),
                 keks=tuple(self.catalog.keks()),
                 backup_count=self.catalog.backup_count(),
                 policy=self.config.policy,
@@ -365,6 +365,15 @@ class Service:
                 f"the catalog {self.home.catalog} could not be read ({e}); nothing was "
                 "changed. Check the disk, or restore the catalog from its last copy."
             ) from None
+
+    def _health(self, name: str) -> Health:
+        if name == "local" and name not in self._backends:
+            # Nothing can be down in the embedded backend; saying so without loading
+            # it keeps cryptography out of the dashboard's first frame.
+            from custodian.backends.base import EMBEDDED
+
+            return Health(name, True, EMBEDDED)
+        return self.backend(name).health()
 
     def keks(self) -> list[Kek]:
         return self.catalog.keks()

@@ -29,7 +29,6 @@ from custodian.errors import CustodianError
 from custodian.people import Actor
 from custodian.service import Service
 from screens.dashboard import Clock, DashboardScreen, utc_now
-from screens.secure import ceremony_blocked
 
 IDLE_SIGN_OUT = 15 * 60  # seconds without a key or click before the session ends
 
@@ -115,6 +114,8 @@ class CustodianApp(App[None]):
 
     @work(exclusive=True, group="signin")
     async def sign_in(self) -> Actor | None:
+        from screens.secure import ceremony_blocked
+
         blocked = ceremony_blocked(self)
         if blocked:
             self.notify(blocked, title="Sign-in refused", severity="error", markup=False)

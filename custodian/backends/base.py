@@ -38,6 +38,9 @@ class VersionMaterial:
     public_key: bytes | None
 
 
+EMBEDDED = "embedded; no server"  # the local backend's health: nothing can be down
+
+
 @dataclass(frozen=True)
 class Health:
     backend: str

@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
 
-from custodian.backends.base import DekRef, Health, VersionMaterial, dek_context
+from custodian.backends.base import EMBEDDED, DekRef, Health, VersionMaterial, dek_context
 from custodian.catalog import Catalog
 from custodian.errors import BackendError, UnwrapError
 from custodian.keystore import SealedStore
@@ -209,4 +209,4 @@ class LocalBackend:
         self._sealed.destroy(sealed_name(kek, version))
 
     def health(self) -> Health:
-        return Health(self.name, True, "embedded; no server")
+        return Health(self.name, True, EMBEDDED)
