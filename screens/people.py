@@ -212,6 +212,7 @@ class TotpStep(_Dialog):
                         markup=False,
                     )
                     yield Static(f"secret\n{grouped}", id="totp-secret", markup=False)
+                    yield Static(self.pending.uri(label), id="totp-uri", markup=False)
                     yield Label("Code now shown", classes="field-name")
                     yield CodeInput(id="totp-code")
                     yield Static("", classes="error", markup=False)
