@@ -94,6 +94,53 @@ MIGRATIONS: list[str] = [
     CREATE INDEX backups_by_size ON backups(size, id);
     CREATE INDEX backups_by_kek_version ON backups(kek_version, id);
     """,
+    # 4: dual control (custodian.approvals): requests of any kind (restore,
+    # kek.destroy, ...), one decision per custodian per request with the TOTP step
+    # that confirmed it, restore sessions, and the outcome of each restored backup
+    # (the restore test record). restore_results.backup has no foreign key: the
+    # record outlives a backup's catalog entry.
+    """
+    CREATE TABLE requests (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        requester TEXT NOT NULL REFERENCES people(name),
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('open', 'approved', 'denied', 'expired', 'cancelled', 'done')),
+        payload TEXT NOT NULL,
+        closed_at TEXT
+    );
+    CREATE INDEX requests_by_state ON requests(state, expires_at);
+    CREATE TABLE approvals (
+        request TEXT NOT NULL REFERENCES requests(id),
+        custodian TEXT NOT NULL REFERENCES people(name),
+        decision TEXT NOT NULL CHECK (decision IN ('approve', 'deny')),
+        at TEXT NOT NULL,
+        totp_step INTEGER NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (request, custodian)
+    );
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        request TEXT NOT NULL UNIQUE REFERENCES requests(id),
+        opened_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('open', 'closed', 'expired')),
+        closed_at TEXT
+    );
+    CREATE INDEX sessions_by_state ON sessions(state, expires_at);
+    CREATE TABLE restore_results (
+        session TEXT NOT NULL REFERENCES sessions(id),
+        backup TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'failed')),
+        reason TEXT NOT NULL DEFAULT '',
+        plaintext_size INTEGER,
+        path TEXT,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX restore_results_by_session ON restore_results(session);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

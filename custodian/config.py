@@ -28,12 +28,20 @@ class Policy:
     request_hours: int = 24
     rotation_days: int = 90
     retirement_wait_days: int = 7
+    # Exists only so that a configuration asking for it is refused by name:
+    # the person who asked for something never approves it (DESIGN.md).
+    requester_may_approve: bool = False
 
     def check(self) -> None:
         if self.approval_quorum < 2:
             raise ConfigError(
                 f"policy.approval_quorum is {self.approval_quorum}, but dual control needs "
                 "at least 2 distinct custodians; nothing was done. Set it to 2 or more."
+            )
+        if self.requester_may_approve:
+            raise ConfigError(
+                "policy.requester_may_approve is true, but the person who asks for a restore "
+                "or a key destruction never approves it; nothing was done. Remove the setting."
             )
         for name in ("session_minutes", "request_hours", "rotation_days"):
             if getattr(self, name) <= 0:
@@ -102,7 +110,10 @@ class Config:
                 raise ConfigError(
                     f"unknown policy settings in {path}: {', '.join(sorted(unknown))}"
                 )
-            policy = Policy(**{k: int(v) for k, v in pol.items()})
+            values: dict[str, Any] = {
+                k: (v if isinstance(v, bool) else int(v)) for k, v in pol.items()
+            }
+            policy = Policy(**values)
             cfg = cls(
                 home_id=str(data["home_id"]),
                 keyring_backend=str(data.get("keyring", {}).get("backend", "system")),

@@ -12,13 +12,15 @@ import base64
 import hashlib
 import hmac
 import os
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from custodian import approvals as A
 from custodian import people as P
 from custodian.audit import AuditError, AuditLog, VerifyResult
 from custodian.backends.base import DekRef, Health, KekBackend
@@ -114,6 +116,9 @@ class Service:
         self._ksk: SecretBytes | None = None
         self._backends: dict[str, KekBackend] = {}
         self._home: Actor | None = None
+        # Seconds since the epoch: TOTP steps and request/session expiry follow it.
+        # Tests replace it to move time on; nothing else should.
+        self.clock: Callable[[], float] = time.time
 
     # ------------------------------------------------------------ lifecycle
 
@@ -870,28 +875,30 @@ class Service:
             raise e from None
         return Actor(name, p.roles, k.key_id, key)
 
-    def check_totp(self, actor: Actor, code: str, action: str = "totp.check") -> int:
+    def check_totp(
+        self, actor: Actor, code: str, action: str = "totp.check", subject: str | None = None
+    ) -> int:
         """Accept ``code`` for ``actor`` once: current step or one either side, never reused.
 
         Call inside the transaction of the action it confirms, or on its own
-        (the step is then burned at once).
+        (the step is then burned at once). A refusal is logged under ``action``
+        and ``subject`` (default ``person:<name>``).
         """
         p = self.catalog.person(actor.name)
         if p.totp_generation == 0:
             raise AuthError(f"{actor.name} has no TOTP secret (a service identity cannot confirm).")
         with self.sealed.unseal(self._load_ksk(), _totp_name(actor.name, p.totp_generation)) as s:
-            step = P.match_step(s, code)
+            step = P.match_step(s, code, self.clock())
+        subject = subject or f"person:{actor.name}"
         if step is None:
-            self._record_refusal(actor, action, f"person:{actor.name}", "TOTP code did not match")
+            self._record_refusal(actor, action, subject, "TOTP code did not match")
             raise AuthError(
                 "that code is not valid now (mistyped, or older than 30 seconds); nothing was "
                 "done. Type the code your authenticator shows now."
             )
         if not self.catalog.use_totp_step(actor.name, step):
-            self._record_refusal(
-                actor, action, f"person:{actor.name}", "TOTP code replayed", {"step": step}
-            )
-            wait = P.TOTP_PERIOD - int(__import__("time").time()) % P.TOTP_PERIOD
+            self._record_refusal(actor, action, subject, "TOTP code replayed", {"step": step})
+            wait = P.TOTP_PERIOD - int(self.clock()) % P.TOTP_PERIOD
             raise AuthError(
                 "that code was already used (a code counts once); nothing was done. Wait "
                 f"about {wait} s for the next code and try again."
@@ -1004,9 +1011,556 @@ class Service:
         self._record(by, "audit.checkpoint", "audit", details={"seq": seq, "head": head})
         return cp
 
+    # ------------------------------------------------------------ dual control
+
+    def _now(self) -> str:
+        return A.stamp(self.clock())
+
+    def _refused(
+        self,
+        by: Actor | None,
+        action: str,
+        subject: str,
+        why: str,
+        message: str,
+        error: type[CustodianError] = CustodianError,
+        details: dict[str, Any] | None = None,
+    ) -> CustodianError:
+        """Log a refusal and return the error to raise (``raise self._refused(...)``)."""
+        self._record_refusal(by, action, subject, why, details)
+        return error(message)
+
+    def _find_request(self, id_or_prefix: str, by: Actor | None, action: str) -> A.Request:
+        try:
+            return A.find_request(self.catalog.db, self.config.policy.approval_quorum, id_or_prefix)
+        except NotFoundError as e:
+            self._record_refusal(by, action, f"request:{id_or_prefix[:64]}", "no such request")
+            raise e from None
+
+    def _housekeep(self) -> None:
+        """Expire what is due before a read; a read still works if that cannot be logged."""
+        import contextlib
+
+        with contextlib.suppress(CustodianError):
+            self.expire_due()
+
+    def expire_due(self) -> list[str]:
+        """Mark open requests and open sessions past their expiry as expired (logged by the
+        home identity). Returns the ids of the requests that expired. Called at the start
+        of every dual-control call; safe to call any time."""
+        now = self._now()
+        reqs, sessions = A.due(self.catalog.db, now)
+        if not reqs and not sessions:
+            return []
+        home = self._home_actor()
+        db = self.catalog.db
+        out: list[str] = []
+        for rid in reqs:
+            with self.catalog.transaction():
+                row = db.execute(
+                    "SELECT state, expires_at, kind FROM requests WHERE id=?", (rid,)
+                ).fetchone()
+                if row is None or row[0] != "open" or row[1] > now:
+                    continue  # another process got there first
+                A.set_request_state(db, rid, "expired", now)
+                self._record(
+                    home,
+                    "request.expire",
+                    f"request:{rid}",
+                    details={"kind": row[2], "expires_at": row[1]},
+                )
+            out.append(rid)
+        for sid, rid in sessions:
+            with self.catalog.transaction():
+                s = A.session(db, sid)
+                if s is None or s.state != "open" or s.expires_at > now:
+                    continue
+                A.set_session_state(db, sid, "expired", now)
+                A.set_request_state(db, rid, "expired", now)
+                self._record(
+                    home,
+                    "restore.session.expire",
+                    f"session:{sid}",
+                    details={"request": rid, "expires_at": s.expires_at},
+                )
+            out.append(rid)
+        return out
+
+    def requests(self, state: str | None = None) -> list[A.Request]:
+        """Every request (oldest first), or those in ``state``, with decisions, session, results."""
+        if state is not None and state not in A.REQUEST_STATES:
+            raise CustodianError(
+                f"{state!r} is not a request state; use one of {', '.join(A.REQUEST_STATES)}."
+            )
+        self._housekeep()
+        return A.requests(self.catalog.db, self.config.policy.approval_quorum, state)
+
+    def request(self, id_or_prefix: str) -> A.Request:
+        """One request by id, unambiguous id prefix, or the id of its session."""
+        self._housekeep()
+        return A.find_request(self.catalog.db, self.config.policy.approval_quorum, id_or_prefix)
+
+    def inbox(self, name: str) -> list[A.Request]:
+        """Open requests that ``name`` (a custodian) may still decide: not theirs, not decided."""
+        return [
+            r
+            for r in self.requests("open")
+            if r.requester != name and all(d.custodian != name for d in r.decisions)
+        ]
+
+    def request_restore(
+        self,
+        backups: Sequence[str],
+        reason: str,
+        target: str | os.PathLike[str],
+        *,
+        by: Actor,
+    ) -> A.Request:
+        """Ask for a restore of ``backups`` (ids or unambiguous prefixes) into ``target``.
+
+        Operators and custodians may ask; auditors may not. ``target`` must be an
+        existing directory outside the home; it need not be empty, but a file
+        already there under a backup's restore name is never replaced (that backup
+        fails when the session runs). Each backup must be in the catalog. The file
+        name of each backup (its label made safe, else its id) is fixed here, so
+        custodians approve exactly what will be written.
+        """
+        action = "restore.request"
+        self._require(by, None, action, "request:new")
+        p = self.catalog.person(by.name)
+        if not (p.has("operator") or p.has("custodian")):
+            raise self._refused(
+                by,
+                action,
+                "request:new",
+                f"{by.name} holds neither the operator nor the custodian role",
+                f"{by.name} may not request a restore (operators and custodians may); "
+                "nothing was done.",
+                AuthError,
+            )
+        reason = " ".join(reason.split())
+        given = [str(x).strip() for x in backups if str(x).strip()]
+        details: dict[str, Any] = {"kind": "restore", "reason": reason, "target": str(target)}
+        if not reason:
+            raise self._refused(
+                by,
+                action,
+                "request:new",
+                "no reason given",
+                "a restore request needs a reason (--reason TEXT): custodians decide on it. "
+                "Nothing was done.",
+                details=details,
+            )
+        if len(reason) > 2000:
+            raise self._refused(
+                by,
+                action,
+                "request:new",
+                "reason too long",
+                "the reason is longer than 2,000 characters; shorten it. Nothing was done.",
+            )
+        if not given:
+            raise self._refused(
+                by,
+                action,
+                "request:new",
+                "no backup named",
+                "name at least one backup to restore; nothing was done.",
+                details=details,
+            )
+        t = Path(target).expanduser()
+        if not t.is_dir():
+            raise self._refused(
+                by,
+                action,
+                "request:new",
+                "target is not an existing directory",
+                f"the target {t} is not an existing directory; create it (mode 0700) first. "
+                "Nothing was done.",
+                NotFoundError,
+                details,
+            )
+        t = t.resolve()
+        home = self.home.path.resolve()
+        if t == home or home in t.parents:
+            raise self._refused(
+                by,
+                action,
+                "request:new",
+                "target inside the home",
+                f"the target {t} is inside the custodian home; plaintext never goes there. "
+                "Choose another directory. Nothing was done.",
+                details=details,
+            )
+        details["target"] = str(t)
+        found: list[Backup] = []
+        for x in given:
+            try:
+                b = self.catalog.find_backup(x)
+            except NotFoundError as e:
+                raise self._refused(
+                    by,
+                    action,
+                    "request:new",
+                    f"backup {x[:64]} is not in the catalog",
+                    f"{e} Nothing was requested.",
+                    NotFoundError,
+                    details,
+                ) from None
+            if all(b.id != f.id for f in found):
+                found.append(b)
+        files = _restore_names(found)
+        ids = [b.id for b in found]
+        now = self.clock()
+        expires = A.stamp(now + 3600 * self.config.policy.request_hours)
+        rid = A.new_id()
+        payload = {"backups": ids, "files": files, "reason": reason, "target": str(t)}
+        with self._audited(
+            by,
+            action,
+            f"request:{rid}",
+            {
+                "kind": "restore",
+                **payload,
+                "expires_at": expires,
+                "quorum": self.config.policy.approval_quorum,
+            },
+        ):
+            A.add_request(self.catalog.db, rid, "restore", by.name, A.stamp(now), expires, payload)
+        return self.request(rid)
+
+    def approve(self, request_id: str, code: str, *, by: Actor) -> A.Request:
+        """A custodian approves, confirmed by a fresh TOTP code. At quorum the request is
+        approved and, for a restore, a session opens (for ``session_minutes``)."""
+        return self._decide(request_id, code, "approve", "", by)
+
+    def deny(self, request_id: str, code: str, reason: str, *, by: Actor) -> A.Request:
+        """A custodian denies, with a reason and a fresh TOTP code. Denial is final."""
+        reason = " ".join(reason.split())
+        if not reason:
+            raise self._refused(
+                by,
+                "request.deny",
+                f"request:{request_id[:64]}",
+                "no reason given",
+                "a denial needs a reason (--reason TEXT); nothing was done.",
+            )
+        return self._decide(request_id, code, "deny", reason, by)
+
+    def _decide(
+        self, request_id: str, code: str, decision: str, reason: str, by: Actor
+    ) -> A.Request:
+        action = f"request.{decision}"
+        self._require(by, "custodian", action, f"request:{request_id[:64]}")
+        self.expire_due()
+        rid = self._find_request(request_id, by, action).id
+        subject = f"request:{rid}"
+        q = self.config.policy.approval_quorum
+        db = self.catalog.db
+        with self.catalog.transaction():
+            r = A.find_request(db, q, rid)  # again, under the write lock
+            if r.state != "open":
+                raise self._refused(
+                    by,
+                    action,
+                    subject,
+                    f"request is {r.state}",
+                    f"request {rid[:8]} is {r.state}{_final_note(r)}; nothing was done.",
+                    ConflictError,
+                )
+            if r.requester == by.name:
+                raise self._refused(
+                    by,
+                    action,
+                    subject,
+                    "the requester cannot decide their own request",
+                    f"{by.name} asked for request {rid[:8]} and so cannot {decision} it; "
+                    "two other custodians must. Nothing was done.",
+                    AuthError,
+                )
+            earlier = [d for d in r.decisions if d.custodian == by.name]
+            if earlier:
+                raise self._refused(
+                    by,
+                    action,
+                    subject,
+                    f"{by.name} already decided this request",
+                    f"{by.name} already {earlier[0].decision}d request {rid[:8]}; a quorum "
+                    "needs distinct custodians. Nothing was done.",
+                    ConflictError,
+                )
+            step = self.check_totp(by, code, action, subject)
+            now = self._now()
+            A.add_decision(db, rid, A.Decision(by.name, decision, now, step, reason))
+            details: dict[str, Any] = {"kind": r.kind, "step": step}
+            if decision == "deny":
+                A.set_request_state(db, rid, "denied", now)
+                details.update(reason=reason, state="denied")
+            else:
+                n = len(r.approvals) + 1
+                details.update(approvals=n, quorum=q, state="open")
+                if n >= q:
+                    A.set_request_state(db, rid, "approved", now)
+                    details["state"] = "approved"
+                    if r.kind == "restore":
+                        sid = A.new_id()
+                        exp = A.stamp(self.clock() + 60 * self.config.policy.session_minutes)
+                        A.add_session(db, A.Session(sid, rid, now, exp, "open", None))
+                        details.update(session=sid, session_expires_at=exp)
+            self._record(by, action, subject, "ok", details)
+        return A.find_request(db, q, rid)
+
+    def cancel(self, request_id: str, *, by: Actor, reason: str = "") -> A.Request:
+        """The requester or a custodian cancels a request (an open session closes). Final."""
+        action = "request.cancel"
+        self._require(by, None, action, f"request:{request_id[:64]}")
+        self.expire_due()
+        rid = self._find_request(request_id, by, action).id
+        subject = f"request:{rid}"
+        db = self.catalog.db
+        with self.catalog.transaction():
+            r = A.find_request(db, self.config.policy.approval_quorum, rid)
+            if r.final:
+                raise self._refused(
+                    by,
+                    action,
+                    subject,
+                    f"request is {r.state}",
+                    f"request {rid[:8]} is already {r.state}{_final_note(r)}; nothing was done.",
+                    ConflictError,
+                )
+            if by.name != r.requester and not self.catalog.person(by.name).has("custodian"):
+                raise self._refused(
+                    by,
+                    action,
+                    subject,
+                    f"{by.name} is neither the requester nor a custodian",
+                    f"only {r.requester}, who asked, or a custodian may cancel request "
+                    f"{rid[:8]}; nothing was done.",
+                    AuthError,
+                )
+            now = self._now()
+            details: dict[str, Any] = {
+                "kind": r.kind,
+                "reason": " ".join(reason.split()),
+                "state_before": r.state,
+            }
+            A.set_request_state(db, rid, "cancelled", now)
+            if r.session is not None and r.session.state == "open":
+                A.set_session_state(db, r.session.id, "closed", now)
+                details["session"] = r.session.id
+            self._record(by, action, subject, "ok", details)
+        return A.find_request(db, self.config.policy.approval_quorum, rid)
+
+    def run_restore(
+        self,
+        request_or_session_id: str,
+        *,
+        by: Actor,
+        progress: Progress | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        on_result: Callable[[A.RestoreResult], None] | None = None,
+    ) -> A.RestoreReport:
+        """Restore every backup of an approved request into its target, in its open session.
+
+        Only the requester runs it. Each backup is decrypted to a temporary file
+        that is renamed into place only after its last chunk authenticated and
+        its container hash matched the catalog; a backup that fails leaves
+        nothing at the target and the others carry on. Each outcome is recorded
+        (catalog and audit log). ``progress(done, total)`` counts plaintext bytes
+        over the whole run; ``cancelled()`` is checked between backups (a cancelled
+        run keeps the session open, and running again does the rest); ``on_result``
+        gets each backup's result as it is recorded. When every backup has been
+        tried the session closes and the request is done.
+        """
+        action = "restore.run"
+        self._require(by, None, action, f"request:{request_or_session_id[:64]}")
+        self.expire_due()
+        r = self._find_request(request_or_session_id, by, action)
+        subject = f"request:{r.id}"
+        if r.kind != "restore":
+            raise self._refused(
+                by, action, subject, "not a restore", f"request {r.id[:8]} is not a restore."
+            )
+        if by.name != r.requester:
+            raise self._refused(
+                by,
+                action,
+                subject,
+                f"{by.name} is not the requester",
+                f"only {r.requester}, who asked for this restore, may run it; nothing was done.",
+                AuthError,
+            )
+        s = r.session
+        if s is None or s.state != "open":
+            if r.state == "open":
+                why = f"not approved yet ({len(r.approvals)} of {r.quorum} approvals)"
+            elif s is not None and s.state == "expired":
+                why = "its session expired"
+            elif r.state == "done":
+                why = "its session already ran and closed"
+            else:
+                why = f"the request is {r.state}"
+            raise self._refused(
+                by,
+                action,
+                subject,
+                f"no open session: {why}",
+                f"request {r.id[:8]} has no open session ({why}); nothing was decrypted. "
+                "Ask for a new restore if it is still needed.",
+                AuthError,
+            )
+        target = Path(r.target)
+        if not target.is_dir():
+            raise self._refused(
+                by,
+                action,
+                subject,
+                "target directory missing",
+                f"the target {target} no longer exists; nothing was decrypted. Create it "
+                "again and run the session before it expires.",
+                NotFoundError,
+            )
+        done_ok = {x.backup for x in r.results if x.outcome == "ok"}
+        todo = [b for b in r.backups if b not in done_ok]
+        report = A.RestoreReport(
+            r.id, s.id, str(target), skipped=[b for b in r.backups if b in done_ok]
+        )
+        sizes = {bid: self._expected_size(bid) for bid in todo}
+        total = sum(sizes.values())
+        base = 0
+        for bid in todo:
+            if cancelled is not None and cancelled():
+                report.cancelled = True
+                break
+
+            def step(done: int, _total: int, base: int = base) -> None:
+                if progress is not None:
+                    progress(min(base + done, total), total)
+
+            res = self._restore_one(s, r, bid, target, by, step)
+            report.results.append(res)
+            if on_result is not None:
+                on_result(res)
+            base += sizes[bid]
+            if progress is not None:
+                progress(base, total)
+        if not report.cancelled:
+            report.session_state = self._close_session(s, r, report, by)
+        return report
+
+    def _expected_size(self, backup_id: str) -> int:
+        try:
+            b = self.catalog.backup(backup_id)
+        except NotFoundError:
+            return 0
+        return b.size if b.size >= 0 else b.container_size
+
+    def _restore_one(
+        self,
+        s: A.Session,
+        r: A.Request,
+        bid: str,
+        target: Path,
+        by: Actor,
+        progress: Progress,
+    ) -> A.RestoreResult:
+        dst = target / str(r.payload.get("files", {}).get(bid, bid))
+        size: int | None = None
+        reason = ""
+        try:
+            b = self.catalog.backup(bid)
+            if dst.exists() or dst.is_symlink():
+                raise ConflictError(
+                    f"{dst} already exists; it was left as it is and this backup was not "
+                    "restored. Move that file away and ask for a new restore of this backup."
+                )
+            size = self._decrypt_backup(b, dst, session=s, progress=progress).plaintext_size
+        except (CustodianError, OSError) as e:
+            reason = str(e) if isinstance(e, CustodianError) else f"{e.strerror or e} ({dst})"
+        ok = not reason
+        res = A.RestoreResult(
+            s.id, bid, "ok" if ok else "failed", reason, size, str(dst) if ok else None, self._now()
+        )
+        details: dict[str, Any] = {"request": r.id, "session": s.id, "file": str(dst)}
+        if ok:
+            details["plaintext_size"] = size
+        else:
+            details["reason"] = reason
+        try:
+            with self.catalog.transaction():
+                A.add_result(self.catalog.db, res)
+                self._record(by, "restore.backup", f"backup:{bid}", res.outcome, details)
+        except BaseException:
+            if ok:
+                dst.unlink(missing_ok=True)  # not recorded, so not restored (fail-closed)
+            raise
+        return res
+
+    def _close_session(self, s: A.Session, r: A.Request, report: A.RestoreReport, by: Actor) -> str:
+        db = self.catalog.db
+        with self.catalog.transaction():
+            cur = A.session(db, s.id)
+            if cur is None or cur.state != "open":
+                return cur.state if cur is not None else "closed"
+            now = self._now()
+            expired = cur.expires_at <= now
+            if not expired:
+                A.set_session_state(db, s.id, "closed", now)
+                A.set_request_state(db, r.id, "done", now)
+                self._record(
+                    by,
+                    "restore.session.close",
+                    f"session:{s.id}",
+                    details={
+                        "request": r.id,
+                        "restored": [x.backup for x in report.ok],
+                        "failed": [x.backup for x in report.failed],
+                        "earlier": report.skipped,
+                    },
+                )
+        if expired:
+            self.expire_due()  # ran out during the run: recorded as expired, not done
+            return "expired"
+        return "closed"
+
     # ------------------------------------------------------------ decryption (core only)
 
-    def _unwrap(self, b: Backup) -> SecretBytes:
+    def _check_session(self, session: A.Session, b: Backup, target: Path | None) -> None:
+        """Refuse (and log) unless the catalog says ``session`` is open, unexpired, and
+        covers backup ``b`` (and, when given, a file ``target`` in its directory).
+
+        Everything is read again from the catalog: the object passed in only names
+        the session, so a made-up or stale one unwraps nothing.
+        """
+        row = A.session(self.catalog.db, session.id)
+        why = ""
+        if row is None:
+            why = "no such restore session"
+        elif row.state != "open":
+            why = f"the restore session is {row.state}"
+        elif row.expires_at <= self._now():
+            why = "the restore session has expired"
+        else:
+            req = A.find_request(self.catalog.db, self.config.policy.approval_quorum, row.request)
+            if b.id not in req.backups:
+                why = "the backup is outside the restore session's scope"
+            elif target is not None and Path(target).absolute().parent.resolve() != Path(
+                req.target
+            ):
+                why = "the target is outside the restore session's scope"
+        if why:
+            self._record_refusal(
+                None, "restore.unwrap", f"backup:{b.id}", why, {"session": session.id}
+            )
+            raise AuthError(
+                f"{why}: no data key was unwrapped and nothing was written. A restore needs "
+                "a session that custodians approved for this backup and target."
+            )
+
+    def _unwrap(self, b: Backup, *, session: A.Session) -> SecretBytes:
+        """The DEK of ``b``, only inside an open restore session that covers it."""
+        self._check_session(session, b, None)
         kek = self.catalog.kek(b.kek)
         res = self.backend(kek.backend).unwrap([DekRef(b.id, b.kek, b.kek_version, b.wrapped_dek)])[
             0
@@ -1016,16 +1570,24 @@ class Service:
         return res
 
     def _decrypt_backup(
-        self, b: Backup, target: Path, *, force: bool = False, progress: Progress | None = None
+        self,
+        b: Backup,
+        target: Path,
+        *,
+        session: A.Session,
+        progress: Progress | None = None,
     ) -> container.Written:
-        """Decrypt one catalogued backup to ``target``.
+        """Decrypt one catalogued backup to ``target``, inside an open restore session.
 
-        Plaintext goes to a temporary file that is renamed into place only after
-        the last chunk authenticated and the container hash matched the catalog.
-        Not exposed by the CLI or screens: restores go through approved sessions.
+        The session must be open, unexpired and cover ``b`` and ``target``'s
+        directory (checked against the catalog, whoever calls). Plaintext goes to
+        a temporary file that is renamed into place only after the last chunk
+        authenticated and the container hash matched the catalog; an existing
+        ``target`` is never replaced. Restores go through :meth:`run_restore`.
         """
         from custodian import container
 
+        self._check_session(session, b, Path(target))
         src_path = Path(b.location)
         if not src_path.is_file():
             raise NotFoundError(f"the container of backup {b.id} is missing at {src_path}.")
@@ -1037,7 +1599,7 @@ class Service:
                     f"{src_path} holds backup {header.backup_id}, not {b.id}: the header "
                     "belongs to another backup. No plaintext was written."
                 )
-            with self._unwrap(b) as dek:
+            with self._unwrap(b, session=session) as dek:
 
                 def fill(dst: BinaryIO) -> None:
                     def step(done: int) -> None:
@@ -1054,8 +1616,35 @@ class Service:
                         )
                     out.append(w)
 
-                container.write_new_file(Path(target), force, fill)
+                container.write_new_file(Path(target), False, fill)
         return out[0]
+
+
+def _final_note(r: A.Request) -> str:
+    return " (denial, expiry and cancellation are final)" if r.final and r.state != "done" else ""
+
+
+def _safe_name(label: str) -> str:
+    """A label as a plain file name: letters, digits, dot, dash, underscore; no leading dot."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", label).lstrip("._-")[:120]
+    return name
+
+
+def _restore_names(backups: list[Backup]) -> dict[str, str]:
+    """The file each backup restores to: its label made safe, else its id; made unique."""
+    names: dict[str, str] = {}
+    seen: set[str] = set()
+    for b in backups:
+        name = _safe_name(b.label) or b.id
+        if name.lower() in seen:
+            name = f"{name}.{b.id[:8]}"
+        if name.lower() in seen:
+            name = b.id
+        seen.add(name.lower())
+        names[b.id] = name
+    return names
 
 
 def _totp_name(person: str, generation: int) -> str:
@@ -1063,7 +1652,10 @@ def _totp_name(person: str, generation: int) -> str:
 
 
 def _policy_dict(p: Policy) -> dict[str, int]:
-    return {k: int(getattr(p, k)) for k in Policy.__dataclass_fields__}
+    # requester_may_approve is always false once loaded (check() refuses true): not recorded
+    return {
+        k: int(getattr(p, k)) for k in Policy.__dataclass_fields__ if k != "requester_may_approve"
+    }
 
 
 def _backup_details(b: Backup) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from custodian import people as P
+from custodian.approvals import Session
 from custodian.people import Actor
 from custodian.secret import SecretBytes
 from custodian.service import Service
@@ -130,3 +131,42 @@ def write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     os.chmod(path, 0o600)
     return path
+
+
+class Clock:
+    """A clock a test moves by hand; install with ``svc.clock = Clock()``."""
+
+    def __init__(self, start: float | None = None) -> None:
+        import time
+
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def next_code(svc: Service, who: Enrolled) -> str:
+    """A code ``who`` has not used yet: the step after their last one (TOTP steps only go
+    forward). Moves a :class:`Clock` on when that step is not yet within the window."""
+    now = P.current_step(svc.clock())
+    step = max(svc.catalog.totp_last_step(who.name) + 1, now)
+    if step > now + 1:
+        assert isinstance(svc.clock, Clock), "install a tests.conftest.Clock to approve twice"
+        svc.clock.advance(P.TOTP_PERIOD * (step - now - 1))
+    assert who.totp is not None
+    return P.hotp(who.totp, step)
+
+
+def approved_session(
+    svc: Service, cast: Cast, backups: list[str], target: Path, reason: str = "test restore"
+) -> Session:
+    """An open restore session, made the real way: oscar asks, alice and bob approve."""
+    oscar = unlock(svc, cast.oscar)
+    r = svc.request_restore(backups, reason, target, by=oscar)
+    svc.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
+    r = svc.approve(r.id, next_code(svc, cast.bob), by=unlock(svc, cast.bob))
+    assert r.session is not None and r.state == "approved"
+    return r.session

@@ -13,7 +13,7 @@ from custodian import people as P
 from custodian.errors import ConflictError, KeyringError
 from custodian.keystore import Keyring
 from custodian.service import Service
-from tests.conftest import Cast, unlock
+from tests.conftest import Cast, approved_session, unlock
 
 
 def test_kek_names_differing_only_in_case_are_refused(
@@ -27,7 +27,8 @@ def test_kek_names_differing_only_in_case_are_refused(
         svc.create_kek("Backups", by=alice)
     assert [k.name for k in svc.keks()] == ["backups"]
     out = tmp_path / "restored"
-    svc._decrypt_backup(svc.backup(b.id), out)
+    session = approved_session(svc, cast, [b.id], tmp_path)
+    svc._decrypt_backup(svc.backup(b.id), out, session=session)
     assert out.read_bytes() == b"precious"
 
 

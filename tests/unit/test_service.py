@@ -28,6 +28,7 @@ from custodian.keystore import SealedStore
 from custodian.people import Actor
 from custodian.secret import SecretBytes
 from custodian.service import Service
+from tests.conftest import Cast, approved_session
 
 
 def _enc(svc: Service, tmp: Path, data: bytes, name: str = "b.cbk", **kw: Any) -> Backup:
@@ -85,7 +86,7 @@ def test_system_keyring_unavailable_is_named_and_leaves_no_home(tmp_path: Path) 
 
 
 def test_encrypt_records_and_decrypts_under_each_version(
-    svc: Service, tmp_path: Path, alice: Actor
+    svc: Service, tmp_path: Path, alice: Actor, cast: Cast
 ) -> None:
     b1 = _enc(svc, tmp_path, b"one" * 1000, "one.cbk")
     v2 = svc.add_kek_version("backups", by=alice)
@@ -93,17 +94,19 @@ def test_encrypt_records_and_decrypts_under_each_version(
     assert (b1.kek_version, b2.kek_version, v2.version) == (1, 2, 2)
     census = {v.version: v.dek_count for v in svc.kek("backups").versions}
     assert census == {1: 1, 2: 1}
+    session = approved_session(svc, cast, [b1.id, b2.id], tmp_path)
     for b, data in ((b1, b"one" * 1000), (b2, b"two" * 1000)):
         out = tmp_path / f"{b.id}.out"
-        w = svc._decrypt_backup(b, out)
+        w = svc._decrypt_backup(b, out, session=session)
         assert out.read_bytes() == data
         assert w.sha256 == b.container_sha256
 
 
-def test_every_backup_gets_its_own_dek(svc: Service, tmp_path: Path) -> None:
+def test_every_backup_gets_its_own_dek(svc: Service, tmp_path: Path, cast: Cast) -> None:
     a = _enc(svc, tmp_path, b"same", "a.cbk")
     b = _enc(svc, tmp_path, b"same", "b.cbk")
-    da, db = svc._unwrap(a), svc._unwrap(b)
+    session = approved_session(svc, cast, [a.id, b.id], tmp_path)
+    da, db = svc._unwrap(a, session=session), svc._unwrap(b, session=session)
     assert da != db
     assert "redacted" in repr(da) and bytes(da.reveal()).hex() not in repr(da)
 
@@ -125,51 +128,64 @@ def test_encrypt_under_unknown_kek_writes_nothing(svc: Service, tmp_path: Path) 
     assert not (tmp_path / "b.cbk").exists()
 
 
-def test_swapped_wrapped_dek_does_not_unwrap(svc: Service, tmp_path: Path) -> None:
+def test_swapped_wrapped_dek_does_not_unwrap(svc: Service, tmp_path: Path, cast: Cast) -> None:
     a = _enc(svc, tmp_path, b"a", "a.cbk")
     b = _enc(svc, tmp_path, b"b", "b.cbk")
     forged = replace(a, wrapped_dek=b.wrapped_dek)
+    session = approved_session(svc, cast, [a.id], tmp_path)
     with pytest.raises(UnwrapError, match="bound to another backup"):
-        svc._decrypt_backup(forged, tmp_path / "out")
+        svc._decrypt_backup(forged, tmp_path / "out", session=session)
     assert not (tmp_path / "out").exists()
 
 
-def test_wrong_kek_version_does_not_unwrap(svc: Service, tmp_path: Path, alice: Actor) -> None:
+def test_wrong_kek_version_does_not_unwrap(
+    svc: Service, tmp_path: Path, alice: Actor, cast: Cast
+) -> None:
     a = _enc(svc, tmp_path, b"a", "a.cbk")
     svc.add_kek_version("backups", by=alice)
+    session = approved_session(svc, cast, [a.id], tmp_path)
     with pytest.raises(UnwrapError):
-        svc._decrypt_backup(replace(a, kek_version=2), tmp_path / "out")
+        svc._decrypt_backup(replace(a, kek_version=2), tmp_path / "out", session=session)
     assert not (tmp_path / "out").exists()
 
 
-def test_header_of_another_backup_is_refused(svc: Service, tmp_path: Path) -> None:
+def test_header_of_another_backup_is_refused(svc: Service, tmp_path: Path, cast: Cast) -> None:
     a = _enc(svc, tmp_path, b"a" * 5000, "a.cbk")
     b = _enc(svc, tmp_path, b"b" * 5000, "b.cbk")
     moved = replace(a, location=b.location)
+    session = approved_session(svc, cast, [a.id], tmp_path)
     with pytest.raises(ContainerError, match="another backup"):
-        svc._decrypt_backup(moved, tmp_path / "out")
+        svc._decrypt_backup(moved, tmp_path / "out", session=session)
     assert not (tmp_path / "out").exists()
 
 
-def test_flipped_byte_in_stored_container_writes_no_plaintext(svc: Service, tmp_path: Path) -> None:
+def test_flipped_byte_in_stored_container_writes_no_plaintext(
+    svc: Service, tmp_path: Path, cast: Cast
+) -> None:
     a = _enc(svc, tmp_path, os.urandom(3 * 1024 * 1024), "a.cbk", chunk_size=1024 * 1024)
+    session = approved_session(svc, cast, [a.id], tmp_path)
     p = Path(a.location)
     data = bytearray(p.read_bytes())
     data[len(data) // 2] ^= 0x40
     p.write_bytes(data)
     with pytest.raises(ContainerError, match="chunk 1"):
-        svc._decrypt_backup(a, tmp_path / "out")
+        svc._decrypt_backup(a, tmp_path / "out", session=session)
     assert sorted(x.name for x in tmp_path.iterdir() if x.name.startswith((".out", "out"))) == []
 
 
-def test_container_replaced_by_an_older_copy_fails_the_hash(svc: Service, tmp_path: Path) -> None:
+def test_container_replaced_by_an_older_copy_fails_the_hash(
+    svc: Service, tmp_path: Path, cast: Cast
+) -> None:
     a = _enc(svc, tmp_path, b"a" * 100, "a.cbk")
+    session = approved_session(svc, cast, [a.id], tmp_path)
     with pytest.raises(ContainerError, match="hash differs"):
-        svc._decrypt_backup(replace(a, container_sha256="0" * 64), tmp_path / "out")
+        svc._decrypt_backup(
+            replace(a, container_sha256="0" * 64), tmp_path / "out", session=session
+        )
     assert not (tmp_path / "out").exists()
 
 
-def test_import_rebuilds_a_lost_catalog_entry(svc: Service, tmp_path: Path) -> None:
+def test_import_rebuilds_a_lost_catalog_entry(svc: Service, tmp_path: Path, cast: Cast) -> None:
     a = _enc(svc, tmp_path, b"payload" * 50, "a.cbk")
     with svc.catalog.transaction() as db:
         db.execute("DELETE FROM backups")
@@ -180,7 +196,8 @@ def test_import_rebuilds_a_lost_catalog_entry(svc: Service, tmp_path: Path) -> N
         a.wrapped_dek,
         a.container_sha256,
     )
-    svc._decrypt_backup(b, tmp_path / "out")
+    session = approved_session(svc, cast, [b.id], tmp_path)
+    svc._decrypt_backup(b, tmp_path / "out", session=session)
     assert (tmp_path / "out").read_bytes() == b"payload" * 50
     with pytest.raises(ConflictError, match="already in the catalog"):
         svc.import_backup(Path(b.location), by=svc.unlock("bot", None))
