@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -9,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from custodian.service import Service
+from tests.conftest import Cast, Enrolled, next_code
 
 EXE = str(Path(sys.executable).parent / "custodian")
 
@@ -286,3 +290,186 @@ def test_enrolment_sign_in_failures_and_verified_audit(cli_home: Path, tmp_path:
 def test_demo_codes_only_on_a_demo_home(cli_home: Path) -> None:
     r = run("--home", str(cli_home), "demo", "codes")
     assert r.returncode == 7 and b"demo home" in r.stderr
+
+
+# ---------------------------------------------------------------- restore and approvals
+
+
+def _as(
+    home: Path, who: Enrolled, *args: str, code: str | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``custodian ARGS --as WHO`` with the passphrase (and a TOTP code) on pipes."""
+    fds: list[int] = []
+    extra: list[str] = ["--as", who.name]
+    if who.passphrase:
+        r, w = os.pipe()
+        os.write(w, who.passphrase.encode() + b"\n")
+        os.close(w)
+        fds.append(r)
+        extra += ["--passphrase-fd", str(r)]
+    if code is not None:
+        r, w = os.pipe()
+        os.write(w, code.encode() + b"\n")
+        os.close(w)
+        fds.append(r)
+        extra += ["--totp-fd", str(r)]
+    try:
+        return subprocess.run(
+            [EXE, "--home", str(home), *args, *extra],
+            capture_output=True,
+            pass_fds=fds,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_restore_request_approve_run_through_the_cli(
+    svc: Service, cast: Cast, tmp_path: Path
+) -> None:
+    home = svc.home.path
+    bot = svc.unlock("bot", None)
+    good = svc.encrypt_backup(
+        io.BytesIO(b"rows\n" * 5000), tmp_path / "g.cbk", by=bot, label="db dump"
+    )
+    bad = svc.encrypt_backup(
+        io.BytesIO(os.urandom(100_000)), tmp_path / "b.cbk", by=bot, label="bad"
+    )
+    target = tmp_path / "restore"
+    target.mkdir()
+
+    r = _as(
+        home,
+        cast.oscar,
+        "restore",
+        "request",
+        good.id[:8],
+        bad.id,
+        "--reason",
+        "INC-7 [/b]",
+        "--target",
+        str(target),
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    req = json.loads(r.stdout)
+    rid = req["id"]
+    assert req["state"] == "open" and [b["file"] for b in req["backups"]] == ["db_dump", "bad"]
+
+    # an argument is never a code: approve has no option for one
+    r = run("--home", str(home), "approve", rid, "--as", "alice", "123456")
+    assert r.returncode == 2
+    # without a terminal and without --totp-fd: refused, nothing decided
+    r = _as(home, cast.alice, "approve", rid[:8])
+    assert r.returncode == 2 and b"--totp-fd" in r.stderr
+    # the requester, and an operator
+    r = _as(home, cast.oscar, "approve", rid, code="000000")
+    assert r.returncode == 7 and b"custodian role" in r.stderr
+
+    code = next_code(svc, cast.alice)
+    r = _as(home, cast.alice, "approve", rid[:8], code=code)
+    assert r.returncode == 0, r.stderr
+    assert b"1 of 2 approvals" in r.stdout
+    r = _as(home, cast.alice, "approve", rid, code=code)  # same person, same code
+    assert r.returncode == 2 and b"already approved" in r.stderr
+    r = _as(home, cast.bob, "approve", rid, code=next_code(svc, cast.bob))
+    assert r.returncode == 0, r.stderr
+    assert b"session" in r.stdout and b"restore run" in r.stdout
+
+    r = run("--home", str(home), "restore", "list", "--state", "approved", "--json")
+    assert [x["id"] for x in json.loads(r.stdout)] == [rid]
+    r = run("--home", str(home), "restore", "show", rid[:8])
+    assert r.returncode == 0 and b"approved by alice" in r.stdout and b"'INC-7 [/b]'" in r.stdout
+
+    p = Path(bad.location)
+    raw = bytearray(p.read_bytes())
+    raw[-100] ^= 1
+    p.write_bytes(raw)
+    r = _as(home, cast.alice, "restore", "run", rid)
+    assert r.returncode == 7 and b"only oscar" in r.stderr
+    r = _as(home, cast.oscar, "restore", "run", rid[:8])
+    assert r.returncode == 9, r.stderr
+    out = r.stdout.decode()
+    assert f"ok      {good.id}" in out and f"FAILED  {bad.id}" in out
+    assert "1 restored, 1 failed" in out.splitlines()[-1]
+    assert r.stderr == b""  # no progress bar without a terminal
+    assert (target / "db_dump").read_bytes() == b"rows\n" * 5000
+    assert sorted(x.name for x in target.iterdir()) == ["db_dump"]
+
+    r = _as(home, cast.oscar, "restore", "run", rid)
+    assert r.returncode == 7 and b"already ran" in r.stderr
+    r = run("--home", str(home), "restore", "show", rid, "--json")
+    shown = json.loads(r.stdout)
+    assert shown["state"] == "done" and [x["outcome"] for x in shown["results"]] == ["ok", "failed"]
+    r = run("--home", str(home), "audit", "verify")
+    assert r.returncode == 0, r.stdout
+    log = "".join(x.read_text() for x in (home / "audit").glob("*.jsonl"))
+    assert f'"{code}"' not in log and f"={code}" not in log  # codes are never logged
+    assert cast.alice.passphrase not in log
+
+
+def test_deny_and_cancel_through_the_cli(svc: Service, cast: Cast, tmp_path: Path) -> None:
+    home = svc.home.path
+    b = svc.encrypt_backup(io.BytesIO(b"x"), tmp_path / "x.cbk", by=svc.unlock("bot", None))
+    r = _as(
+        home,
+        cast.oscar,
+        "restore",
+        "request",
+        b.id,
+        "--reason",
+        "why",
+        "--target",
+        str(tmp_path / "nope"),
+    )
+    assert r.returncode == 2 and b"not an existing directory" in r.stderr
+    r = _as(
+        home, cast.audrey, "restore", "request", b.id, "--reason", "why", "--target", str(tmp_path)
+    )
+    assert r.returncode == 7
+    r1 = _as(
+        home,
+        cast.oscar,
+        "restore",
+        "request",
+        b.id,
+        "--reason",
+        "one",
+        "--target",
+        str(tmp_path),
+        "--json",
+    )
+    r2 = _as(
+        home,
+        cast.oscar,
+        "restore",
+        "request",
+        b.id,
+        "--reason",
+        "two",
+        "--target",
+        str(tmp_path),
+        "--json",
+    )
+    id1, id2 = json.loads(r1.stdout)["id"], json.loads(r2.stdout)["id"]
+
+    r = run("--home", str(home), "deny", id1, "--as", "bob")
+    assert r.returncode == 2 and b"--reason" in r.stderr
+    r = _as(home, cast.bob, "deny", id1, "--reason", "no ticket", code=next_code(svc, cast.bob))
+    assert r.returncode == 0 and b"denied; this is final" in r.stdout
+    r = _as(home, cast.alice, "approve", id1, code=next_code(svc, cast.alice))
+    assert r.returncode == 2 and b"final" in r.stderr
+
+    r = _as(home, cast.oscar, "restore", "cancel", id2)
+    assert r.returncode == 0 and b"cancelled" in r.stdout
+    r = _as(home, cast.oscar, "restore", "cancel", id2)
+    assert r.returncode == 2 and b"already cancelled" in r.stderr
+    r = run("--home", str(home), "restore", "list")
+    assert r.returncode == 0 and b"denied" in r.stdout and b"cancelled" in r.stdout
+    r = run("--home", str(home), "audit", "show", "--action", "request.", "--json")
+    acts = [(e["action"], e["outcome"]) for e in map(json.loads, r.stdout.splitlines())]
+    assert ("request.deny", "ok") in acts and ("request.approve", "refused") in acts
+    assert ("request.cancel", "ok") in acts and ("request.cancel", "refused") in acts
+    assert run("--home", str(home), "audit", "verify").returncode == 0

@@ -147,7 +147,7 @@ def test_a_custodian_may_request_and_two_others_approve(
     carol = _carol(svc, cast)
     b = _enc(svc, tmp_path, b"x", "x")
     r = _request(svc, cast, [b.id], target, who=cast.alice)
-    with pytest.raises(AuthError, match="alice asked for request .* cannot approve"):
+    with pytest.raises(AuthError, match=r"alice asked for request .* cannot approve"):
         svc.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
     _refused(svc, "request.approve", "requester cannot decide")
     svc.approve(r.id, next_code(svc, cast.bob), by=unlock(svc, cast.bob))
@@ -186,7 +186,7 @@ def test_the_same_custodian_twice_is_refused(
     b = _enc(svc, tmp_path, b"x", "x")
     r = _request(svc, cast, [b.id], target)
     svc.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
-    with pytest.raises(ConflictError, match="alice already approved .* distinct custodians"):
+    with pytest.raises(ConflictError, match=r"alice already approved .* distinct custodians"):
         svc.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
     _refused(svc, "request.approve", "already decided")
     with pytest.raises(ConflictError, match="already approved"):
@@ -283,7 +283,7 @@ def test_an_expired_request_is_marked_logged_and_refused(
     r = _request(svc, cast, [b.id], target)
     svc.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
     clock.advance(24 * 3600 + 1)
-    with pytest.raises(ConflictError, match="is expired .*final"):
+    with pytest.raises(ConflictError, match=r"is expired .*final"):
         svc.approve(r.id, next_code(svc, cast.bob), by=unlock(svc, cast.bob))
     exp = _last(svc, "request.expire")
     assert exp["subject"] == f"request:{r.id}" and exp["actor"] == "home"
@@ -325,7 +325,7 @@ def test_denial_is_final(
     r = svc.deny(r.id, next_code(svc, cast.bob), "no ticket [/b]", by=unlock(svc, cast.bob))
     assert r.state == "denied" and r.session is None
     assert _last(svc, "request.deny")["details"]["reason"] == "no ticket [/b]"
-    with pytest.raises(ConflictError, match="is denied .*final"):
+    with pytest.raises(ConflictError, match=r"is denied .*final"):
         svc.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
     _refused(svc, "request.approve", "request is denied")
     with pytest.raises(AuthError, match="no open session"):
@@ -342,7 +342,7 @@ def test_cancel_is_final_and_closes_an_open_session(
     _refused(svc, "request.cancel", "neither the requester nor a custodian")
     r = svc.cancel(r.id, by=unlock(svc, cast.oscar), reason="wrong backup")
     assert r.state == "cancelled" and r.closed_at
-    with pytest.raises(ConflictError, match="is cancelled .*final"):
+    with pytest.raises(ConflictError, match=r"is cancelled .*final"):
         svc.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
     # a custodian cancels an approved request: its session closes before it runs
     s = approved_session(svc, cast, [b.id], target)
