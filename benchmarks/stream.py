@@ -246,6 +246,8 @@ def _run(report: Report, *, src: Path, size: int, repeat: int, workdir: Path, sh
     _rounds(dec, repeat, verify, lambda: warm(src))
     for p in ("age.enc", "core.cbk", "cli.cbk", "bare.cbk"):
         (shm / p).unlink(missing_ok=True)
+    for note in shm.glob(".bench-session-*"):  # the restore session's id (benchmarks._child)
+        note.unlink()
 
     # ---------------------------------------------------------------- ratios, targets
     for r, cat, ref in (

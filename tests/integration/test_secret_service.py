@@ -21,11 +21,26 @@ printf 'secret payload' | "$BIN/custodian" --home "$H" backup encrypt - "$H/x.cb
 import os
 from pathlib import Path
 from custodian.service import Service
+from custodian import people as P
+from custodian.secret import SecretBytes
 s = Service.open(os.environ["H"])
 print("keyring:", s.keyring.description)
 (b,) = s.backups()
-s._decrypt_backup(b, Path(os.environ["H"]) / "x.out")
-print("plaintext:", (Path(os.environ["H"]) / "x.out").read_text())
+# a restore the real way: two custodians enrolled, bot asks, both approve
+codes = {}
+pw = SecretBytes(b"long passphrase")
+for name in ("alice", "bob"):
+    by = s.unlock("alice", pw) if name == "bob" else None
+    pending = s.begin_enrolment(name, ("custodian",), passphrase=pw, by=by)
+    codes[name] = SecretBytes(bytes(pending.totp.reveal()))
+    s.complete_enrolment(pending, P.hotp(pending.totp, P.current_step()), by=by)
+out = Path(os.environ["T"])
+r = s.request_restore([b.id], "keyring test", out, by=s.unlock("bot", None))
+for name in ("alice", "bob"):
+    code = P.hotp(codes[name], P.current_step() + 1)
+    r = s.approve(r.id, code, by=s.unlock(name, pw))
+rep = s.run_restore(r.id, by=s.unlock("bot", None))
+print("plaintext:", (out / b.label).read_text(), rep.summary())
 PY
 """
 
@@ -37,12 +52,14 @@ def test_root_key_round_trips_through_gnome_keyring(tmp_path: Path) -> None:
         **os.environ,
         "BIN": str(BIN),
         "H": str(tmp_path / "home"),
+        "T": str(tmp_path / "restored"),
         "HOME": str(tmp_path),
         "XDG_DATA_HOME": str(tmp_path / "data"),
         "XDG_RUNTIME_DIR": str(tmp_path / "run"),
         "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring",
     }
     (tmp_path / "run").mkdir(mode=0o700)
+    (tmp_path / "restored").mkdir(mode=0o700)
     r = subprocess.run(
         ["dbus-run-session", "--", "bash", "-c", SCRIPT],
         env=env,
