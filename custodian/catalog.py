@@ -141,6 +141,36 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX restore_results_by_session ON restore_results(session);
     """,
+    # 5: KEK rotation (custodian.rotation): rewrap jobs with their cursor (the last
+    # backup id whose batch committed) and counts, and the DEKs that failed to
+    # rewrap with the reason (they stay under their old version: nothing dropped)
+    """
+    CREATE TABLE rotation_jobs (
+        id TEXT PRIMARY KEY,
+        kek TEXT NOT NULL REFERENCES keks(name),
+        target_version INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('running', 'done', 'superseded')),
+        started_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT,
+        cursor TEXT NOT NULL DEFAULT '',
+        total INTEGER NOT NULL,
+        rewrapped INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        runs INTEGER NOT NULL DEFAULT 0,
+        FOREIGN KEY (kek, target_version) REFERENCES kek_versions(kek, version)
+    );
+    CREATE INDEX rotation_jobs_by_kek ON rotation_jobs(kek, state);
+    CREATE TABLE rewrap_failures (
+        job TEXT NOT NULL REFERENCES rotation_jobs(id),
+        backup TEXT NOT NULL,
+        from_version INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (job, backup)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -158,6 +188,8 @@ class KekVersion:
     fingerprint: str
     public_key: bytes | None
     dek_count: int = 0
+    retired_at: str | None = None
+    destroyed_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -412,12 +444,14 @@ class Catalog(PeopleMixin):
     def keks(self) -> list[Kek]:
         census = self.census()
         versions: dict[str, list[KekVersion]] = {}
-        for kek, ver, state, created, fp, pub in self.db.execute(
-            "SELECT kek, version, state, created_at, fingerprint, public_key FROM kek_versions "
-            "ORDER BY kek, version"
+        for kek, ver, state, created, fp, pub, retired, destroyed in self.db.execute(
+            "SELECT kek, version, state, created_at, fingerprint, public_key, retired_at, "
+            "destroyed_at FROM kek_versions ORDER BY kek, version"
         ):
             versions.setdefault(kek, []).append(
-                KekVersion(kek, ver, state, created, fp, pub, census.get((kek, ver), 0))
+                KekVersion(
+                    kek, ver, state, created, fp, pub, census.get((kek, ver), 0), retired, destroyed
+                )
             )
         return [
             Kek(name, backend, suite, purpose, created, cur, tuple(versions.get(name, ())))
@@ -437,13 +471,23 @@ class Catalog(PeopleMixin):
 
     def kek_version(self, kek: str, version: int) -> KekVersion:
         row = self.db.execute(
-            "SELECT state, created_at, fingerprint, public_key FROM kek_versions "
-            "WHERE kek=? AND version=?",
+            "SELECT state, created_at, fingerprint, public_key, retired_at, destroyed_at "
+            "FROM kek_versions WHERE kek=? AND version=?",
             (kek, version),
         ).fetchone()
         if row is None:
             raise NotFoundError(f"KEK {kek!r} has no version {version} in this home.")
-        return KekVersion(kek, version, row[0], row[1], row[2], row[3])
+        (n,) = self.db.execute(
+            "SELECT count(*) FROM backups WHERE kek=? AND kek_version=?", (kek, version)
+        ).fetchone()
+        return KekVersion(kek, version, row[0], row[1], row[2], row[3], int(n), row[4], row[5])
+
+    def set_version_state(self, kek: str, version: int, state: str, at: str) -> None:
+        column = {"retired": "retired_at", "destroyed": "destroyed_at"}[state]
+        self.db.execute(
+            f"UPDATE kek_versions SET state=?, {column}=? WHERE kek=? AND version=?",
+            (state, at, kek, version),
+        )
 
     # ------------------------------------------------------------ backups
 

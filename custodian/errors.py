@@ -13,6 +13,7 @@ class CustodianError(Exception):
     """Base class of every error custodian reports to a person."""
 
     exit_code = 1
+    logged = False  # True once the refusal is in the audit log (not logged again)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

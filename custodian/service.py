@@ -17,11 +17,13 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from custodian import approvals as A
 from custodian import people as P
+from custodian import rotation as R
 from custodian.audit import AuditError, AuditLog, VerifyResult
 from custodian.backends.base import DekRef, Health, KekBackend
 from custodian.catalog import Backup, Catalog, Kek, KekVersion, Person, utcnow
@@ -292,7 +294,8 @@ class Service:
         except AuditError:
             raise
         except CustodianError as e:
-            self._record_refusal(actor, action, subject, str(e), d)
+            if not getattr(e, "logged", False):
+                self._record_refusal(actor, action, subject, str(e), d)
             raise
 
     def _require(
@@ -394,9 +397,15 @@ class Service:
         backend: str = "local",
         suite: str | None = None,
         purpose: str = "",
+        code: str | None = None,
     ) -> Kek:
+        """A new KEK with its first version. A custodian confirms with a fresh TOTP code
+        (``code``); only the home identity, at ``init``, creates one without."""
         suite = suite or self.config.default_suite
         self._require(by, "custodian", "kek.create", f"kek:{name}", allow_home=True)
+        purpose = " ".join(purpose.split())
+        if len(purpose) > 200:
+            raise CustodianError("the purpose is longer than 200 characters; shorten it.")
         from custodian.container import KEK_NAME_RE
 
         if not KEK_NAME_RE.fullmatch(name):
@@ -421,16 +430,28 @@ class Service:
             f"kek:{name}",
             {"backend": backend, "suite": suite, "purpose": purpose},
         ) as d:
+            if by.name != HOME:
+                d["step"] = self._confirm(by, code, "kek.create", f"kek:{name}")
             self.catalog.add_kek(name, backend, suite, purpose)
             mat = be.create_version(name, suite, 1)
             self.catalog.add_kek_version(name, 1, mat.fingerprint, mat.public_key)
             d.update(version=1, fingerprint=mat.fingerprint)
         return self.catalog.kek(name)
 
-    def add_kek_version(self, name: str, *, by: Actor) -> KekVersion:
-        """Create the next version of a KEK; from now on it wraps every new DEK.
+    def _confirm(self, by: Actor, code: str | None, action: str, subject: str) -> int:
+        """The fresh TOTP code that confirms a key ceremony step (inside its transaction)."""
+        if not code:
+            raise AuthError(
+                f"{action} needs a fresh TOTP code from {by.name}'s authenticator; nothing "
+                "was done."
+            )
+        return self.check_totp(by, code, action, subject)
 
-        Rewrapping the DEKs under older versions is the rotation job's work.
+    def add_kek_version(self, name: str, *, by: Actor) -> KekVersion:
+        """Create the next version of a KEK without a rewrap job (demo builder, tests).
+
+        People rotate with :meth:`rotate`, which asks a TOTP code and starts the
+        rewrap job; this lower step exists for sample data.
         """
         self._require(by, "custodian", "kek.version.create", f"kek:{name}")
         kek = self.catalog.kek(name)
@@ -441,6 +462,322 @@ class Service:
             self.catalog.add_kek_version(name, version, mat.fingerprint, mat.public_key)
             d["fingerprint"] = mat.fingerprint
         return self.catalog.kek_version(name, version)
+
+    # ------------------------------------------------------------ rotation
+
+    def rotate_preview(self, name: str, *, measure: bool = True) -> R.RotationPreview:
+        """What :meth:`rotate` would do: census per version, DEKs to rewrap, a time estimate
+        from a rate measured here and now with throwaway keys of the KEK's suite."""
+        k = self.catalog.kek(name)
+        rate = 0.0
+        workers = self.rewrap_workers(k.backend)
+        if measure and k.backend == "local":
+            from custodian.backends.local import measure_rewrap_rate
+
+            rate = measure_rewrap_rate(k.suite) * (workers if workers > 1 else 1) * 0.9
+        return R.RotationPreview(
+            kek=k.name,
+            backend=k.backend,
+            suite=k.suite,
+            current_version=k.current_version,
+            new_version=k.current_version + 1,
+            census={v.version: v.dek_count for v in k.versions},
+            to_rewrap=k.dek_count,
+            rate=rate,
+            workers=workers,
+            unfinished=R.running_job(self.catalog.db, k.name),
+        )
+
+    @staticmethod
+    def rewrap_workers(backend: str) -> int:
+        """Worker processes (local) or threads (servers) a rewrap uses by default."""
+        if backend == "local":
+            return max(1, min(len(os.sched_getaffinity(0)), 8))
+        return 8
+
+    def rotate(self, name: str, code: str | None, *, by: Actor) -> R.RewrapJob:
+        """Rotate KEK ``name``: a new version that wraps every new DEK from now on, and a
+        rewrap job over every DEK under older versions (run it with :meth:`rewrap`).
+
+        A custodian confirms with a fresh TOTP code. A job still running for this
+        KEK is superseded: the new one covers its DEKs too.
+        """
+        subject = f"kek:{name}"
+        self._require(by, "custodian", "kek.rotate", subject)
+        k = self.catalog.kek(name)
+        be = self.backend(k.backend)
+        version = k.current_version + 1
+        db = self.catalog.db
+        with self._audited(by, "kek.rotate", subject, {"version": version}) as d:
+            d["step"] = self._confirm(by, code, "kek.rotate", subject)
+            old = R.running_job(db, name)
+            mat = be.create_version(name, k.suite, version)
+            self.catalog.add_kek_version(name, version, mat.fingerprint, mat.public_key)
+            total = R.pending_count(db, name, version)
+            j = R.add_job(db, name, version, by.name, total, self._now())
+            d.update(
+                fingerprint=mat.fingerprint,
+                job=j.id,
+                to_rewrap=total,
+                census={str(v.version): v.dek_count for v in k.versions},
+                superseded=old.id if old is not None else None,
+            )
+        return j
+
+    def rewrap_jobs(self, name: str | None = None) -> list[R.RewrapJob]:
+        """Every rewrap job (of KEK ``name``), oldest first: the rotation history."""
+        return R.jobs(self.catalog.db, name)
+
+    def rewrap_failures(self, job_id: str | None = None) -> list[R.RewrapFailure]:
+        return R.failures(self.catalog.db, job_id)
+
+    def rewrap(
+        self,
+        name: str,
+        *,
+        by: Actor,
+        workers: int | None = None,
+        batch_size: int = R.DEFAULT_BATCH,
+        progress: Progress | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        on_failure: Callable[[R.RewrapFailure], None] | None = None,
+    ) -> R.RewrapReport:
+        """Run (or resume) the rewrap job of KEK ``name`` until every DEK under an older
+        version is rewrapped to the current one, or ``cancelled()`` says stop.
+
+        Resumes from the job's cursor after a crash, a kill or a cancel; with no
+        running job and DEKs still under older versions (failures of an earlier
+        job, imports), a new job starts; with nothing to do it changes nothing.
+        A DEK that fails is recorded with its reason and the job carries on.
+        Custodians run it (it unwraps with the old versions' private keys).
+        """
+        subject = f"kek:{name}"
+        self._require(by, "custodian", "kek.rewrap", subject)
+        k = self.catalog.kek(name)
+        db = self.catalog.db
+        target = k.current_version
+        j = R.running_job(db, name)
+        if j is not None and j.target_version != target:
+            j = None  # cannot happen through rotate(), which supersedes; be safe
+        if j is None:
+            total = R.pending_count(db, name, target)
+            if total == 0:
+                return R.RewrapReport("", name, target, 0, finished=True)
+            with self._audited(by, "kek.rewrap.start", subject, {"version": target}) as d:
+                j = R.add_job(db, name, target, by.name, total, self._now())
+                d.update(job=j.id, to_rewrap=total)
+        be = self.backend(k.backend)
+        n = workers if workers is not None else self.rewrap_workers(k.backend)
+        if R.pending_count(db, name, target, j.cursor) < 4 * batch_size:
+            n = 1  # a pool costs more to start than a few batches take
+        rewrapper: R.Rewrapper
+        if n <= 1:
+            rewrapper = R.InlineRewrapper(be, target)
+        elif k.backend == "local":
+            from custodian.backends.local import LocalBackend, ProcessRewrapper
+
+            assert isinstance(be, LocalBackend)
+            rewrapper = ProcessRewrapper(be, name, target, n)
+        else:
+            rewrapper = R.ThreadRewrapper(be, target, n)
+        with self.catalog.transaction():
+            R.count_run(db, j.id, self._now())
+            self._record(
+                by,
+                "kek.rewrap.run",
+                subject,
+                details={"job": j.id, "version": target, "cursor": j.cursor, "workers": n},
+            )
+
+        def record_batch(
+            job: R.RewrapJob, first: str, last: str, done: int, fails: list[R.RewrapFailure]
+        ) -> None:
+            self._record(
+                by,
+                "kek.rewrap.batch",
+                subject,
+                "ok" if not fails else "partial",
+                {
+                    "job": job.id,
+                    "version": job.target_version,
+                    "first": first,
+                    "last": last,
+                    "rewrapped": done,
+                    "failed": [{"backup": f.backup, "reason": f.reason} for f in fails],
+                },
+            )
+
+        try:
+            report = R.run_job(
+                db,
+                self.catalog.transaction,
+                R.job(db, j.id),
+                rewrapper,
+                record_batch=record_batch,
+                now=self._now,
+                batch_size=batch_size,
+                progress=progress,
+                cancelled=cancelled,
+                on_failure=on_failure,
+            )
+        finally:
+            rewrapper.close()
+        report.remaining = R.pending_count(db, name, target)
+        failed_left = R.failures_remaining(db, j.id, target)
+        if not report.cancelled:
+            with self.catalog.transaction():
+                R.finish_job(db, j.id, self._now())
+                cur = R.job(db, j.id)
+                self._record(
+                    by,
+                    "kek.rewrap.done",
+                    subject,
+                    "ok" if report.remaining == 0 else "partial",
+                    {
+                        "job": j.id,
+                        "version": target,
+                        "rewrapped": cur.rewrapped,
+                        "failed": cur.failed,
+                        "remaining": report.remaining,
+                        "failed_remaining": failed_left,
+                    },
+                )
+            report.finished = True
+        else:
+            with self.catalog.transaction():
+                cur = R.job(db, j.id)
+                self._record(
+                    by,
+                    "kek.rewrap.pause",
+                    subject,
+                    details={"job": j.id, "cursor": cur.cursor, "remaining": report.remaining},
+                )
+        return report
+
+    def retire_version(self, name: str, version: int, code: str | None, *, by: Actor) -> KekVersion:
+        """Retire a version: it unwraps nothing from now on. Refused while its census is
+        above zero, for the current version, and for a version not active."""
+        subject = f"kek:{name}/v{version}"
+        action = "kek.version.retire"
+        self._require(by, "custodian", action, subject)
+        k = self.catalog.kek(name)
+        with self._audited(by, action, subject, {"version": version}) as d:
+            v = self.catalog.kek_version(name, version)  # under the write lock
+            if v.state != "active":
+                raise ConflictError(
+                    f"KEK {name} v{version} is already {v.state}; nothing was done."
+                )
+            if version == k.current_version:
+                raise ConflictError(
+                    f"v{version} is the current version of KEK {name} and wraps every new DEK; "
+                    "rotate first, then retire it once its census is zero. Nothing was done."
+                )
+            if v.dek_count > 0:
+                raise ConflictError(
+                    f"KEK {name} v{version} still wraps {v.dek_count:,} DEK(s); retiring it "
+                    f"would make them unreadable. Run 'custodian kek rewrap {name}' (and look "
+                    "at its failures) until the census is zero. Nothing was done."
+                )
+            d["step"] = self._confirm(by, code, action, subject)
+            self.catalog.set_version_state(name, version, "retired", self._now())
+            d.update(fingerprint=v.fingerprint, census=0)
+            self.backend(k.backend).retire(name, version)
+        return self.catalog.kek_version(name, version)
+
+    def request_destroy(self, name: str, version: int, reason: str, *, by: Actor) -> A.Request:
+        """Ask for a retired version's key material to be destroyed (custodians).
+
+        Allowed once the version has been retired for the policy's waiting period;
+        two other custodians approve with TOTP (:meth:`approve`), and at quorum the
+        key material is destroyed. Refused while any DEK is under the version.
+        """
+        action = "kek.destroy.request"
+        subject = f"kek:{name}/v{version}"
+        self._require(by, "custodian", action, subject)
+        reason = " ".join(reason.split())
+        if not reason:
+            raise self._refused(
+                by,
+                action,
+                subject,
+                "no reason given",
+                "a destruction request needs a reason (--reason TEXT); nothing was done.",
+            )
+        self._destroy_allowed(name, version, by, action, subject)
+        now = self.clock()
+        expires = A.stamp(now + 3600 * self.config.policy.request_hours)
+        rid = A.new_id()
+        v = self.catalog.kek_version(name, version)
+        payload = {"kek": name, "version": version, "reason": reason, "fingerprint": v.fingerprint}
+        with self._audited(
+            by,
+            action,
+            f"request:{rid}",
+            {
+                "kind": "kek.destroy",
+                **payload,
+                "expires_at": expires,
+                "quorum": self.config.policy.approval_quorum,
+            },
+        ):
+            A.add_request(
+                self.catalog.db, rid, "kek.destroy", by.name, A.stamp(now), expires, payload
+            )
+        return self.request(rid)
+
+    def _destroy_allowed(
+        self, name: str, version: int, by: Actor | None, action: str, subject: str
+    ) -> KekVersion:
+        v = self.catalog.kek_version(name, version)
+        why = ""
+        if v.state != "retired":
+            why = f"KEK {name} v{version} is {v.state}; only a retired version can be destroyed" + (
+                " (retire it first)" if v.state == "active" else ""
+            )
+        elif v.dek_count > 0:
+            why = f"KEK {name} v{version} still wraps {v.dek_count:,} DEK(s)"
+        else:
+            from datetime import datetime
+
+            wait = self.config.policy.retirement_wait_days
+            retired = (
+                datetime.strptime(v.retired_at or "", "%Y-%m-%dT%H:%M:%S.%fZ")
+                .replace(tzinfo=UTC)
+                .timestamp()
+            )
+            ready = retired + 86400 * wait
+            if self.clock() < ready:
+                why = (
+                    f"KEK {name} v{version} was retired at {(v.retired_at or '')[:19]}Z; the "
+                    f"waiting period of {wait} day(s) ends {A.stamp(ready)[:19]}Z"
+                )
+        if why:
+            err = self._refused(
+                by, action, subject, why, f"{why}. Nothing was done.", ConflictError
+            )
+            err.logged = True
+            raise err
+        return v
+
+    def _destroy_at_quorum(self, r: A.Request, by: Actor, details: dict[str, Any]) -> None:
+        """Inside the approving transaction: check again, mark destroyed, say so in the entry.
+        The key material itself goes after the commit (:meth:`_destroy_material`)."""
+        name, version = str(r.payload["kek"]), int(r.payload["version"])
+        self._destroy_allowed(name, version, by, "kek.destroy", f"kek:{name}/v{version}")
+        self.catalog.set_version_state(name, version, "destroyed", self._now())
+        A.set_request_state(self.catalog.db, r.id, "done", self._now())
+        details.update(state="done", destroyed=f"{name}/v{version}")
+
+    def _destroy_material(self, r: A.Request) -> None:
+        name, version = str(r.payload["kek"]), int(r.payload["version"])
+        k = self.catalog.kek(name)
+        try:
+            self.backend(k.backend).destroy(name, version)
+        except (CustodianError, OSError) as e:
+            raise BackendError(
+                f"KEK {name} v{version} is recorded as destroyed, but its key material could "
+                f"not be removed ({e}); remove it by hand or run the approval again."
+            ) from None
 
     # ------------------------------------------------------------ backups
 
@@ -892,17 +1229,21 @@ class Service:
         subject = subject or f"person:{actor.name}"
         if step is None:
             self._record_refusal(actor, action, subject, "TOTP code did not match")
-            raise AuthError(
+            err = AuthError(
                 "that code is not valid now (mistyped, or older than 30 seconds); nothing was "
                 "done. Type the code your authenticator shows now."
             )
+            err.logged = True
+            raise err
         if not self.catalog.use_totp_step(actor.name, step):
             self._record_refusal(actor, action, subject, "TOTP code replayed", {"step": step})
             wait = P.TOTP_PERIOD - int(self.clock()) % P.TOTP_PERIOD
-            raise AuthError(
+            err = AuthError(
                 "that code was already used (a code counts once); nothing was done. Wait "
                 f"about {wait} s for the next code and try again."
             )
+            err.logged = True
+            raise err
         return step
 
     def sign_in(self, name: str, passphrase: SecretBytes, code: str) -> Actor:
@@ -1302,13 +1643,18 @@ class Service:
                 if n >= q:
                     A.set_request_state(db, rid, "approved", now)
                     details["state"] = "approved"
+                    if r.kind == "kek.destroy":
+                        self._destroy_at_quorum(r, by, details)
                     if r.kind == "restore":
                         sid = A.new_id()
                         exp = A.stamp(self.clock() + 60 * self.config.policy.session_minutes)
                         A.add_session(db, A.Session(sid, rid, now, exp, "open", None))
                         details.update(session=sid, session_expires_at=exp)
             self._record(by, action, subject, "ok", details)
-        return A.find_request(db, q, rid)
+        done = A.find_request(db, q, rid)
+        if done.kind == "kek.destroy" and done.state == "done":
+            self._destroy_material(done)
+        return done
 
     def cancel(self, request_id: str, *, by: Actor, reason: str = "") -> A.Request:
         """The requester or a custodian cancels a request (an open session closes). Final."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -28,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
 
 from custodian.backends.base import EMBEDDED, DekRef, Health, VersionMaterial, dek_context
 from custodian.catalog import Catalog
-from custodian.errors import BackendError, UnwrapError
+from custodian.errors import BackendError, CustodianError, UnwrapError
 from custodian.keystore import SealedStore
 from custodian.secret import SecretBytes
 
@@ -95,6 +96,27 @@ def load_private(suite_name: str, priv: SecretBytes) -> Any:
     if suite_name == "p256":
         return ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())
     raise BackendError(f"unknown local suite {suite_name!r}")
+
+
+def measure_rewrap_rate(suite_name: str, seconds: float = 0.15) -> float:
+    """DEKs per second one process rewraps (unwrap + wrap) here, with throwaway keys."""
+    import os
+    import time
+
+    hs = suite(suite_name)
+    priv, pub = generate(suite_name)
+    with priv:
+        sk = load_private(suite_name, priv)
+    pk = load_public(suite_name, pub)
+    info = b"custodian rate probe"
+    n, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or n < 3:
+        hs.encrypt(
+            hs.decrypt(hs.encrypt(os.urandom(32), pk, info=info), sk, info=info), pk, info=info
+        )
+        n += 1
+    # one probe is a wrap more than a rewrap: count it as 1.5 rewraps of work
+    return 1.5 * n / elapsed
 
 
 def fingerprint(suite_name: str, pub: bytes) -> str:
@@ -210,3 +232,118 @@ class LocalBackend:
 
     def health(self) -> Health:
         return Health(self.name, True, EMBEDDED)
+
+
+# ---------------------------------------------------------------- rewrap in worker processes
+#
+# A worker process gets the private keys of the versions it unwraps and the
+# public key it wraps to once, when it starts (through the pipe that
+# multiprocessing opens to it), and then only wrapped DEKs and batches of
+# results cross. Plaintext DEKs never leave the worker. Workers are started
+# with "spawn": the parent may have threads (the TUI), which fork would copy
+# in an unknown state.
+
+_W: dict[str, Any] = {}
+
+
+def _worker_init(
+    suite_name: str, kek: str, private: dict[int, bytes], to_version: int, public: bytes
+) -> None:
+    _W["suite"] = suite(suite_name)
+    _W["kek"] = kek
+    _W["to"] = to_version
+    _W["pub"] = load_public(suite_name, public)
+    _W["priv"] = {
+        v: load_private(suite_name, SecretBytes(raw, "KEK private key"))
+        for v, raw in private.items()
+    }
+
+
+def _worker_rewrap(items: list[tuple[str, int, bytes]]) -> list[bytes | str]:
+    hs, kek, to, pub, privs = _W["suite"], _W["kek"], _W["to"], _W["pub"], _W["priv"]
+    out: list[bytes | str] = []
+    for bid, version, wrapped in items:
+        priv = privs.get(version)
+        if priv is None:
+            out.append(f"KEK {kek} version {version} is not active; it unwraps nothing any more.")
+            continue
+        try:
+            dek = hs.decrypt(wrapped, priv, info=dek_context(bid, kek, version))
+        except (InvalidTag, ValueError):
+            out.append(_bad_wrap(bid, kek, version))
+            continue
+        out.append(hs.encrypt(dek, pub, info=dek_context(bid, kek, to)))
+        del dek
+    return out
+
+
+def _bad_wrap(bid: str, kek: str, version: int) -> str:
+    return (
+        f"the wrapped DEK of backup {bid} does not open under KEK {kek} version {version} "
+        "(tampered, or bound to another backup)."
+    )
+
+
+class ProcessRewrapper:
+    """Rewrap batches in ``workers`` processes; results come back as futures, in order."""
+
+    def __init__(self, backend: LocalBackend, kek: str, to_version: int, workers: int) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        cat = backend._catalog
+        suite_name = cat.kek(kek).suite
+        private: dict[int, bytes] = {}
+        for v in cat.kek(kek).versions:
+            if v.version < to_version and v.state == "active":
+                try:
+                    with backend._sealed.unseal(backend._ksk(), sealed_name(kek, v.version)) as p:
+                        private[v.version] = bytes(p.reveal())
+                except CustodianError:
+                    continue  # its DEKs fail with a clear reason in the worker
+        target = cat.kek_version(kek, to_version)
+        if target.state != "active" or target.public_key is None:
+            raise BackendError(
+                f"KEK {kek} version {to_version} is {target.state}; it wraps nothing."
+            )
+        self.workers = workers
+        self._pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(suite_name, kek, private, to_version, target.public_key),
+        )
+        private.clear()
+
+    def submit(self, refs: Sequence[DekRef]) -> Future[list[bytes | UnwrapError]]:
+        out: Future[list[bytes | UnwrapError]] = Future()
+        inner = self._pool.submit(
+            _worker_rewrap, [(r.backup_id, r.version, r.wrapped) for r in refs]
+        )
+
+        def done(f: Future[list[bytes | str]]) -> None:
+            from concurrent.futures import InvalidStateError
+
+            try:
+                if f.cancelled():
+                    out.cancel()
+                elif (e := f.exception()) is not None:
+                    out.set_exception(
+                        BackendError(
+                            f"a rewrap worker process failed ({type(e).__name__}); nothing of "
+                            "its batch was written. Run the rewrap again to resume."
+                        )
+                    )
+                else:
+                    out.set_result(
+                        [UnwrapError(x) if isinstance(x, str) else x for x in f.result()]
+                    )
+            except InvalidStateError:
+                pass  # the job cancelled this batch first: it is not written
+
+        inner.add_done_callback(done)
+        out.add_done_callback(lambda o: inner.cancel() if o.cancelled() else None)
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

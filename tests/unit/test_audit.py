@@ -33,7 +33,7 @@ from custodian.audit import AuditError, AuditLog, VerifyResult, verify
 from custodian.people import Actor, AuthError
 from custodian.secret import SecretBytes
 from custodian.service import Service
-from tests.conftest import Cast, _make, unlock
+from tests.conftest import Cast, _make, next_code, unlock
 
 EXE = str(Path(sys.executable).parent / "custodian")
 HASH_EDITED = "content does not match its hash (the entry was edited)"
@@ -61,7 +61,9 @@ def _populate(svc: Service, cast: Cast, alice: Actor, out: Path) -> None:
     svc.encrypt_backup(io.BytesIO(b"two"), out / "two.cbk", by=oscar, label="two")
     with pytest.raises(AuthError, match="custodian role"):
         svc.add_kek_version("backups", by=oscar)
-    svc.create_kek("archive", by=alice, purpose="long-term archive")
+    svc.create_kek(
+        "archive", by=alice, purpose="long-term archive", code=next_code(svc, cast.alice)
+    )
     assert svc.audit.count() == 12
 
 
@@ -361,7 +363,7 @@ def test_every_bit_of_an_entry_matters(golden: Golden, tmp_path: Path) -> None:
 
 
 def test_torn_last_line_is_named_and_refuses_new_entries(
-    svc: Service, alice: Actor, tmp_path: Path
+    svc: Service, cast: Cast, alice: Actor, tmp_path: Path
 ) -> None:
     """A write cut short (a crash before fsync) leaves half a line: verify says so,
     and no new entry is chained onto it."""
@@ -371,7 +373,7 @@ def test_torn_last_line_is_named_and_refuses_new_entries(
     seg.write_bytes(torn)
     _bad(svc.audit_verify(), 7, "not valid JSON (segment-000001.jsonl line 7)")
     with pytest.raises(AuditError, match="the action was not carried out"):
-        svc.create_kek("after", by=alice)
+        svc.create_kek("after", by=alice, code=next_code(svc, cast.alice))
     assert "after" not in {k.name for k in svc.keks()}
     assert seg.read_bytes() == torn
 
@@ -857,7 +859,9 @@ def test_unwritable_log_means_the_action_does_not_happen(
                 io.BytesIO(b"payload " * 100), out / f"{name}.cbk", by=oscar, label=name
             )
         else:
-            svc.create_kek(name, by=alice, purpose="fail-closed test")
+            svc.create_kek(
+                name, by=alice, purpose="fail-closed test", code=next_code(svc, cast.alice)
+            )
 
     def committed(name: str) -> bool:
         if action == "encrypt-backup":

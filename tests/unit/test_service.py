@@ -210,7 +210,7 @@ def test_import_refuses_non_containers_and_unknown_keks(
     junk.write_bytes(b"not a container at all")
     with pytest.raises(ContainerError, match="not a custodian backup container"):
         svc.import_backup(junk, by=svc.unlock("bot", None))
-    other = hybrid_svc.create_kek("elsewhere", by=hybrid_svc.unlock("alice", _pw("alice")))
+    other = hybrid_svc.create_kek("elsewhere", by=hybrid_svc._home_actor())
     c = hybrid_svc.encrypt_backup(
         io.BytesIO(b"x"), tmp_path / "c.cbk", by=hybrid_svc.unlock("bot", None), kek=other.name
     )
