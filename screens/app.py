@@ -42,6 +42,7 @@ class CustodianApp(App[None]):
         Binding("f2", "switch_mode('dashboard')", "Dashboard"),
         Binding("f3", "switch_mode('backups')", "Backups"),
         Binding("f4", "switch_mode('people')", "People"),
+        # F6 restores and F7 keys (KEK lifecycle) are added with their screens.
         Binding("f8", "switch_mode('audit')", "Audit"),
         Binding("f9", "sign_in_out", "Sign in/out"),
         Binding("ctrl+q", "quit", "Quit", priority=True),

@@ -56,7 +56,7 @@ class AuditScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f5", "reload", "Reload"),
-        Binding("f6", "verify", "Verify"),
+        Binding("ctrl+t", "verify", "Verify"),
         Binding("ctrl+f", "focus_filter", "Filter"),
         Binding("escape", "cancel_verify", "Cancel verify", show=False),
     ]
@@ -82,7 +82,7 @@ class AuditScreen(Screen[None]):
             yield Static("", id="audit-detail", classes="box", markup=False)
         with Vertical(id="audit-verify", classes="box"):
             yield Static(
-                "Verification checks every entry's hash, chain link and signature, offline. F6.",
+                "Verification checks every entry's hash, chain link and signature, offline. Ctrl+T.",
                 id="audit-result",
                 markup=False,
             )

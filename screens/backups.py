@@ -42,8 +42,8 @@ class BackupsScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f5", "reload", "Reload"),
-        Binding("f6", "cycle_sort", "Sort column"),
-        Binding("f7", "reverse_sort", "Reverse"),
+        Binding("ctrl+s", "cycle_sort", "Sort column"),
+        Binding("ctrl+r", "reverse_sort", "Reverse"),
         Binding("ctrl+f", "focus_filter", "Filter"),
         Binding("slash", "focus_filter", "Filter", show=False),
         Binding("s", "cycle_sort", "Sort column", show=False),

@@ -420,7 +420,7 @@ async def test_audit_screen_lists_filters_and_verifies(ui_svc: Service) -> None:
         screen.query_one("#audit-actor").value = "bot"
         await pilot.pause(0.3)
         assert table.row_count == 24
-        await pilot.press("f6")
+        await pilot.press("ctrl+t")
         for _ in range(100):
             await pilot.pause(0.05)
             if "verified" in text_of(screen.query_one("#audit-result", Static)):
@@ -439,7 +439,7 @@ async def test_audit_verify_marks_the_first_bad_entry(ui_svc: Service) -> None:
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await pilot.press("f8")
         await pilot.pause(0.3)
-        await pilot.press("f6")
+        await pilot.press("ctrl+t")
         screen = app.screen
         for _ in range(100):
             await pilot.pause(0.05)

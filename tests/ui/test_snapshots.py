@@ -112,7 +112,7 @@ def test_audit_after_verify(snap_compare: Compare, ui_svc: Service) -> None:
         screen = pilot.app.screen
         assert isinstance(screen, AuditScreen)
         await until(pilot, lambda: len(screen.rows) == total)
-        await pilot.press("f6")
+        await pilot.press("ctrl+t")
         await until(pilot, lambda: "verified" in text_of(pilot, "#audit-result"))
         # a good verification reloads the table in a thread worker: wait for it
         await pilot.app.workers.wait_for_complete()
