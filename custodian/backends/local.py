@@ -236,114 +236,45 @@ class LocalBackend:
 
 # ---------------------------------------------------------------- rewrap in worker processes
 #
-# A worker process gets the private keys of the versions it unwraps and the
-# public key it wraps to once, when it starts (through the pipe that
-# multiprocessing opens to it), and then only wrapped DEKs and batches of
-# results cross. Plaintext DEKs never leave the worker. Workers are started
-# with "spawn": the parent may have threads (the TUI), which fork would copy
-# in an unknown state.
-
-_W: dict[str, Any] = {}
-
-
-def _worker_init(
-    suite_name: str, kek: str, private: dict[int, bytes], to_version: int, public: bytes
-) -> None:
-    _W["suite"] = suite(suite_name)
-    _W["kek"] = kek
-    _W["to"] = to_version
-    _W["pub"] = load_public(suite_name, public)
-    _W["priv"] = {
-        v: load_private(suite_name, SecretBytes(raw, "KEK private key"))
-        for v, raw in private.items()
-    }
-
-
-def _worker_rewrap(items: list[tuple[str, int, bytes]]) -> list[bytes | str]:
-    hs, kek, to, pub, privs = _W["suite"], _W["kek"], _W["to"], _W["pub"], _W["priv"]
-    out: list[bytes | str] = []
-    for bid, version, wrapped in items:
-        priv = privs.get(version)
-        if priv is None:
-            out.append(f"KEK {kek} version {version} is not active; it unwraps nothing any more.")
-            continue
-        try:
-            dek = hs.decrypt(wrapped, priv, info=dek_context(bid, kek, version))
-        except (InvalidTag, ValueError):
-            out.append(_bad_wrap(bid, kek, version))
-            continue
-        out.append(hs.encrypt(dek, pub, info=dek_context(bid, kek, to)))
-        del dek
-    return out
-
-
-def _bad_wrap(bid: str, kek: str, version: int) -> str:
-    return (
-        f"the wrapped DEK of backup {bid} does not open under KEK {kek} version {version} "
-        "(tampered, or bound to another backup)."
-    )
+# Each worker is ``python -m custodian.backends.rewrap_worker``, a child process
+# that talks over its standard input and output (framing in that module). It
+# gets the private keys of the versions it unwraps and the public key it wraps
+# to once, at start, and then only wrapped DEKs go in and come out: plaintext
+# DEKs never leave it. Plain child processes, not multiprocessing: nothing of
+# the parent (its threads, its ``__main__``) is copied or re-imported.
 
 
 class ProcessRewrapper:
-    """Rewrap batches in ``workers`` processes; results come back as futures, in order."""
+    """Rewrap batches in ``workers`` child processes; each batch's result is a future."""
 
     def __init__(self, backend: LocalBackend, kek: str, to_version: int, workers: int) -> None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from custodian.backends import rewrap_worker as W
 
         cat = backend._catalog
-        suite_name = cat.kek(kek).suite
-        private: dict[int, bytes] = {}
-        for v in cat.kek(kek).versions:
-            if v.version < to_version and v.state == "active":
-                try:
-                    with backend._sealed.unseal(backend._ksk(), sealed_name(kek, v.version)) as p:
-                        private[v.version] = bytes(p.reveal())
-                except CustodianError:
-                    continue  # its DEKs fail with a clear reason in the worker
-        target = cat.kek_version(kek, to_version)
-        if target.state != "active" or target.public_key is None:
-            raise BackendError(
-                f"KEK {kek} version {to_version} is {target.state}; it wraps nothing."
-            )
-        self.workers = workers
-        self._pool = ProcessPoolExecutor(
-            workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(suite_name, kek, private, to_version, target.public_key),
-        )
-        private.clear()
+        k = cat.kek(kek)
+        private: dict[int, SecretBytes] = {}
+        try:
+            for v in k.versions:
+                if v.version < to_version and v.state == "active":
+                    try:
+                        private[v.version] = backend._sealed.unseal(
+                            backend._ksk(), sealed_name(kek, v.version)
+                        )
+                    except CustodianError:
+                        continue  # its DEKs fail in the worker, each with a clear reason
+            target = cat.kek_version(kek, to_version)
+            if target.state != "active" or target.public_key is None:
+                raise BackendError(
+                    f"KEK {kek} version {to_version} is {target.state}; it wraps nothing."
+                )
+            self.workers = workers
+            self._pool = W.Pool(workers, k.suite, kek, to_version, target.public_key, private)
+        finally:
+            for sb in private.values():
+                sb.wipe()
 
     def submit(self, refs: Sequence[DekRef]) -> Future[list[bytes | UnwrapError]]:
-        out: Future[list[bytes | UnwrapError]] = Future()
-        inner = self._pool.submit(
-            _worker_rewrap, [(r.backup_id, r.version, r.wrapped) for r in refs]
-        )
-
-        def done(f: Future[list[bytes | str]]) -> None:
-            from concurrent.futures import InvalidStateError
-
-            try:
-                if f.cancelled():
-                    out.cancel()
-                elif (e := f.exception()) is not None:
-                    out.set_exception(
-                        BackendError(
-                            f"a rewrap worker process failed ({type(e).__name__}); nothing of "
-                            "its batch was written. Run the rewrap again to resume."
-                        )
-                    )
-                else:
-                    out.set_result(
-                        [UnwrapError(x) if isinstance(x, str) else x for x in f.result()]
-                    )
-            except InvalidStateError:
-                pass  # the job cancelled this batch first: it is not written
-
-        inner.add_done_callback(done)
-        out.add_done_callback(lambda o: inner.cancel() if o.cancelled() else None)
-        return out
+        return self._pool.submit(refs)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.close()

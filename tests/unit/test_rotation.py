@@ -1,0 +1,457 @@
+"""KEK lifecycle: creation, rotation with a resumable rewrap job, retirement, destruction."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from custodian import rotation as R
+from custodian.backends.base import DekRef
+from custodian.backends.local import sealed_name
+from custodian.catalog import Backup
+from custodian.errors import ConflictError, CustodianError, UnwrapError
+from custodian.people import Actor, AuthError
+from custodian.secret import SecretBytes
+from custodian.service import Service
+from tests.conftest import Cast, Clock, enrol, next_code, unlock
+
+
+def fill(svc: Service, n: int, kek: str = "backups") -> dict[str, str]:
+    """``n`` catalog entries with real wrapped DEKs under the KEK's current version (no
+    containers: rotation never reads them). Returns backup id -> SHA-256 of its DEK."""
+    k = svc.kek(kek)
+    be = svc.backend(k.backend)
+    prints: dict[str, str] = {}
+    done = 0
+    while done < n:
+        batch = []
+        for _ in range(min(2000, n - done)):
+            bid = str(uuid.uuid4())
+            dek = SecretBytes(os.urandom(32), "DEK")
+            prints[bid] = hashlib.sha256(dek.reveal()).hexdigest()
+            batch.append((bid, dek))
+        wrapped = be.wrap(k.name, k.current_version, batch)
+        rows = [
+            Backup(
+                bid,
+                f"sample-{bid[:8]}",
+                "2026-01-01T00:00:00.000000Z",
+                100,
+                200,
+                "0" * 64,
+                f"/nonexistent/{bid}.cbk",
+                k.name,
+                k.current_version,
+                w,
+                1 << 20,
+            )
+            for (bid, _), w in zip(batch, wrapped, strict=True)
+        ]
+        with svc.catalog.transaction():
+            svc.catalog.add_backups(rows)
+        done += len(batch)
+    return prints
+
+
+def fingerprints(svc: Service, kek: str = "backups") -> dict[str, str]:
+    """Unwrap every DEK of ``kek`` as the catalog holds it now; id -> SHA-256 of the DEK."""
+    out: dict[str, str] = {}
+    be = svc.backend(svc.kek(kek).backend)
+    rows = svc.catalog.db.execute(
+        "SELECT id, kek_version, wrapped_dek FROM backups WHERE kek=? ORDER BY id", (kek,)
+    ).fetchall()
+    for i in range(0, len(rows), 1000):
+        refs = [DekRef(b, kek, v, bytes(w)) for b, v, w in rows[i : i + 1000]]
+        for ref, dek in zip(refs, be.unwrap(refs), strict=True):
+            assert not isinstance(dek, UnwrapError), (ref.backup_id, dek)
+            with dek:
+                out[ref.backup_id] = hashlib.sha256(dek.reveal()).hexdigest()
+    return out
+
+
+def census(svc: Service, kek: str = "backups") -> dict[int, int]:
+    return {v.version: v.dek_count for v in svc.kek(kek).versions}
+
+
+def dump(svc: Service) -> list[tuple[object, ...]]:
+    return svc.catalog.db.execute(
+        "SELECT id, kek_version, wrapped_dek FROM backups ORDER BY id"
+    ).fetchall()
+
+
+@pytest.fixture
+def custodians(svc: Service, cast: Cast) -> tuple[Actor, Actor]:
+    svc.clock = Clock()
+    return unlock(svc, cast.alice), unlock(svc, cast.bob)
+
+
+# ---------------------------------------------------------------- creation
+
+
+def _wrong_code(cast: Cast) -> str:
+    valid = {cast.alice.code(i) for i in (-1, 0, 1, 2)}
+    return next(c for c in ("000000", "111111", "222222", "333333", "444444") if c not in valid)
+
+
+def test_create_kek_needs_a_fresh_totp_code(svc: Service, cast: Cast) -> None:
+    svc.clock = Clock()
+    alice = unlock(svc, cast.alice)
+    with pytest.raises(AuthError, match="needs a fresh TOTP code"):
+        svc.create_kek("archive", by=alice)
+    with pytest.raises(AuthError, match="not valid now"):
+        svc.create_kek("archive", by=alice, code=_wrong_code(cast))
+    code = next_code(svc, cast.alice)
+    k = svc.create_kek("archive", by=alice, suite="p256", purpose="long-term", code=code)
+    assert (k.suite, k.current_version, len(k.versions[0].fingerprint)) == ("p256", 1, 39)
+    with pytest.raises(AuthError, match="already used"):
+        svc.create_kek("archive2", by=alice, code=code)
+    assert [k.name for k in svc.keks()] == ["archive", "backups"]
+    refused = [e for e in svc.audit_entries(action="kek.create") if e["outcome"] == "refused"]
+    assert len(refused) == 3  # one entry per refusal, none twice
+    oscar = unlock(svc, cast.oscar)
+    with pytest.raises(AuthError, match="custodian role"):
+        svc.create_kek("mine", by=oscar, code=next_code(svc, cast.oscar))
+
+
+# ---------------------------------------------------------------- rotation and rewrap
+
+
+def test_rotation_rewraps_every_dek_to_the_same_dek(
+    svc: Service, cast: Cast, custodians: tuple[Actor, Actor]
+) -> None:
+    alice, _ = custodians
+    before = fill(svc, 1200)
+    pv = svc.rotate_preview("backups")
+    assert (pv.current_version, pv.new_version, pv.to_rewrap, pv.census) == (1, 2, 1200, {1: 1200})
+    assert pv.rate > 0 and pv.estimated_seconds > 0
+    with pytest.raises(AuthError, match="fresh TOTP"):
+        svc.rotate("backups", None, by=alice)
+    assert svc.kek("backups").current_version == 1 and svc.rewrap_jobs() == []
+    j = svc.rotate("backups", next_code(svc, cast.alice), by=alice)
+    assert (j.target_version, j.total, j.state) == (2, 1200, "running")
+    assert svc.kek("backups").current_version == 2
+    seen: list[tuple[int, int]] = []
+    report = svc.rewrap(
+        "backups", by=alice, workers=1, batch_size=100, progress=lambda d, t: seen.append((d, t))
+    )
+    assert (report.rewrapped, report.failed, report.finished, report.remaining) == (
+        1200,
+        [],
+        True,
+        0,
+    )
+    assert report.batches == 12 and seen[-1] == (1200, 1200)
+    assert census(svc) == {1: 0, 2: 1200}
+    assert fingerprints(svc) == before
+    job = svc.rewrap_jobs("backups")[0]
+    assert (job.state, job.rewrapped, job.failed, job.runs) == ("done", 1200, 0, 1)
+    # running it again changes nothing
+    snapshot = dump(svc)
+    again = svc.rewrap("backups", by=alice)
+    assert (again.job, again.rewrapped, again.finished) == ("", 0, True)
+    assert dump(svc) == snapshot and len(svc.rewrap_jobs()) == 1
+    res = svc.audit_verify()
+    assert res.ok, res.summary()
+    actions = [e["action"] for e in svc.audit_entries(action="kek.")]
+    assert actions.count("kek.rewrap.batch") == 12
+    assert "kek.rotate" in actions and actions[-1] == "kek.rewrap.done"
+
+
+def test_new_deks_use_the_new_version_at_once(
+    svc: Service, cast: Cast, custodians: tuple[Actor, Actor], bot: Actor, tmp_path: Path
+) -> None:
+    import io
+
+    alice, _ = custodians
+    fill(svc, 10)
+    svc.rotate("backups", next_code(svc, cast.alice), by=alice)
+    b = svc.encrypt_backup(io.BytesIO(b"new"), tmp_path / "n.cbk", by=bot)
+    assert b.kek_version == 2
+    assert svc.rewrap_jobs()[0].total == 10  # the new one was never under an old version
+
+
+def test_cancel_then_resume_from_the_cursor(
+    svc: Service, cast: Cast, custodians: tuple[Actor, Actor]
+) -> None:
+    alice, _ = custodians
+    before = fill(svc, 1000)
+    svc.rotate("backups", next_code(svc, cast.alice), by=alice)
+    batches = 0
+
+    def stop() -> bool:
+        return batches >= 3
+
+    def count(done: int, total: int) -> None:
+        nonlocal batches
+        batches += 1 if done else 0
+
+    r1 = svc.rewrap("backups", by=alice, workers=1, batch_size=100, progress=count, cancelled=stop)
+    assert r1.cancelled and not r1.finished and r1.rewrapped == 300 and r1.remaining == 700
+    j = svc.rewrap_jobs("backups")[0]
+    assert j.state == "running" and j.rewrapped == 300 and j.cursor == sorted(before)[299]
+    assert census(svc) == {1: 700, 2: 300}
+    assert svc.audit_entries()[-1]["action"] == "kek.rewrap.pause"
+    r2 = svc.rewrap("backups", by=alice, workers=1, batch_size=100)
+    assert r2.finished and r2.rewrapped == 700 and r2.job == r1.job
+    assert svc.rewrap_jobs("backups")[0].runs == 2
+    assert fingerprints(svc) == before and census(svc) == {1: 0, 2: 1000}
+
+
+def test_worker_processes_give_the_same_result(
+    svc: Service, cast: Cast, custodians: tuple[Actor, Actor]
+) -> None:
+    alice, _ = custodians
+    before = fill(svc, 3000)
+    svc.rotate("backups", next_code(svc, cast.alice), by=alice)
+    r = svc.rewrap("backups", by=alice, workers=2, batch_size=200)
+    assert (r.workers, r.rewrapped, r.remaining, r.batches) == (2, 3000, 0, 15)
+    assert fingerprints(svc) == before
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_dek_that_fails_is_recorded_and_nothing_is_dropped(
+    svc: Service, cast: Cast, custodians: tuple[Actor, Actor], workers: int
+) -> None:
+    alice, _ = custodians
+    before = fill(svc, 2500)
+    bad = sorted(before)[1234]
+    (w,) = svc.catalog.db.execute("SELECT wrapped_dek FROM backups WHERE id=?", (bad,)).fetchone()
+    tampered = bytes(w[:-1]) + bytes([w[-1] ^ 1])
+    svc.catalog.db.execute("UPDATE backups SET wrapped_dek=? WHERE id=?", (tampered, bad))
+    svc.rotate("backups", next_code(svc, cast.alice), by=alice)
+    failed: list[R.RewrapFailure] = []
+    r = svc.rewrap("backups", by=alice, workers=workers, batch_size=200, on_failure=failed.append)
+    assert r.finished and r.rewrapped == 2499 and r.remaining == 1
+    assert [f.backup for f in r.failed] == [bad] == [f.backup for f in failed]
+    assert "does not open under KEK backups version 1" in r.failed[0].reason
+    assert census(svc) == {1: 1, 2: 2499}
+    row = svc.catalog.db.execute("SELECT kek_version, wrapped_dek FROM backups WHERE id=?", (bad,))
+    assert row.fetchone() == (1, tampered)  # kept as it was
+    assert [f.backup for f in svc.rewrap_failures()] == [bad]
+    last = svc.audit_entries(action="kek.rewrap.done")[-1]
+    assert last["outcome"] == "partial" and last["details"]["remaining"] == 1
+    # retiring v1 is refused with the count; a second run retries the one DEK only
+    with pytest.raises(ConflictError, match="still wraps 1 DEK"):
+        svc.retire_version("backups", 1, next_code(svc, cast.alice), by=alice)
+    snapshot = dump(svc)
+    r2 = svc.rewrap("backups", by=alice, workers=workers)
+    assert (r2.rewrapped, len(r2.failed), r2.remaining) == (0, 1, 1)
+    assert dump(svc) == snapshot
+    assert svc.audit_verify().ok
+
+
+def test_a_second_rotation_supersedes_an_unfinished_job(
+    svc: Service, cast: Cast, custodians: tuple[Actor, Actor]
+) -> None:
+    alice, _ = custodians
+    before = fill(svc, 600)
+    svc.rotate("backups", next_code(svc, cast.alice), by=alice)
+    calls = 0
+
+    def after_two() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls > 2
+
+    r = svc.rewrap("backups", by=alice, workers=1, batch_size=100, cancelled=after_two)
+    assert r.cancelled and census(svc) == {1: 400, 2: 200}
+    pv = svc.rotate_preview("backups", measure=False)
+    assert pv.unfinished is not None and pv.unfinished.target_version == 2
+    j3 = svc.rotate("backups", next_code(svc, cast.alice), by=alice)
+    states = {j.target_version: j.state for j in svc.rewrap_jobs("backups")}
+    assert states == {2: "superseded", 3: "running"}
+    assert j3.total == 600  # the v1 and the v2 ones
+    svc.rewrap("backups", by=alice)
+    assert census(svc) == {1: 0, 2: 0, 3: 600} and fingerprints(svc) == before
+
+
+def test_only_custodians_rotate_or_rewrap(svc: Service, cast: Cast, custodians: object) -> None:
+    oscar = unlock(svc, cast.oscar)
+    with pytest.raises(AuthError, match="custodian role"):
+        svc.rotate("backups", next_code(svc, cast.oscar), by=oscar)
+    with pytest.raises(AuthError, match="custodian role"):
+        svc.rewrap("backups", by=oscar)
+    assert svc.kek("backups").current_version == 1
+
+
+# ---------------------------------------------------------------- retirement and destruction
+
+
+def test_retire_then_destroy_after_the_wait_with_two_other_custodians(
+    svc: Service, cast: Cast, custodians: tuple[Actor, Actor]
+) -> None:
+    alice, bob = custodians
+    carol_e = enrol(svc, "carol", ("custodian",), alice)
+    carol = unlock(svc, carol_e)
+    before = fill(svc, 300)
+    with pytest.raises(ConflictError, match="current version"):
+        svc.retire_version("backups", 1, next_code(svc, cast.alice), by=alice)
+    svc.rotate("backups", next_code(svc, cast.alice), by=alice)
+    with pytest.raises(ConflictError, match="still wraps 300 DEK"):
+        svc.retire_version("backups", 1, next_code(svc, cast.alice), by=alice)
+    with pytest.raises(ConflictError, match="only a retired version"):
+        svc.request_destroy("backups", 1, "old", by=alice)
+    svc.rewrap("backups", by=alice)
+    with pytest.raises(AuthError, match="fresh TOTP"):
+        svc.retire_version("backups", 1, "", by=alice)
+    v1 = svc.retire_version("backups", 1, next_code(svc, cast.alice), by=alice)
+    assert v1.state == "retired" and v1.retired_at is not None
+    with pytest.raises(ConflictError, match="already retired"):
+        svc.retire_version("backups", 1, next_code(svc, cast.alice), by=alice)
+    # a retired version unwraps nothing, even in a new Service
+    with Service.open(svc.home.path) as other:
+        ref = DekRef(str(uuid.uuid4()), "backups", 1, b"x" * 80)
+        (res,) = other.backend("local").unwrap([ref])
+        assert isinstance(res, UnwrapError) and "retired" in str(res)
+    # destruction waits for the policy's period
+    with pytest.raises(ConflictError, match="waiting period of 7 day"):
+        svc.request_destroy("backups", 1, "quarterly clean-up", by=alice)
+    assert isinstance(svc.clock, Clock)
+    svc.clock.advance(7 * 86400 + 1)
+    with pytest.raises(CustodianError, match="needs a reason"):
+        svc.request_destroy("backups", 1, "  ", by=alice)
+    r = svc.request_destroy("backups", 1, "quarterly clean-up", by=alice)
+    assert (r.kind, r.state, r.payload["version"]) == ("kek.destroy", "open", 1)
+    with pytest.raises(AuthError, match="cannot approve"):
+        svc.approve(r.id, next_code(svc, cast.alice), by=alice)
+    r = svc.approve(r.id, next_code(svc, cast.bob), by=bob)
+    assert r.state == "open" and svc.catalog.kek_version("backups", 1).state == "retired"
+    assert svc.sealed.exists(sealed_name("backups", 1))
+    r = svc.approve(r.id, next_code(svc, carol_e), by=carol)
+    assert r.state == "done"
+    v = svc.catalog.kek_version("backups", 1)
+    assert v.state == "destroyed" and v.destroyed_at is not None
+    assert not svc.sealed.exists(sealed_name("backups", 1))
+    assert fingerprints(svc) == before  # v2 still opens everything
+    res = svc.audit_verify()
+    assert res.ok, res.summary()
+    last = svc.audit_entries(action="request.approve")[-1]
+    assert last["details"]["destroyed"] == "backups/v1" and last["actor"] == "carol"
+
+
+def test_destroy_is_checked_again_at_quorum(
+    svc: Service, cast: Cast, custodians: tuple[Actor, Actor]
+) -> None:
+    alice, bob = custodians
+    carol_e = enrol(svc, "carol", ("custodian",), alice)
+    fill(svc, 5)
+    svc.rotate("backups", next_code(svc, cast.alice), by=alice)
+    svc.rewrap("backups", by=alice)
+    svc.retire_version("backups", 1, next_code(svc, cast.alice), by=alice)
+    assert isinstance(svc.clock, Clock)
+    svc.clock.advance(8 * 86400)
+    r = svc.request_destroy("backups", 1, "clean-up", by=alice)
+    svc.approve(r.id, next_code(svc, cast.bob), by=bob)
+    # a DEK turns up under v1 meanwhile (an import of an old container, say)
+    svc.catalog.db.execute(
+        "UPDATE backups SET kek_version=1 WHERE id=(SELECT id FROM backups LIMIT 1)"
+    )
+    with pytest.raises(ConflictError, match="still wraps 1 DEK"):
+        svc.approve(r.id, next_code(svc, carol_e), by=unlock(svc, carol_e))
+    assert svc.catalog.kek_version("backups", 1).state == "retired"
+    assert svc.sealed.exists(sealed_name("backups", 1))
+    assert svc.request(r.id).state == "open"
+
+
+# ---------------------------------------------------------------- kill -9, twenty times
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_nothing(
+    svc: Service, cast: Cast, custodians: tuple[Actor, Actor]
+) -> None:
+    """SIGKILL the rewrap (and its worker processes) at 20+ random moments over 20,000
+    DEKs, resume each time; then every DEK opens to the same DEK as before, the old
+    version's census is zero, and the audit log verifies."""
+    alice, _ = custodians
+    n = 20_000
+    before = fill(svc, n)
+    j = svc.rotate("backups", next_code(svc, cast.alice), by=alice)
+    home = svc.home.path
+    rng = random.Random(os.environ.get("PYTEST_XDIST_WORKER", "") + str(time.time()))
+    watch = sqlite3.connect(f"file:{svc.home.catalog}?mode=ro", uri=True)
+
+    def progress() -> int:
+        (d,) = watch.execute("SELECT rewrapped + failed FROM rotation_jobs WHERE id=?", (j.id,))
+        return int(d[0])
+
+    def start() -> subprocess.Popen[bytes]:
+        r, w = os.pipe()
+        os.write(w, cast.alice.passphrase.encode() + b"\n")
+        os.close(w)
+        cmd = [
+            sys.executable,
+            "-m",
+            "custodian.cli",
+            "--home",
+            str(home),
+            "kek",
+            "rewrap",
+            "backups",
+            "--as",
+            "alice",
+            "--passphrase-fd",
+            str(r),
+            "--batch",
+            "100",
+            "--workers",
+            "2",
+        ]
+        p = subprocess.Popen(
+            cmd,
+            pass_fds=(r,),
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        os.close(r)
+        return p
+
+    kills = mid_job = 0
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        p = start()
+        at_start = progress()
+        early = rng.random() < 0.15  # now and then a kill during start-up
+        killed = False
+        t0 = time.monotonic()
+        while p.poll() is None:
+            if early and time.monotonic() - t0 > rng.uniform(0.05, 0.6):
+                killed = True
+            elif not early and progress() > at_start:
+                time.sleep(rng.uniform(0, 0.04))  # somewhere inside the batch loop
+                killed = True
+            if killed:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                break
+            time.sleep(0.002)
+        out = p.stdout.read().decode() if p.stdout else ""
+        if killed:
+            kills += 1
+            mid_job += not early
+            assert progress() <= n
+            continue
+        assert p.returncode == 0, out
+        break
+    watch.close()
+    assert kills >= 20 and mid_job >= 15, (kills, mid_job)
+    with Service.open(home) as fresh:
+        assert census(fresh) == {1: 0, 2: n}
+        assert fingerprints(fresh) == before
+        job = fresh.rewrap_jobs("backups")[0]
+        assert (job.state, job.rewrapped, job.failed) == ("done", n, 0)
+        assert job.runs >= mid_job + 1
+        res = fresh.audit_verify()
+        assert res.ok, res.summary()
