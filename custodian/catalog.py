@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -354,6 +355,10 @@ class Catalog(PeopleMixin):
 
     def __init__(self, path: Path, *, create: bool = False) -> None:
         self.path = path
+        # One connection serves every thread of the process (the TUI runs long jobs
+        # in thread workers): transactions take this lock so that a second thread's
+        # BEGIN waits instead of failing, or running inside the first one's.
+        self._lock = threading.RLock()
         if not create and not path.exists():
             raise CatalogError(
                 f"the catalog {path} is missing. Restore it from a copy (it holds no secret), "
@@ -390,13 +395,14 @@ class Catalog(PeopleMixin):
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     # ------------------------------------------------------------ meta
 
