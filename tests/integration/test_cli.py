@@ -473,3 +473,94 @@ def test_deny_and_cancel_through_the_cli(svc: Service, cast: Cast, tmp_path: Pat
     assert ("request.deny", "ok") in acts and ("request.approve", "refused") in acts
     assert ("request.cancel", "ok") in acts and ("request.cancel", "refused") in acts
     assert run("--home", str(home), "audit", "verify").returncode == 0
+
+
+def test_kek_lifecycle_through_the_cli(svc: Service, cast: Cast, tmp_path: Path) -> None:
+    """create, rotate (one DEK fails, exit 10), rewrap again, retire, destroy with two
+    approvals, jobs, list: each with codes on pipes, no terminal."""
+    from tests.conftest import enrol, unlock
+    from tests.unit.test_rotation import fill, fingerprints
+
+    home = svc.home.path
+    alice = unlock(svc, cast.alice)
+    carol, dave, erin = (enrol(svc, n, ("custodian",), alice) for n in ("carol", "dave", "erin"))
+    before = fill(svc, 1500)
+    bad = sorted(before)[700]
+    (good_wrap,) = svc.catalog.db.execute(
+        "SELECT wrapped_dek FROM backups WHERE id=?", (bad,)
+    ).fetchone()
+    svc.catalog.db.execute("UPDATE backups SET wrapped_dek=? WHERE id=?", (bytes(80), bad))
+
+    r = _as(
+        home,
+        cast.alice,
+        "kek",
+        "create",
+        "archive",
+        "--suite",
+        "p256",
+        "--purpose",
+        "long-term [/b]",
+        code=next_code(svc, cast.alice),
+    )
+    assert r.returncode == 0, r.stderr
+    assert b"created KEK archive v1 on local (p256)" in r.stdout and b"fingerprint" in r.stdout
+    r = _as(home, cast.oscar, "kek", "create", "mine", code="123456")
+    assert r.returncode == 7 and b"custodian role" in r.stderr
+
+    r = _as(
+        home, cast.bob, "kek", "rotate", "backups", "--batch", "200", code=next_code(svc, cast.bob)
+    )
+    out = r.stdout.decode()
+    assert r.returncode == 10, (out, r.stderr)
+    assert "v1 -> v2" in out and "DEKs to rewrap: 1,500" in out
+    assert f"FAILED  {bad}  (v1)" in out and "does not open" in out
+    assert "1,499 rewrapped, 1 failed" in out and "1 DEK(s) left under older versions" in out
+    assert r.stderr == b""  # no progress bar without a terminal
+
+    r = _as(home, carol, "kek", "retire", "backups", "1", code=next_code(svc, carol))
+    assert r.returncode == 2 and b"still wraps 1 DEK" in r.stderr
+    # the wrap is repaired (say, from the container header's copy); rewrap needs no code
+    svc.catalog.db.execute("UPDATE backups SET wrapped_dek=? WHERE id=?", (good_wrap, bad))
+    r = _as(home, carol, "kek", "rewrap", "backups")
+    assert r.returncode == 0, r.stderr
+    assert b"1 rewrapped, 0 failed" in r.stdout
+    r = _as(home, carol, "kek", "rewrap", "backups")
+    assert r.returncode == 0 and b"nothing to rewrap" in r.stdout
+    r = _as(home, carol, "kek", "retire", "backups", "1", code=next_code(svc, carol))
+    assert r.returncode == 0, r.stderr
+    assert b"v1 retired" in r.stdout
+
+    cfg = home / "custodian.toml"
+    cfg.write_text(cfg.read_text().replace("retirement_wait_days = 7", "retirement_wait_days = 0"))
+    r = _as(home, cast.alice, "kek", "destroy", "backups", "1")
+    assert r.returncode == 2  # --reason is required
+    r = _as(home, cast.alice, "kek", "destroy", "backups", "1", "--reason", "Q4 clean-up")
+    assert r.returncode == 0, r.stderr
+    rid = r.stdout.split()[1].decode()
+    r = run("--home", str(home), "restore", "show", rid)
+    assert b"destroys  KEK backups v1" in r.stdout
+    r = _as(home, dave, "approve", rid[:8], code=next_code(svc, dave))
+    assert r.returncode == 0 and b"1 of 2 approvals" in r.stdout
+    r = _as(home, erin, "approve", rid[:8], code=next_code(svc, erin))
+    assert r.returncode == 0 and b"is destroyed" in r.stdout, r.stderr
+
+    r = run("--home", str(home), "kek", "list", "--json")
+    keks = {k["name"]: k for k in json.loads(r.stdout)}
+    assert [(v["version"], v["state"], v["deks"]) for v in keks["backups"]["versions"]] == [
+        (1, "destroyed", 0),
+        (2, "active", 1500),
+    ]
+    assert keks["archive"]["purpose"] == "long-term [/b]"
+    r = run("--home", str(home), "kek", "jobs", "--json")
+    jobs = json.loads(r.stdout)
+    assert [(j["state"], j["rewrapped"], j["failed"]) for j in jobs] == [
+        ("done", 1499, 1),
+        ("done", 1, 0),
+    ]
+    assert jobs[0]["failures"][0]["backup"] == bad
+    r = run("--home", str(home), "kek", "jobs")
+    assert r.returncode == 0 and f"failed {bad} (v1)".encode() in r.stdout
+    assert fingerprints(svc) == before
+    r = run("--home", str(home), "audit", "verify")
+    assert r.returncode == 0, r.stdout
