@@ -1384,6 +1384,20 @@ class Service:
 
         with contextlib.suppress(CustodianError):
             self.expire_due()
+        with contextlib.suppress(CustodianError, OSError):
+            self._finish_destructions()
+
+    def _finish_destructions(self) -> None:
+        """Erase the key material of versions recorded as destroyed whose erasure did not
+        happen (the process ended between the approving commit and the erasure)."""
+        from custodian.backends.base import sealed_name
+
+        for k in self.catalog.keks():
+            if k.backend != "local":
+                continue
+            for v in k.versions:
+                if v.state == "destroyed" and self.sealed.exists(sealed_name(k.name, v.version)):
+                    self.backend("local").destroy(k.name, v.version)
 
     def expire_due(self) -> list[str]:
         """Mark open requests and open sessions past their expiry as expired (logged by the

@@ -59,6 +59,12 @@ def dek_context(backup_id: str, kek: str, version: int) -> bytes:
     )
 
 
+def sealed_name(kek: str, version: int) -> str:
+    """The sealed-store name of a local KEK version's private key (lowercase: one file
+    per name whatever its case, which is why KEK names may not differ in case only)."""
+    return f"kek/{kek.lower()}/v{version}"
+
+
 class KekBackend(Protocol):
     """A place where KEKs live. Implementations: local (here), vault, aws-kms."""
 

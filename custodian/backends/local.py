@@ -27,7 +27,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
 
-from custodian.backends.base import EMBEDDED, DekRef, Health, VersionMaterial, dek_context
+from custodian.backends.base import (
+    EMBEDDED,
+    DekRef,
+    Health,
+    VersionMaterial,
+    dek_context,
+    sealed_name,
+)
 from custodian.catalog import Catalog
 from custodian.errors import BackendError, CustodianError, UnwrapError
 from custodian.keystore import SealedStore
@@ -123,10 +130,6 @@ def fingerprint(suite_name: str, pub: bytes) -> str:
     """SHA-256 over suite and public key, first 128 bits, in groups of four hex digits."""
     h = hashlib.sha256(b"custodian kek v1\0" + suite_name.encode() + b"\0" + pub).hexdigest()[:32]
     return " ".join(h[i : i + 4] for i in range(0, 32, 4))
-
-
-def sealed_name(kek: str, version: int) -> str:
-    return f"kek/{kek.lower()}/v{version}"
 
 
 class LocalBackend:

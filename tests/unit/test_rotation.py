@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from custodian import rotation as R
-from custodian.backends.base import DekRef
-from custodian.backends.local import sealed_name
+from custodian.backends.base import DekRef, sealed_name
 from custodian.catalog import Backup
 from custodian.errors import ConflictError, CustodianError, UnwrapError
 from custodian.people import Actor, AuthError
@@ -361,6 +360,22 @@ def test_destroy_is_checked_again_at_quorum(
     assert svc.catalog.kek_version("backups", 1).state == "retired"
     assert svc.sealed.exists(sealed_name("backups", 1))
     assert svc.request(r.id).state == "open"
+
+
+def test_an_erasure_cut_short_is_finished_later(
+    svc: Service, cast: Cast, custodians: tuple[Actor, Actor]
+) -> None:
+    """The process ends between the approving commit and the erasure: the next read of
+    the requests erases the key material that the catalog says is destroyed."""
+    alice, _ = custodians
+    svc.rotate("backups", next_code(svc, cast.alice), by=alice)
+    svc.retire_version("backups", 1, next_code(svc, cast.alice), by=alice)
+    with svc.catalog.transaction():
+        svc.catalog.set_version_state("backups", 1, "destroyed", "2026-12-01T00:00:00.000000Z")
+    assert svc.sealed.exists(sealed_name("backups", 1))
+    svc.requests()
+    assert not svc.sealed.exists(sealed_name("backups", 1))
+    assert svc.sealed.exists(sealed_name("backups", 2))
 
 
 # ---------------------------------------------------------------- kill -9, twenty times
