@@ -42,7 +42,8 @@ class CustodianApp(App[None]):
         Binding("f2", "switch_mode('dashboard')", "Dashboard"),
         Binding("f3", "switch_mode('backups')", "Backups"),
         Binding("f4", "switch_mode('people')", "People"),
-        # F6 restores and F7 keys (KEK lifecycle) are added with their screens.
+        # F6 restores (approvals) is added with its screen.
+        Binding("f7", "switch_mode('keys')", "Keys"),
         Binding("f8", "switch_mode('audit')", "Audit"),
         Binding("f9", "sign_in_out", "Sign in/out"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -64,6 +65,7 @@ class CustodianApp(App[None]):
         self.add_mode("backups", self._backups)
         self.add_mode("people", self._people)
         self.add_mode("audit", self._audit)
+        self.add_mode("keys", self._keys)
 
     def _backups(self) -> Screen[None]:
         from screens.backups import BackupsScreen
@@ -79,6 +81,11 @@ class CustodianApp(App[None]):
         from screens.audit import AuditScreen
 
         return AuditScreen(self.service)
+
+    def _keys(self) -> Screen[None]:
+        from screens.keys import KeysScreen
+
+        return KeysScreen(self.service, clock=self.clock)
 
     def on_mount(self) -> None:
         self.set_interval(min(30.0, max(self.idle_sign_out / 4, 0.05)), self._check_idle)
