@@ -82,7 +82,8 @@ class AuditScreen(Screen[None]):
             yield Static("", id="audit-detail", classes="box", markup=False)
         with Vertical(id="audit-verify", classes="box"):
             yield Static(
-                "Verification checks every entry's hash, chain link and signature, offline. Ctrl+T.",
+                "Verification checks every entry's hash, chain link and signature, offline. "
+                "Ctrl+T.",
                 id="audit-result",
                 markup=False,
             )
