@@ -5,12 +5,19 @@ it to each screen; screens call only Service methods, never the catalog, the
 sealed store or the keyring. Each top-level screen is a Textual *mode*, so the
 backups screen keeps its filter, order and cursor while you look at the
 dashboard. The navigation keys are F-keys (and ctrl+q), which work even while
-a text box has focus.
+a text box has focus: F2 dashboard, F3 backups, F4 people, F6 restores
+(approvals and sessions), F7 keys, F8 audit log, F9 sign in or out.
+Screen-level keys are F5 (reload) and ctrl+letters.
 
 Who is signed in lives here: ``actor`` holds the unlocked signing key, and
 ``who`` a display string that every screen's :class:`~screens.chrome.SessionBar`
 follows. Signing out (F9, or 15 idle minutes) closes any ceremony dialog,
 records the sign-out, and drops the key.
+
+While a restore session runs in its thread (``busy`` says which), the app
+refuses sign-in, sign-out and quit: the run signs an audit entry for every
+backup with the signed-in person's key, and signing out would drop that key
+halfway. Idle sign-out waits for the run to end.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ class CustodianApp(App[None]):
         Binding("f2", "switch_mode('dashboard')", "Dashboard"),
         Binding("f3", "switch_mode('backups')", "Backups"),
         Binding("f4", "switch_mode('people')", "People"),
-        # F6 restores (approvals) is added with its screen.
+        Binding("f6", "switch_mode('restores')", "Restores"),
         Binding("f7", "switch_mode('keys')", "Keys"),
         Binding("f8", "switch_mode('audit')", "Audit"),
         Binding("f9", "sign_in_out", "Sign in/out"),
@@ -58,6 +65,7 @@ class CustodianApp(App[None]):
         self.service = service
         self.clock = clock
         self.actor: Actor | None = None
+        self.busy = ""  # what long action runs now (a restore session), or ""
         self.idle_sign_out = idle_sign_out
         self._last_input = time.monotonic()
         # Only the dashboard is imported up front: the first frame comes sooner.
@@ -66,6 +74,7 @@ class CustodianApp(App[None]):
         self.add_mode("people", self._people)
         self.add_mode("audit", self._audit)
         self.add_mode("keys", self._keys)
+        self.add_mode("restores", self._restores)
 
     def _backups(self) -> Screen[None]:
         from screens.backups import BackupsScreen
@@ -86,6 +95,11 @@ class CustodianApp(App[None]):
         from screens.keys import KeysScreen
 
         return KeysScreen(self.service, clock=self.clock)
+
+    def _restores(self) -> Screen[None]:
+        from screens.restores import RestoresScreen
+
+        return RestoresScreen(self.service)
 
     def on_mount(self) -> None:
         self.set_interval(min(30.0, max(self.idle_sign_out / 4, 0.05)), self._check_idle)
@@ -111,10 +125,25 @@ class CustodianApp(App[None]):
         await super().on_event(event)
 
     def _check_idle(self) -> None:
+        if self.busy:  # a restore running is activity; the idle time counts from its end
+            self._last_input = time.monotonic()
+            return
         if self.actor is not None and time.monotonic() - self._last_input > self.idle_sign_out:
             self.sign_out(reason="after 15 idle minutes")
 
+    def _refuse_while_busy(self, doing: str) -> bool:
+        if not self.busy:
+            return False
+        self.notify(
+            f"Not now: {self.busy}. Wait for it, or stop it (Esc on Restores, F6), then {doing}.",
+            severity="warning",
+            markup=False,
+        )
+        return True
+
     def action_sign_in_out(self) -> None:
+        if self._refuse_while_busy("sign in or out"):
+            return
         if self.actor is not None:
             self.sign_out()
         else:
@@ -139,6 +168,8 @@ class CustodianApp(App[None]):
 
     def sign_out(self, *, reason: str = "") -> None:
         """End the session: close ceremony dialogs, record it, drop the key."""
+        if self._refuse_while_busy("sign out"):
+            return
         while isinstance(self.screen, ModalScreen):
             self.pop_screen()  # each ceremony discards its secrets when it unmounts
         actor, self.actor, self.who = self.actor, None, ""
@@ -171,6 +202,8 @@ class CustodianApp(App[None]):
         return actor
 
     async def action_quit(self) -> None:
+        if self._refuse_while_busy("quit"):
+            return
         self.sign_out()
         self.exit()
 

@@ -423,3 +423,99 @@ class BackupTable(ScrollView, can_focus=True):
             self.action_open()
         else:
             self.move_cursor(index)
+
+
+MARK_WIDTH = 2  # the mark and one space, drawn before the first column
+
+
+class MarkingBackupTable(BackupTable):
+    """The backup table with marks, for choosing backups: space or enter marks the cursor's row.
+
+    The marks are kept by backup id (with the backup as first read, so the
+    screen can list what is marked without another query) and survive new
+    filters and orders: what is marked is shown with a ``●`` wherever it is.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "toggle_mark", "Mark/unmark"),
+        Binding("enter", "toggle_mark", "Mark/unmark", show=False),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = BackupTable.COMPONENT_CLASSES | {"backup-table--mark"}
+
+    DEFAULT_CSS = """
+    MarkingBackupTable > .backup-table--mark {
+        color: $text-accent;
+        text-style: bold;
+    }
+    """
+
+    class MarksChanged(Message):
+        """The set of marked backups changed; ``count`` is how many are marked now."""
+
+        def __init__(self, table: MarkingBackupTable, count: int) -> None:
+            super().__init__()
+            self.table = table
+            self.count = count
+
+        @property
+        def control(self) -> MarkingBackupTable:
+            return self.table
+
+    def __init__(
+        self,
+        service: Service,
+        *,
+        marked: dict[str, Backup] | None = None,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(service, name=name, id=id, classes=classes)
+        # the caller's dict itself, so the marks outlive this widget (a screen comes and goes)
+        self.marked: dict[str, Backup] = marked if marked is not None else {}
+
+    def action_open(self) -> None:  # a click on the cursor row marks too
+        self.action_toggle_mark()
+
+    def action_toggle_mark(self) -> None:
+        b = self.selected
+        if b is None:
+            return
+        if b.id in self.marked:
+            del self.marked[b.id]
+        else:
+            self.marked[b.id] = b
+        self.refresh_line(self.cursor - int(self.scroll_offset.y) + 1)
+        self.post_message(self.MarksChanged(self, len(self.marked)))
+
+    def clear_marks(self) -> None:
+        self.marked.clear()
+        self.refresh()
+        self.post_message(self.MarksChanged(self, 0))
+
+    def _widths(self) -> list[int]:
+        widths = super()._widths()
+        label = next(i for i, c in enumerate(COLUMNS) if c.width == 0)
+        widths[label] = max(MIN_LABEL, widths[label] - MARK_WIDTH)
+        return widths
+
+    def column_at(self, x: int) -> Column | None:
+        return super().column_at(x - MARK_WIDTH)
+
+    def _header(self, width: int, base: Style) -> Strip:
+        plain = self.get_component_rich_style("backup-table--header")
+        inner = super()._header(width - MARK_WIDTH, base)
+        return Strip([Segment(" " * MARK_WIDTH, plain), *inner]).adjust_cell_length(width, plain)
+
+    def _row_strip(self, b: Backup, is_cursor: bool, width: int, base: Style) -> Strip:
+        row_style = self.get_component_rich_style("backup-table--cursor") if is_cursor else base
+        inner = super()._row_strip(b, is_cursor, width - MARK_WIDTH, base)
+        marked = b.id in self.marked
+        mark_style = row_style + (
+            Style(bold=True)
+            if is_cursor
+            else self.get_component_rich_style("backup-table--mark", partial=True)
+        )
+        segs = [Segment("●" if marked else " ", mark_style), Segment(" ", row_style), *inner]
+        return Strip(segs).adjust_cell_length(width, row_style)
