@@ -57,6 +57,18 @@ def _pairs(*rows: tuple[str, str]) -> Table:
 STATE_STYLE = {"active": "green", "retired": "yellow", "destroyed": "dim strike"}
 
 
+def rotation_due(
+    created_at: str, rotation_days: int, now: datetime
+) -> tuple[datetime | None, bool]:
+    """When a KEK whose current version was made at ``created_at`` is due to rotate, and
+    whether that is past (``now`` at or after it). (None, False) for an unreadable stamp."""
+    created = parse_stamp(created_at)
+    if created is None:
+        return None, False
+    due = created + timedelta(days=rotation_days)
+    return due, now >= due
+
+
 def _versions(kek: Kek) -> Table:
     """The versions of a KEK, newest first, with their census."""
     t = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold dim")
@@ -96,6 +108,7 @@ class DashboardScreen(Screen[None]):
         self.clock = clock
         self.status: Status | None = None
         self.error: str | None = None
+        self._shown = False
         self._read()
 
     def _read(self) -> bool:
@@ -198,26 +211,28 @@ class DashboardScreen(Screen[None]):
         current = next((v for v in kek.versions if v.version == kek.current_version), None)
         if current is None:
             return
-        created = parse_stamp(current.created_at)
-        if created is not None:
-            due = created + timedelta(days=st.policy.rotation_days)
-            now = self.clock()
-            if now >= due:
-                yield Static(
-                    Text(
-                        f"Rotation overdue: v{current.version} is older than "
-                        f"{st.policy.rotation_days} days (due {due:%Y-%m-%d})."
-                    ),
-                    classes="rotation warn",
-                )
-            else:
-                yield Static(
-                    Text(
-                        f"Next rotation due by {due:%Y-%m-%d} "
-                        f"(every {_plural(st.policy.rotation_days, 'day')})."
-                    ),
-                    classes="rotation",
-                )
+        last = (
+            f"Last rotated {when(current.created_at)[:10]} (v{current.version})"
+            if kek.current_version > 1
+            else f"Never rotated (v1 made {when(current.created_at)[:10]})"
+        )
+        due, overdue = rotation_due(current.created_at, st.policy.rotation_days, self.clock())
+        if due is not None and overdue:
+            yield Static(
+                Text(
+                    f"{last}. Rotation OVERDUE since {due:%Y-%m-%d}: v{current.version} is "
+                    f"older than {st.policy.rotation_days} days. Rotate it on Keys (F7)."
+                ),
+                classes="rotation overdue",
+            )
+        elif due is not None:
+            yield Static(
+                Text(
+                    f"{last}. Next rotation due {due:%Y-%m-%d} "
+                    f"(every {_plural(st.policy.rotation_days, 'day')})."
+                ),
+                classes="rotation",
+            )
         waiting = sum(v.dek_count for v in kek.versions if v.version != kek.current_version)
         if waiting:
             yield Static(
@@ -229,6 +244,13 @@ class DashboardScreen(Screen[None]):
             )
 
     # ------------------------------------------------------------------ actions
+
+    async def on_screen_resume(self) -> None:
+        # Back from another screen, where a KEK may have been made or rotated: read
+        # again, quietly. The first showing has just read it.
+        if self._shown and self._read():
+            await self.recompose()
+        self._shown = True
 
     async def action_refresh(self) -> None:
         if not self._read():

@@ -145,10 +145,6 @@ def describe_request(
     r: Request, backups: Mapping[str, Backup | None], now: float
 ) -> RenderableType:
     """The whole request, as a custodian needs it to decide: every field and every backup."""
-    if r.kind == "kek.destroy":  # no backups: a KEK version, its fingerprint, the reason
-        from screens.key_dialogs import describe_destroy
-
-        return describe_destroy(r, state_line(r, now))
     pairs = _pairs()
     pairs.add_row("request", Text(f"{r.id}  ({r.kind})"))
     pairs.add_row("state", Text(safe(state_line(r, now))))
