@@ -135,7 +135,7 @@ class CustodianApp(App[None]):
         if not self.busy:
             return False
         self.notify(
-            f"Not now: {self.busy}. Wait for it, or stop it (Esc on Restores, F6), then {doing}.",
+            f"Not now: {self.busy}. Wait for it, or stop it, then {doing}.",
             severity="warning",
             markup=False,
         )

@@ -630,6 +630,11 @@ class KeysScreen(Screen[None]):
 
     def start_rewrap(self, name: str, actor: Actor) -> None:
         self.rewrapping = name
+        # Each batch's audit entry is signed with the actor's key: no sign-out (or quit)
+        # while the job runs, as for a restore session (CustodianApp.busy).
+        self.app.busy = (  # type: ignore[attr-defined]
+            f"the rewrap of KEK {name} is running (c on Keys, F7, stops it after its batch)"
+        )
         self._cancel.clear()
         self._run_failures = []
         self._last = None
@@ -759,6 +764,7 @@ class KeysScreen(Screen[None]):
         if self.rewrapping != name:
             return
         self.rewrapping = None
+        self.app.busy = ""  # type: ignore[attr-defined]
         self._cancel.clear()
         self.reload()
         bar = self.query_one("#rewrap-bar", ProgressBar)

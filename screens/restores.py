@@ -719,7 +719,10 @@ class RestoresScreen(Screen[None]):
         self.run_results = {}
         self.stopping = False
         self.run_status, self.run_style = "Starting…", ""
-        self.app.busy = f"the restore of request {short(r.id)} is running"  # type: ignore[attr-defined]
+        self.app.busy = (  # type: ignore[attr-defined]
+            f"the restore of request {short(r.id)} is running (Esc on Restores, F6, stops it "
+            "between backups)"
+        )
         bar = self.query_one("#session-progress", ProgressBar)
         bar.update(total=None, progress=0)
         self.refresh_bindings()

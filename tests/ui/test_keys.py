@@ -367,9 +367,11 @@ async def test_cancel_mid_rewrap_then_resume(ui_svc: Service, ui_cast: Cast) -> 
         assert "kek.rewrap.pause" in actions and actions.count("kek.rewrap.run") == 2
 
 
-async def test_signing_out_stops_the_rewrap_and_it_resumes_later(
+async def test_no_sign_out_while_the_rewrap_runs_and_it_resumes_later(
     ui_svc: Service, ui_cast: Cast
 ) -> None:
+    """Each batch is signed with the actor's key: F9 (and quit) are refused while the
+    job runs; after a cancel the job keeps its cursor and anyone may resume it."""
     add_deks(ui_svc, 1000)
     gate = Gate(ui_svc)
     app = KeysApp(gate, batch_size=100)
@@ -381,15 +383,16 @@ async def test_signing_out_stops_the_rewrap_and_it_resumes_later(
         await pilot.press("enter")
         await type_code(pilot, next_code(ui_svc, ui_cast.alice))
         await wait_for(pilot, lambda: gate.held.is_set())
-        await pilot.press("f9")  # sign out: the key that signs each batch is dropped
-        await wait_for(pilot, lambda: screen.rewrapping is None)
+        await pilot.press("f9")
         await pilot.pause()
-        # the cancel flag is set as the session ends; whether the pause entry is signed
-        # before the key goes, or refused after, the job keeps its cursor
-        title = shown(app, "#rewrap-title")
-        assert "after sign-out" in title or "signed out" in title
+        assert app.actor is not None and screen.rewrapping == "backups"
+        assert any("Not now: the rewrap of KEK backups" in n.message for n in app._notifications)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: screen.rewrapping is None)
         job = ui_svc.rewrap_jobs()[-1]
         assert job.state == "running" and job.rewrapped == 100
+        await pilot.press("f9")  # now it signs out
+        await wait_for(pilot, lambda: app.actor is None)
         assert ui_svc.audit_verify().ok
         sign_in_directly(app, unlock(ui_svc, ui_cast.bob))
         await pilot.press("w")
