@@ -432,12 +432,17 @@ class Catalog(PeopleMixin):
             ) from None
 
     def add_kek_version(
-        self, kek: str, version: int, fingerprint: str, public_key: bytes | None
+        self,
+        kek: str,
+        version: int,
+        fingerprint: str,
+        public_key: bytes | None,
+        created_at: str | None = None,
     ) -> None:
         self.db.execute(
             "INSERT INTO kek_versions(kek, version, state, created_at, public_key, fingerprint) "
             "VALUES(?, ?, 'active', ?, ?, ?)",
-            (kek, version, utcnow(), public_key, fingerprint),
+            (kek, version, created_at or utcnow(), public_key, fingerprint),
         )
         self.db.execute("UPDATE keks SET current_version=? WHERE name=?", (version, kek))
 

@@ -293,7 +293,7 @@ def _run_rewrap(svc: Service, args: argparse.Namespace, by: Actor) -> int:
 def cmd_kek_rotate(args: argparse.Namespace) -> int:
     with _service(args) as svc:
         by = _actor(svc, args)
-        pv = svc.rotate_preview(args.name)
+        pv = svc.rotate_preview(args.name, batch_size=args.batch)
         print(
             f"rotate KEK {pv.kek} ({pv.backend}, {pv.suite}): v{pv.current_version} -> "
             f"v{pv.new_version}"

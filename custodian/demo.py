@@ -22,6 +22,8 @@ from custodian.service import Service
 PEOPLE: list[tuple[str, tuple[str, ...], str | None]] = [
     ("alice", ("custodian",), "alice-demo-passphrase"),
     ("bob", ("custodian",), "bob-demo-passphrase"),
+    # a third custodian: destroying a KEK version needs two approvers besides its requester
+    ("carol", ("custodian",), "carol-demo-passphrase"),
     ("oscar", ("operator",), "oscar-demo-passphrase"),
     ("audrey", ("auditor",), "audrey-demo-passphrase"),
     ("backup-bot", ("operator",), None),  # a service identity, as a cron job would use

@@ -434,7 +434,7 @@ class Service:
                 d["step"] = self._confirm(by, code, "kek.create", f"kek:{name}")
             self.catalog.add_kek(name, backend, suite, purpose)
             mat = be.create_version(name, suite, 1)
-            self.catalog.add_kek_version(name, 1, mat.fingerprint, mat.public_key)
+            self.catalog.add_kek_version(name, 1, mat.fingerprint, mat.public_key, self._now())
             d.update(version=1, fingerprint=mat.fingerprint)
         return self.catalog.kek(name)
 
@@ -459,22 +459,32 @@ class Service:
         version = kek.current_version + 1
         with self._audited(by, "kek.version.create", f"kek:{name}", {"version": version}) as d:
             mat = be.create_version(name, kek.suite, version)
-            self.catalog.add_kek_version(name, version, mat.fingerprint, mat.public_key)
+            self.catalog.add_kek_version(
+                name, version, mat.fingerprint, mat.public_key, self._now()
+            )
             d["fingerprint"] = mat.fingerprint
         return self.catalog.kek_version(name, version)
 
     # ------------------------------------------------------------ rotation
 
-    def rotate_preview(self, name: str, *, measure: bool = True) -> R.RotationPreview:
-        """What :meth:`rotate` would do: census per version, DEKs to rewrap, a time estimate
-        from a rate measured here and now with throwaway keys of the KEK's suite."""
+    def rotate_preview(
+        self, name: str, *, measure: bool = True, batch_size: int = R.DEFAULT_BATCH
+    ) -> R.RotationPreview:
+        """What :meth:`rotate` would do: census per version, DEKs to rewrap, and a time
+        estimate from what is measured here and now: the suite's rate with throwaway
+        keys, one fsync in the audit directory (each batch commits one), and the start
+        of the worker processes when the job would use them."""
         k = self.catalog.kek(name)
-        rate = 0.0
+        rate = batch_s = start_s = 0.0
         workers = self.rewrap_workers(k.backend)
+        if k.dek_count < 4 * batch_size:
+            workers = 1  # as rewrap() decides
         if measure and k.backend == "local":
             from custodian.backends.local import measure_rewrap_rate
 
-            rate = measure_rewrap_rate(k.suite) * (workers if workers > 1 else 1) * 0.9
+            rate = measure_rewrap_rate(k.suite) * workers * (0.8 if workers > 1 else 1.0)
+            batch_s = 2 * _fsync_seconds(self.home.audit) + 0.002
+            start_s = 0.4 if workers > 1 else 0.0
         return R.RotationPreview(
             kek=k.name,
             backend=k.backend,
@@ -486,6 +496,9 @@ class Service:
             rate=rate,
             workers=workers,
             unfinished=R.running_job(self.catalog.db, k.name),
+            batch_size=batch_size,
+            batch_seconds=batch_s,
+            start_seconds=start_s,
         )
 
     @staticmethod
@@ -512,7 +525,9 @@ class Service:
             d["step"] = self._confirm(by, code, "kek.rotate", subject)
             old = R.running_job(db, name)
             mat = be.create_version(name, k.suite, version)
-            self.catalog.add_kek_version(name, version, mat.fingerprint, mat.public_key)
+            self.catalog.add_kek_version(
+                name, version, mat.fingerprint, mat.public_key, self._now()
+            )
             total = R.pending_count(db, name, version)
             j = R.add_job(db, name, version, by.name, total, self._now())
             d.update(
@@ -704,6 +719,21 @@ class Service:
                 "a destruction request needs a reason (--reason TEXT); nothing was done.",
             )
         self._destroy_allowed(name, version, by, action, subject)
+        q = self.config.policy.approval_quorum
+        others = [
+            p.name for p in self.people() if p.active and p.has("custodian") and p.name != by.name
+        ]
+        if len(others) < q:
+            raise self._refused(
+                by,
+                action,
+                subject,
+                f"only {len(others)} other active custodian(s), the quorum is {q}",
+                f"destroying a key needs {q} custodians other than {by.name} to approve, and "
+                f"this home has {len(others)} ({', '.join(others) or 'none'}); enrol another "
+                "custodian first. Nothing was done.",
+                ConflictError,
+            )
         now = self.clock()
         expires = A.stamp(now + 3600 * self.config.policy.request_hours)
         rid = A.new_id()
@@ -1978,6 +2008,23 @@ class Service:
 
                 container.write_new_file(Path(target), False, fill)
         return out[0]
+
+
+def _fsync_seconds(directory: Path) -> float:
+    """How long one small write and fsync takes in ``directory`` (0 if it cannot tell)."""
+    path = directory / f".fsync-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return 0.0
+    try:
+        start = time.perf_counter()
+        os.write(fd, b"x" * 512)
+        os.fsync(fd)
+        return time.perf_counter() - start
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
 
 
 def _final_note(r: A.Request) -> str:

@@ -477,3 +477,31 @@ def test_sigkill_at_random_moments_loses_nothing(
         assert job.runs >= mid_job  # each run that got past start-up counted itself
         res = fresh.audit_verify()
         assert res.ok, res.summary()
+
+
+def test_destroy_needs_enough_other_custodians(
+    svc: Service, cast: Cast, custodians: tuple[Actor, Actor]
+) -> None:
+    """Two custodians and a quorum of two: the requester's one colleague cannot make a
+    quorum, so the request is refused up front with what to do."""
+    alice, _ = custodians
+    svc.rotate("backups", next_code(svc, cast.alice), by=alice)
+    svc.retire_version("backups", 1, next_code(svc, cast.alice), by=alice)
+    assert isinstance(svc.clock, Clock)
+    svc.clock.advance(8 * 86400)
+    with pytest.raises(ConflictError, match=r"needs 2 custodians other than alice.*has 1 \(bob\)"):
+        svc.request_destroy("backups", 1, "clean-up", by=alice)
+    assert svc.requests() == []
+    enrol(svc, "carol", ("custodian",), alice)
+    assert svc.request_destroy("backups", 1, "clean-up", by=alice).state == "open"
+
+
+def test_preview_estimate_counts_batches_and_workers(svc: Service, cast: Cast) -> None:
+    fill(svc, 3000)
+    pv = svc.rotate_preview("backups", batch_size=500)
+    assert pv.workers == Service.rewrap_workers("local")  # 3,000 DEKs: the pool
+    assert pv.batch_seconds > 0 and pv.rate > 0
+    bare = pv.to_rewrap / pv.rate
+    assert pv.estimated_seconds >= bare + 6 * pv.batch_seconds + pv.start_seconds - 1e-9
+    small = svc.rotate_preview("backups", batch_size=1000)
+    assert small.workers == 1 and small.start_seconds == 0  # 3,000 < 4 batches: no pool
