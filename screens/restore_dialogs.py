@@ -1,4 +1,4 @@
-"""The dialogs of dual control: ask for a restore, approve or deny one.
+"""The dialogs of dual control: ask for a restore, approve, deny or cancel one.
 
 Each dialog calls the service itself (in a thread) and stays open on a
 refusal, showing the service's own words, so that what was typed is not lost
@@ -9,7 +9,7 @@ Everything shown from a request (reason, target, labels, names) is plain text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 from rich.text import Text
@@ -293,3 +293,104 @@ class DecisionDialog(_Dialog):
         self.error(message)
         self.query_one("#decide-ok", Button).disabled = False
         self.query_one("#decide-code").focus()
+
+
+class CancelDialog(ModalScreen[str | None]):
+    """The whole request, a warning that cancelling is final, and an optional reason.
+
+    ``cancel(reason)`` is the screen's own call to the service (the screen
+    decides who cancels); it runs in a thread when the person confirms. A
+    refusal (:class:`CustodianError`) is shown here and the dialog stays open,
+    the reason kept. Returns the reason given ("" for none) once the request
+    is cancelled, or None when the person keeps it (Esc, "Keep it").
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "keep", "Keep it")]
+
+    def __init__(
+        self,
+        request: Request,
+        backups: Mapping[str, Backup | None],
+        by: Actor,
+        now: float,
+        cancel: Callable[[str], object],
+    ) -> None:
+        super().__init__()
+        self.request = request
+        self.backups = backups
+        self.by = by
+        self.now = now
+        self.cancel = cancel
+
+    def warning(self) -> str:
+        r = self.request
+        text = (
+            f"Cancelling is final: request {short(r.id)} can never be approved or run again; "
+            "a new request starts from the beginning."
+        )
+        if r.session is not None and r.session.state == "open":
+            text += f" Its open session {short(r.session.id)} closes at once."
+        return text
+
+    def compose(self) -> ComposeResult:
+        r = self.request
+        kind = "restore" if r.kind == "restore" else "destruction"
+        with Vertical(classes="dialog wide", id="cancel-dialog"):
+            yield Label(
+                f"Cancel {kind} request {short(r.id)}", classes="dialog-title", markup=False
+            )
+            with VerticalScroll(id="cancel-request"):
+                yield Static(describe_request(r, self.backups, self.now))
+            yield Static(Text(self.warning(), style="bold red"), id="cancel-warning")
+            yield Label(
+                f"Reason (optional; it goes into the audit log as {self.by.name}'s)",
+                classes="field-name",
+                markup=False,
+            )
+            yield Input(
+                placeholder="e.g. restored by other means", id="cancel-reason", max_length=500
+            )
+            yield Static("", classes="error", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel request", variant="error", id="cancel-ok")
+                yield Button("Keep it", id="cancel-keep")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel-reason").focus()
+
+    def error(self, message: str) -> None:
+        self.query_one(".error", Static).update(Text(sentence(safe(message))))
+
+    def action_keep(self) -> None:
+        self.dismiss(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel-keep":
+            self.action_keep()
+        else:
+            self.submit()
+
+    def submit(self) -> None:
+        ok = self.query_one("#cancel-ok", Button)
+        if ok.disabled:
+            return
+        self.error("Cancelling…")
+        ok.disabled = True
+        self._cancel(self.query_one("#cancel-reason", Input).value.strip())
+
+    @work(thread=True, exclusive=True, group="cancel")
+    def _cancel(self, reason: str) -> None:
+        try:
+            self.cancel(reason)
+        except CustodianError as e:
+            self.app.call_from_thread(self._failed, str(e))
+            return
+        self.app.call_from_thread(self.dismiss, reason)
+
+    def _failed(self, message: str) -> None:
+        self.error(message)
+        self.query_one("#cancel-ok", Button).disabled = False
+        self.query_one("#cancel-reason").focus()

@@ -14,6 +14,11 @@ two panes:
   stops it between backups, which keeps the session open. Ctrl+N asks for a
   new restore on :class:`RequestScreen`, the catalog table with marks.
 
+On both panes Ctrl+K cancels the highlighted request (the requester or any
+custodian; final, and an open session closes), after :class:`CancelDialog`
+shows the whole request and takes an optional reason. It is refused while
+that request's session runs here.
+
 The session run is the only long work. While it runs, this screen does not
 re-read the requests (the run's own messages say what happens) and the app
 refuses sign-out and quit (``app.busy``): the run signs each backup's audit
@@ -55,7 +60,7 @@ from custodian.service import Service
 from screens.backup_table import BackupQuery, BackupTable, MarkingBackupTable
 from screens.chrome import SessionBar
 from screens.format import fit, human_size, safe, short_id, when
-from screens.restore_dialogs import DecisionDialog, RequestDialog
+from screens.restore_dialogs import CancelDialog, DecisionDialog, RequestDialog
 from screens.restore_view import (
     DECIDED,
     describe_request,
@@ -149,10 +154,12 @@ class RestoresScreen(Screen[None]):
         Binding("ctrl+r", "run", "Run"),
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+n", "new_request", "New request"),
+        Binding("ctrl+k", "cancel_request", "Cancel request"),
         Binding("a", "approve", "Approve", show=False),
         Binding("d", "deny", "Deny", show=False),
         Binding("r", "run", "Run session", show=False),
         Binding("n", "new_request", "New request", show=False),
+        Binding("c", "cancel_request", "Cancel request", show=False),
     ]
 
     def __init__(self, service: Service) -> None:
@@ -687,6 +694,66 @@ class RestoresScreen(Screen[None]):
         self.notify(
             f"Request {short(result.id)} is recorded. {result.quorum} custodians must approve "
             f"it; it expires {when(result.expires_at)} UTC.",
+            markup=False,
+        )
+
+    @work(exclusive=True, group="ceremony")
+    async def action_cancel_request(self) -> None:
+        r = self.selected_approval if self.pane == "approvals" else self._shown_request()
+        if r is None:
+            self.notify("No request is selected.", severity="warning")
+            return
+        if r.final:
+            self.notify(
+                f"Request {short(r.id)} is already {r.state} (final); nothing was done.",
+                severity="warning",
+                markup=False,
+            )
+            return
+        if self.running == r.id:
+            self.notify(
+                f"Not now: {getattr(self.app, 'busy', '') or 'its session is running'}. Stop it "
+                "(Esc), then cancel the request.",
+                severity="warning",
+                markup=False,
+            )
+            return
+        by = _acting(self.app, None, "cancel a request")
+        if by is None:
+            return
+        if by.name != r.requester and not by.has("custodian"):
+            self.notify(
+                f"Only {r.requester}, who asked, or a custodian may cancel request "
+                f"{short(r.id)}; nothing was done.",
+                severity="warning",
+                markup=False,
+            )
+            return
+        cancelled: list[Request] = []
+
+        def cancel(reason: str) -> None:  # in the dialog's thread; a refusal stays there
+            cancelled.append(self.service.cancel(r.id, by=by, reason=reason))
+
+        reason = await self.app.push_screen_wait(
+            CancelDialog(r, self._backups_of(r), by, self._now(), cancel)
+        )
+        if reason is None or not cancelled:
+            self.reload(select=r.id)  # what the catalog says now
+            return
+        result = cancelled[0]
+        if self.running:  # another request's run goes on: no re-read, just this one
+            self.requests = [result if x.id == result.id else x for x in self.requests]
+            self.waiting.discard(result.id)
+            self._fill_approvals(None)
+            self._fill_sessions(None)
+        else:
+            self.reload(select=r.id)
+        closed = r.session is not None and r.session.state == "open"
+        self.notify(
+            f"Request {short(r.id)} is cancelled (final)"
+            + (f"; its session {short(r.session.id)} is closed." if closed and r.session else ".")
+            + (f" {r.requester} sees it under Sessions." if by.name != r.requester else ""),
+            title="Request cancelled",
             markup=False,
         )
 

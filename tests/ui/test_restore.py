@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from textual.containers import VerticalScroll
 from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 
 from custodian.approvals import Request
 from custodian.service import Service
 from screens.app import CustodianApp
 from screens.backup_table import MarkingBackupTable
-from screens.restore_dialogs import DecisionDialog, RequestDialog
+from screens.restore_dialogs import CancelDialog, DecisionDialog, RequestDialog
 from screens.restores import RequestScreen, RestoresScreen, RunProgress
 from tests.conftest import Cast, Clock, approved_session, next_code, unlock
 from tests.ui.conftest import fixed_clock, sign_in_directly
@@ -542,3 +543,182 @@ async def test_a_key_destruction_request_is_decided_in_the_same_inbox(
         await pilot.pause()
         assert screen.session_rows == []  # not a restore: no session to run
     assert svc.request(r.id).approvals == ("bob",)
+
+
+# ------------------------------------------------------------------ cancel
+
+
+async def cancel_in_dialog(pilot: Any, app: CustodianApp, reason: str = "") -> CancelDialog:
+    """Open the cancel dialog (ctrl+k), give a reason, confirm; returns the dialog."""
+    await pilot.press("ctrl+k")
+    await wait_for(pilot, lambda: isinstance(app.screen, CancelDialog))
+    dialog = app.screen
+    assert isinstance(dialog, CancelDialog)
+    field = dialog.query_one("#cancel-reason", Input)
+    assert field.has_focus
+    field.value = reason
+    await pilot.press("enter")
+    await wait_for(
+        pilot,
+        lambda: app.screen is not dialog or not dialog.query_one("#cancel-ok", Button).disabled,
+    )
+    await pilot.pause()
+    return dialog
+
+
+async def test_the_requester_cancels_an_open_request(
+    svc: Service, cast: Cast, target: Path
+) -> None:
+    r = ask(svc, cast, target)
+    app = app_for(svc)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        sign_in_directly(app, unlock(svc, cast.oscar))
+        screen = await open_restores(pilot, app)
+        assert screen.pane == "sessions" and screen.shown == r.id
+        await pilot.press("ctrl+k")
+        await wait_for(pilot, lambda: isinstance(app.screen, CancelDialog))
+        dialog = app.screen
+        assert r.id in shown(dialog.query_one("#cancel-request", VerticalScroll).query_one(Static))
+        assert "final" in shown(dialog.query_one("#cancel-warning", Static))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+        dialog = await cancel_in_dialog(pilot, app, "INC-7 [/b] solved otherwise")
+        assert app.screen is screen and not dialog.is_attached
+        assert cells(screen.query_one("#sessions-table", DataTable), 4) == ["cancelled"]
+        assert "cancelled (final)" in shown(screen.query_one("#session-summary", Static))
+        assert any(f"Request {r.id[:8]} is cancelled (final)" in m for m in messages(app))
+    assert svc.request(r.id).state == "cancelled"
+    [entry] = svc.audit_entries(action="request.cancel")
+    assert (entry["actor"], entry["outcome"]) == ("oscar", "ok")
+    assert entry["details"]["reason"] == "INC-7 [/b] solved otherwise"
+    assert svc.audit_verify().ok
+
+
+async def test_a_custodian_cancels_an_approved_request_and_its_session_closes(
+    svc: Service, cast: Cast, target: Path
+) -> None:
+    ids = [b.id for b in svc.backups(limit=2)]
+    session = approved_session(svc, cast, ids, target)
+    app = app_for(svc)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        sign_in_directly(app, unlock(svc, cast.bob))
+        screen = await open_restores(pilot, app)
+        screen.show_pane("sessions")
+        await pilot.pause()
+        assert screen.shown == session.request
+        await pilot.press("ctrl+k")
+        await wait_for(pilot, lambda: isinstance(app.screen, CancelDialog))
+        warning = shown(app.screen.query_one("#cancel-warning", Static))
+        assert f"session {session.id[:8]} closes at once" in warning
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+        await cancel_in_dialog(pilot, app)  # no reason: it is optional
+        assert app.screen is screen
+        assert cells(screen.query_one("#sessions-table", DataTable), 4) == ["cancelled"]
+        assert any("is closed" in m and "oscar sees it" in m for m in messages(app))
+    r = svc.request(session.request)
+    assert r.state == "cancelled" and r.session is not None and r.session.state == "closed"
+    [entry] = svc.audit_entries(action="request.cancel")
+    assert (entry["actor"], entry["outcome"]) == ("bob", "ok")
+    assert entry["details"]["session"] == session.id
+
+
+async def test_an_operator_who_did_not_ask_may_not_cancel(
+    svc: Service, cast: Cast, target: Path
+) -> None:
+    ids = [b.id for b in svc.backups(limit=1)]
+    r = svc.request_restore(ids, "alice asks", target, by=unlock(svc, cast.alice))
+    before = len(svc.audit_entries())
+    app = app_for(svc)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        sign_in_directly(app, unlock(svc, cast.oscar))
+        screen = await open_restores(pilot, app)
+        screen.show_pane("approvals")
+        await pilot.pause()
+        await pilot.press("ctrl+k")
+        await pilot.pause()
+        assert app.screen is screen
+        assert any(
+            f"Only alice, who asked, or a custodian may cancel request {r.id[:8]}" in m
+            for m in messages(app)
+        )
+    assert svc.request(r.id).state == "open"
+    assert len(svc.audit_entries()) == before
+
+
+async def test_escape_in_the_cancel_dialog_changes_nothing(
+    svc: Service, cast: Cast, target: Path
+) -> None:
+    r = ask(svc, cast, target)
+    before = len(svc.audit_entries())
+    app = app_for(svc)
+    async with app.run_test(size=SIZE) as pilot:
+        sign_in_directly(app, unlock(svc, cast.alice))
+        screen = await open_restores(pilot, app)
+        assert screen.pane == "approvals"
+        await pilot.press("c")  # the plain-letter alias
+        await wait_for(pilot, lambda: isinstance(app.screen, CancelDialog))
+        await pilot.press(*"typed, then kept")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert cells(screen.query_one("#approvals-table", DataTable), 1) == [r.id[:8]]
+    assert svc.request(r.id).state == "open"
+    assert len(svc.audit_entries()) == before
+
+
+async def test_a_second_cancel_is_refused_as_already_cancelled(
+    svc: Service, cast: Cast, target: Path
+) -> None:
+    r = ask(svc, cast, target)
+    app = app_for(svc)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        sign_in_directly(app, unlock(svc, cast.oscar))
+        screen = await open_restores(pilot, app)
+        await pilot.press("ctrl+k")
+        await wait_for(pilot, lambda: isinstance(app.screen, CancelDialog))
+        dialog = app.screen
+        # alice cancels at another terminal while oscar reads the dialog
+        svc.cancel(r.id, by=unlock(svc, cast.alice), reason="done elsewhere")
+        dialog.query_one("#cancel-reason", Input).value = "no longer needed"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "already cancelled" in error_of(dialog))
+        assert app.screen is dialog and "nothing was done" in error_of(dialog)
+        assert dialog.query_one("#cancel-reason", Input).value == "no longer needed"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert cells(screen.query_one("#sessions-table", DataTable), 4) == ["cancelled"]
+        # the screen now knows it is cancelled: the key says so without a dialog
+        await pilot.press("ctrl+k")
+        await pilot.pause()
+        assert app.screen is screen
+        assert any(f"{r.id[:8]} is already cancelled (final)" in m for m in messages(app))
+    entries = svc.audit_entries(action="request.cancel")
+    assert [(e["actor"], e["outcome"]) for e in entries] == [("alice", "ok"), ("oscar", "refused")]
+    assert svc.request(r.id).state == "cancelled"
+
+
+async def test_cancel_is_refused_while_its_session_runs(
+    svc: Service, cast: Cast, target: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [b.id for b in svc.backups(limit=2)]
+    session = approved_session(svc, cast, ids, target)
+    slow = svc._decrypt_backup
+
+    def slowly(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.4)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(svc, "_decrypt_backup", slowly)
+    app = app_for(svc)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        sign_in_directly(app, unlock(svc, cast.oscar))
+        screen = await open_restores(pilot, app)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: screen.running is not None)
+        await pilot.press("ctrl+k")
+        await pilot.pause()
+        assert app.screen is screen
+        assert any("Not now: the restore of request" in m for m in messages(app))
+        await run_until_done(pilot, screen)
+    assert svc.request(session.request).state == "done"
+    assert svc.audit_entries(action="request.cancel") == []
