@@ -43,7 +43,7 @@ from screens.key_dialogs import (
 )
 from screens.keys import KeysScreen
 from screens.restore_view import describe_request
-from tests.conftest import Cast, Clock, next_code, unlock
+from tests.conftest import Cast, Clock, enrol, next_code, unlock
 from tests.ui.conftest import FIXED_NOW, Frozen, fake_id, fixed_clock, sign_in_directly, stamp
 
 SIZE = (130, 42)
@@ -481,9 +481,11 @@ async def test_retire_is_refused_while_deks_remain_and_accepted_after(
 
 
 def retired_v1(svc: Service, cast: Cast) -> None:
-    """v1's DEKs rewrapped (through the core) and v1 retired, with a Clock installed."""
+    """v1's DEKs rewrapped (through the core) and v1 retired, with a Clock installed, and a
+    third custodian: a destruction needs two approvers besides its requester."""
     svc.clock = Clock()
     alice = unlock(svc, cast.alice)
+    enrol(svc, "carol", ("custodian",), alice)
     svc.rewrap("backups", by=alice, workers=1)
     svc.retire_version("backups", 1, next_code(svc, cast.alice), by=alice)
 

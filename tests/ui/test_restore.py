@@ -25,7 +25,7 @@ from screens.app import CustodianApp
 from screens.backup_table import MarkingBackupTable
 from screens.restore_dialogs import CancelDialog, DecisionDialog, RequestDialog
 from screens.restores import RequestScreen, RestoresScreen, RunProgress
-from tests.conftest import Cast, Clock, approved_session, next_code, unlock
+from tests.conftest import Cast, Clock, approved_session, enrol, next_code, unlock
 from tests.ui.conftest import fixed_clock, sign_in_directly
 
 SIZE = (130, 42)
@@ -527,6 +527,7 @@ async def test_a_key_destruction_request_is_decided_in_the_same_inbox(
     svc.rewrap("backups", by=alice)
     svc.retire_version("backups", 1, next_code(svc, cast.alice), by=alice)
     svc.clock.advance(8 * 86400)  # type: ignore[attr-defined]
+    enrol(svc, "carol", ("custodian",), alice)  # two approvers besides alice
     r = svc.request_destroy("backups", 1, "quarterly clean-up", by=alice)
     app = app_for(svc)
     async with app.run_test(size=SIZE) as pilot:
