@@ -12,16 +12,19 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import OUT_DIR, GiB, Report, environment
 
-GROUPS = ("stream", "wrap", "startup", "audit")
+GROUPS = ("stream", "wrap", "startup", "audit", "rewrap")
 ABOUT = {
     "stream": "encrypt and decrypt one large file (--size) vs cat and age",
     "wrap": "LocalBackend wrap/unwrap/rewrap per HPKE suite vs bare hpke.Suite calls",
     "startup": "CLI start-up (--help, kek list), no textual import, TUI first frame",
     "audit": "verify a long signed log (--audit-entries) vs raw Ed25519; fsync append latency",
+    "rewrap": "Service.rewrap of --deks DEKs after a rotation, 1 and 2 workers, vs bare HPKE",
 }
 TITLES = {
     "stream": "STREAM: {size} plaintext from the page cache, output on /dev/shm; rate is "
@@ -31,6 +34,8 @@ TITLES = {
     "startup": "STARTUP: whole-process wall time; TUI = until the pane shows the app",
     "audit": "AUDIT: verify {entries:,} entries (ratio = raw Ed25519 time / verify time); "
     "append latency with fsync (ratio = append / bare fsync)",
+    "rewrap": "REWRAP: rotate, then Service.rewrap of every DEK (child process, one run each); "
+    "ratios = rate / bare HPKE loop, 2 workers / 1 process",
 }
 
 
@@ -40,6 +45,23 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1G, 256M)")
     mult = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[m.group(2).upper()]
     return int(float(m.group(1)) * mult)
+
+
+def parse_count(text: str) -> int:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmM]?)", text.strip().replace(",", "").replace("_", ""))
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r} (try 1M, 100k, 5000)")
+    return int(float(m.group(1)) * {"": 1, "K": 1000, "M": 1_000_000}[m.group(2).upper()])
+
+
+def parse_list(kind: Callable[[str], Any] | None = int) -> Callable[[str], list[Any]]:
+    def parse(text: str) -> list[Any]:
+        parts = [x.strip() for x in text.split(",") if x.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError("an empty list")
+        return [kind(x) for x in parts] if kind is not None else list(parts)
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +83,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--audit-entries", type=int, default=100_000, help="audit: log length (100000)")
     p.add_argument("--appends", type=int, default=200, help="audit: timed appends (200)")
     p.add_argument(
+        "--deks",
+        type=parse_count,
+        default=None,
+        help="rewrap: DEKs in the catalog (1M; N/10 is measured too)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="rewrap: a quicker look: 100k DEKs (and 10k) unless --deks is given",
+    )
+    p.add_argument(
+        "--rewrap-batch",
+        type=parse_list(),
+        default=None,
+        metavar="B[,B...]",
+        help="rewrap: batch sizes to try (default: the core's default batch)",
+    )
+    p.add_argument(
+        "--rewrap-workers",
+        type=parse_list(),
+        default=[1, 2],
+        metavar="W[,W...]",
+        help="rewrap: worker counts (1,2)",
+    )
+    p.add_argument(
+        "--suites",
+        type=parse_list(None),
+        default=None,
+        metavar="S[,S...]",
+        help="rewrap: local suites (mlkem768-x25519,x25519,p256)",
+    )
+    p.add_argument(
         "--workdir",
         type=Path,
         default=Path(os.environ.get("TMPDIR", "/tmp")) / "custodian-bench",
@@ -72,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown group {unknown[0]!r}; choose from {', '.join(GROUPS)}")
     groups = [g for g in GROUPS if g in args.groups] if args.groups else list(GROUPS)
+    if args.deks is None:
+        args.deks = 100_000 if args.quick else 1_000_000
     args.workdir.mkdir(parents=True, exist_ok=True)
 
     meta = environment()
@@ -101,6 +157,18 @@ def main(argv: list[str] | None = None) -> int:
 
                 startup.run(
                     report, repeat=args.cli_repeat, frames=args.frames, workdir=args.workdir
+                )
+            elif g == "rewrap":
+                from benchmarks import rewrap
+                from custodian.rotation import DEFAULT_BATCH
+
+                rewrap.run(
+                    report,
+                    deks=args.deks,
+                    batches=args.rewrap_batch or [DEFAULT_BATCH],
+                    workers=args.rewrap_workers,
+                    suites=args.suites or list(rewrap.SUITES),
+                    workdir=args.workdir,
                 )
             else:
                 from benchmarks import audit

@@ -7,9 +7,14 @@ peak RSS separately) and prints one JSON line.
     python -m benchmarks._child encrypt SRC DST           core encrypt_stream
     python -m benchmarks._child encrypt-no-hash SRC DST   the same without the container SHA-256
     python -m benchmarks._child decrypt SRC DST           core decrypt_stream
-    python -m benchmarks._child service-decrypt HOME ID DST   Service._decrypt_backup
-        in a restore session for ID whose target is DST's directory (made on the
-        first call, kept in DST's directory as .bench-session; one call per DST)
+    python -m benchmarks._child restore HOME ID DST       Service.run_restore of
+        backup ID in a fresh session (backup-bot asks, both bench custodians
+        approve with TOTP; untimed), into DST's directory + /restore-target; the
+        restored file is renamed to DST afterwards
+    python -m benchmarks._child rewrap HOME WORKERS BATCH   rotate the default KEK
+        (untimed), then Service.rewrap with WORKERS processes, batches of BATCH
+    python -m benchmarks._child bare-rewrap SUITE N       the reference: N bare
+        hpke decrypt + encrypt pairs with dek_context info, nothing else
 
 The DEK of the core commands comes from $CUSTODIAN_BENCH_DEK (hex), a throwaway
 key the parent made for this run; it is never written to disk.
@@ -23,6 +28,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 
 def _dek() -> object:
@@ -69,27 +75,121 @@ def decrypt(src: str, dst: str) -> dict[str, object]:
     return {"seconds": t, "plaintext": w.plaintext_size}
 
 
-def service_decrypt(home: str, backup_id: str, dst: str) -> dict[str, object]:
-    from benchmarks._home import open_session
+def restore(home: str, backup_id: str, dst: str) -> dict[str, object]:
+    """A restore the real way: backup-bot asks, both custodians approve with a fresh
+    TOTP code, then ``Service.run_restore`` (the timed call) writes the plaintext
+    into the session's target directory (DST's directory + ``/restore-target``).
+    The restored file is then renamed to DST (untimed) for the parent's check."""
+    from benchmarks._home import bot, open_session
     from custodian.service import Service
 
     out = Path(dst)
+    target = out.parent / "restore-target"
+    target.mkdir(mode=0o700, exist_ok=True)
     t0 = time.perf_counter()
     with Service.open(home) as svc:
         b = svc.backup(backup_id)
-        # one session serves every round: approving again within a TOTP step would be a replay
-        note = out.parent / f".bench-session-{b.id}"
-        sid = note.read_text().strip() if note.exists() else ""
-        s = svc.request(sid).session if sid else None
-        if s is None or s.state != "open":
-            sid = open_session(svc, [b.id], out.parent)
-            note.write_text(sid)
-            s = svc.request(sid).session
-        assert s is not None
+        rid = open_session(svc, [b.id], target)
+        by = bot(svc)
         t1 = time.perf_counter()
-        w = svc._decrypt_backup(b, out, session=s)
+        rep = svc.run_restore(rid, by=by)
         t2 = time.perf_counter()
-    return {"seconds": t2 - t1, "open": t1 - t0, "plaintext": w.plaintext_size}
+        by.forget()
+    bad = [x for x in rep.results if x.outcome != "ok"]
+    if bad or len(rep.results) != 1 or rep.results[0].path is None:
+        raise RuntimeError(f"the restore failed: {bad[0].reason if bad else rep}")
+    Path(rep.results[0].path).rename(out)
+    return {
+        "seconds": t2 - t1,
+        "approvals": t1 - t0,
+        "plaintext": rep.results[0].plaintext_size,
+        "session": rep.session_state,
+    }
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(this process's peak RSS, the largest peak of its finished children), in MB."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return own * 1024 / 1e6, kids * 1024 / 1e6
+
+
+def rewrap(home: str, workers: str, batch: str) -> dict[str, object]:
+    """Rotate the bench KEK (the bench custodian, a fresh TOTP code; untimed), then
+    ``Service.rewrap`` every DEK with ``workers`` processes in batches of ``batch``."""
+    from benchmarks._home import CUSTODIAN, code_for, custodian, fresh_steps
+    from custodian.service import Service
+
+    with Service.open(home) as svc:
+        kek = svc.config.default_kek
+        by = custodian(svc)
+        step = fresh_steps(svc, (CUSTODIAN,))[CUSTODIAN]
+        t0 = time.perf_counter()
+        svc.rotate(kek, code_for(svc, CUSTODIAN, step), by=by)
+        t1 = time.perf_counter()
+        c1 = os.times()
+        rep = svc.rewrap(kek, by=by, workers=int(workers), batch_size=int(batch))
+        t2 = time.perf_counter()
+        c2 = os.times()
+        by.forget()
+    own, kids = _rss_mb()
+    return {
+        "seconds": t2 - t1,
+        "rotate": t1 - t0,
+        "rewrapped": rep.rewrapped,
+        "failed": len(rep.failed),
+        "remaining": rep.remaining,
+        "batches": rep.batches,
+        "workers": rep.workers,
+        "self_mb": own,
+        "children_mb": kids,
+        "cpu_main": (c2.user - c1.user) + (c2.system - c1.system),
+        "cpu_workers": (c2.children_user - c1.children_user)
+        + (c2.children_system - c1.children_system),
+    }
+
+
+def bare_rewrap(suite: str, n: str) -> dict[str, object]:
+    """The HPKE calls of ``n`` rewraps and nothing else: ``decrypt`` under the old key,
+    ``encrypt`` to the new one, ``info`` built by ``dek_context`` for each (as a rewrap
+    must), keys made directly, the old wraps made in advance (untimed)."""
+    from cryptography.hazmat.primitives import hpke
+    from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
+
+    from custodian.backends.base import dek_context
+
+    def keypair() -> tuple[Any, Any]:
+        priv: Any
+        if suite == "mlkem768-x25519":
+            priv = hpke.MLKEM768X25519PrivateKey(
+                mlkem.MLKEM768PrivateKey.generate(), x25519.X25519PrivateKey.generate()
+            )
+        elif suite == "x25519":
+            priv = x25519.X25519PrivateKey.generate()
+        else:
+            priv = ec.generate_private_key(ec.SECP256R1())
+        return priv, priv.public_key()
+
+    kem = {
+        "mlkem768-x25519": hpke.KEM.MLKEM768_X25519,
+        "x25519": hpke.KEM.X25519,
+        "p256": hpke.KEM.P256,
+    }[suite]
+    hs = hpke.Suite(kem, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+    priv1, pub1 = keypair()
+    _, pub2 = keypair()
+    kek = "backups"
+    ids = [str(uuid.uuid4()) for _ in range(int(n))]
+    items = [(i, hs.encrypt(os.urandom(32), pub1, info=dek_context(i, kek, 1))) for i in ids]
+    dec, enc = hs.decrypt, hs.encrypt
+    c0, t0 = os.times(), time.perf_counter()
+    for bid, ct in items:
+        enc(dec(ct, priv1, info=dek_context(bid, kek, 1)), pub2, info=dek_context(bid, kek, 2))
+    t, c1 = time.perf_counter() - t0, os.times()
+    cpu = (c1.user - c0.user) + (c1.system - c0.system)
+    return {"seconds": t, "cpu": cpu, "n": len(items), "self_mb": _rss_mb()[0]}
 
 
 def main(argv: list[str]) -> int:
@@ -97,7 +197,9 @@ def main(argv: list[str]) -> int:
         "encrypt": encrypt,
         "encrypt-no-hash": encrypt_no_hash,
         "decrypt": decrypt,
-        "service-decrypt": service_decrypt,
+        "restore": restore,
+        "rewrap": rewrap,
+        "bare-rewrap": bare_rewrap,
     }
     if not argv or argv[0] not in cmds:
         print(__doc__, file=sys.stderr)
