@@ -711,6 +711,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- restore and approvals
 
 RESTORE_FAILED = 9  # the session ran and at least one backup failed
+REWRAP_BATCH = 2000  # custodian.rotation.DEFAULT_BATCH (a test keeps them equal)
 REWRAP_INCOMPLETE = 10  # the rewrap ran, and DEKs stay under older versions (failures)
 
 
@@ -1006,9 +1007,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(
             "--batch",
             type=int,
-            default=500,
+            default=REWRAP_BATCH,
             metavar="N",
-            help="DEKs per batch; each batch is one transaction (default 500)",
+            help=f"DEKs per batch; each batch is one transaction (default {REWRAP_BATCH:,})",
         )
 
     s = kek.add_parser("create", help="create a KEK (custodians; confirm with a TOTP code)")

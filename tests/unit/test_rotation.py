@@ -505,3 +505,11 @@ def test_preview_estimate_counts_batches_and_workers(svc: Service, cast: Cast) -
     assert pv.estimated_seconds >= bare + 6 * pv.batch_seconds + pv.start_seconds - 1e-9
     small = svc.rotate_preview("backups", batch_size=1000)
     assert small.workers == 1 and small.start_seconds == 0  # 3,000 < 4 batches: no pool
+
+
+def test_the_cli_batch_default_is_the_core_default() -> None:
+    from custodian import cli
+
+    assert cli.REWRAP_BATCH == R.DEFAULT_BATCH
+    args = cli.build_parser().parse_args(["kek", "rewrap", "backups", "--as", "alice"])
+    assert args.batch == R.DEFAULT_BATCH
