@@ -425,7 +425,7 @@ def cmd_backup_encrypt(args: argparse.Namespace) -> int:
         else:
             print(
                 f"{b.id} {b.label} {_human(b.size)} -> {b.location} "
-                f"(KEK {b.kek} v{b.kek_version}, sha256 {b.container_sha256[:16]}…)"
+                f"(KEK {b.kek} v{b.kek_version}, digest {b.container_sha256[:19]}…)"
             )
     return 0
 

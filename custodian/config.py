@@ -19,6 +19,7 @@ CONFIG_FORMAT = 1
 SUITES = ("mlkem768-x25519", "x25519", "p256")
 DEFAULT_SUITE = "mlkem768-x25519"
 KEYRING_BACKENDS = ("system", "home-file")
+CONTAINER_DIGESTS = ("tags", "sha256")  # custodian.container.DIGESTS
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Config:
     keyring_backend: str = "system"
     default_kek: str = "backups"
     default_suite: str = DEFAULT_SUITE
+    container_digest: str = "tags"
     backends: dict[str, dict[str, Any]] = field(default_factory=lambda: {"local": {}})
     policy: Policy = field(default_factory=Policy)
     demo: bool = False
@@ -89,6 +91,11 @@ class Config:
             raise ConfigError(
                 f"defaults.suite is {self.default_suite!r}; use one of {', '.join(SUITES)}."
             )
+        if self.container_digest not in CONTAINER_DIGESTS:
+            raise ConfigError(
+                f"defaults.container_digest is {self.container_digest!r}; use one of "
+                f"{', '.join(CONTAINER_DIGESTS)}."
+            )
         self.policy.check()
 
     @classmethod
@@ -119,6 +126,7 @@ class Config:
                 keyring_backend=str(data.get("keyring", {}).get("backend", "system")),
                 default_kek=str(data.get("defaults", {}).get("kek", "backups")),
                 default_suite=str(data.get("defaults", {}).get("suite", DEFAULT_SUITE)),
+                container_digest=str(data.get("defaults", {}).get("container_digest", "tags")),
                 backends={str(k): dict(v) for k, v in data.get("backends", {"local": {}}).items()},
                 policy=policy,
                 demo=bool(data.get("demo", False)),
@@ -145,6 +153,11 @@ class Config:
             "[defaults]",
             f'kek = "{self.default_kek}"',
             f'suite = "{self.default_suite}"',
+            "# how the catalog names each new container (docs/format.md section 6): tags",
+            "# (SHA-256 over header, chunk tags and size: free) or sha256 (of the whole file,",
+            "# as sha256sum prints it: media can be checked without a key, at about half the",
+            "# encryption speed). Backups already catalogued keep the digest they have.",
+            f'container_digest = "{self.container_digest}"',
             "",
         ]
         for name, opts in self.backends.items():

@@ -7,9 +7,14 @@ an 11-byte big-endian chunk counter followed by a last-chunk flag byte, and
 every chunk's associated data is the header MAC, binding it to this header.
 
 Memory is constant whatever the size: fixed buffers are reused for reading,
-encrypting and writing, and a second thread writes and hashes chunk *n* while
-the first reads and encrypts chunk *n+1* (AES-GCM, SHA-256 and file I/O all
-release the GIL).
+encrypting and writing, and a second thread writes chunk *n* while the first
+reads and encrypts chunk *n+1* (AES-GCM and file I/O release the GIL).
+
+The catalog names each container by a *digest* (docs/format.md section 6): by
+default ``t1``, SHA-256 over the header, every chunk's tag and the size, which
+costs nothing next to the copy; or, where a home asks for it, SHA-256 of the
+whole file (what ``sha256sum`` prints), which costs about as much CPU as two
+copies of the file and gets a thread of its own.
 """
 
 from __future__ import annotations
@@ -49,6 +54,34 @@ BACKEND_RE = re.compile(r"^[a-z0-9-]{1,32}$")
 KEK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LAST_COUNTER = 2**88 - 1
 
+DIGEST_TAGS = "tags"  # t1: SHA-256 over header, chunk tags and size (the default)
+DIGEST_SHA256 = "sha256"  # SHA-256 of the whole container file
+DIGESTS = (DIGEST_TAGS, DIGEST_SHA256)
+T1_PREFIX = "t1:"
+T1_DOMAIN = b"custodian container digest t1\0"
+
+
+def digest_kind(value: str) -> str:
+    """Which digest a catalog value is: ``t1:<hex>`` or the 64 hex digits of SHA-256."""
+    return DIGEST_TAGS if value.startswith(T1_PREFIX) else DIGEST_SHA256
+
+
+class _T1:
+    """The t1 digest, fed the header once, then each chunk's 16-byte tag in order."""
+
+    def __init__(self, header: bytes) -> None:
+        self.h = hashlib.sha256(T1_DOMAIN + header)
+        self.size = len(header)
+
+    def chunk(self, sealed: memoryview | bytes) -> None:
+        self.h.update(sealed[len(sealed) - TAG_SIZE :])
+        self.size += len(sealed)
+
+    def value(self) -> str:
+        self.h.update(struct.pack(">Q", self.size))
+        return T1_PREFIX + self.h.hexdigest()
+
+
 Progress = Callable[[int], None]
 
 
@@ -73,7 +106,7 @@ class Header:
 class Written:
     plaintext_size: int
     container_size: int
-    sha256: str
+    sha256: str  # the container's digest as the catalog keeps it (t1:..., or SHA-256 hex)
 
 
 def encode_header_body(
@@ -267,20 +300,24 @@ def encrypt_stream(
     chunk_size: int = DEFAULT_CHUNK,
     progress: Progress | None = None,
     hash_container: bool = True,
+    digest: str = DIGEST_TAGS,
 ) -> Written:
     """Encrypt everything ``src`` yields into a version-1 container on ``dst``.
 
-    ``hash_container=False`` skips the SHA-256 of the container (``sha256`` is
-    then empty). The service always hashes: the catalog records the hash so that
-    media can be checked without any key. The switch exists for the benchmark,
-    which shows what the hash costs (about as much CPU as copying the file).
+    ``digest`` names the container digest returned in ``sha256`` (t1 by default,
+    or the SHA-256 of the whole file). ``hash_container=False`` computes none
+    (``sha256`` is then empty): the service always asks for one; the switch is
+    for the benchmark.
     """
+    if digest not in DIGESTS:
+        raise ValueError(f"unknown container digest {digest!r}")
     salt = os.urandom(SALT_SIZE)
     body = encode_header_body(backup_id, salt, chunk_size, backend, kek, kek_version, wrapped_dek)
     mac = header_mac(dek, body, salt, backup_id)
     aead = AESGCM(_derive(dek, salt, backup_id, b"payload"))
-    hasher = hashlib.sha256() if hash_container else None
     header = body + mac
+    hasher = hashlib.sha256() if hash_container and digest == DIGEST_SHA256 else None
+    t1 = _T1(header) if hash_container and digest == DIGEST_TAGS else None
     if hasher is not None:
         hasher.update(header)
     dst.write(header)
@@ -307,7 +344,10 @@ def encrypt_stream(
                 mac,
                 memoryview(out)[: n + TAG_SIZE],
             )
-            writer.put(memoryview(out)[: n + TAG_SIZE])
+            sealed = memoryview(out)[: n + TAG_SIZE]
+            if t1 is not None:
+                t1.chunk(sealed)
+            writer.put(sealed)
             total += n
             if progress is not None:
                 progress(total)
@@ -317,7 +357,8 @@ def encrypt_stream(
             cur, n = nxt, m
     finally:
         writer.close()
-    return Written(total, len(header) + writer.written, hasher.hexdigest() if hasher else "")
+    value = t1.value() if t1 is not None else hasher.hexdigest() if hasher is not None else ""
+    return Written(total, len(header) + writer.written, value)
 
 
 def decrypt_stream(
@@ -329,12 +370,16 @@ def decrypt_stream(
     name: str = "the container",
     progress: Progress | None = None,
     hash_container: bool = True,
+    digest: str = DIGEST_TAGS,
 ) -> Written:
     """Authenticate the header, then decrypt every chunk onto ``dst``.
 
     ``src`` must be positioned just after the header. Raises ContainerError on
-    any failure; the caller discards what was written to ``dst``.
+    any failure; the caller discards what was written to ``dst``. ``sha256`` of
+    the result is the container digest of kind ``digest``, over the bytes read.
     """
+    if digest not in DIGESTS:
+        raise ValueError(f"unknown container digest {digest!r}")
     expect = header_mac(dek, header.body, header.salt, header.backup_id)
     if not hmac.compare_digest(expect, header.mac):
         raise ContainerError(
@@ -342,9 +387,10 @@ def decrypt_stream(
             "altered, or belongs to another backup. No plaintext was written."
         )
     aead = AESGCM(_derive(dek, header.salt, header.backup_id, b"payload"))
-    hasher = hashlib.sha256() if hash_container else None
+    hasher = hashlib.sha256() if hash_container and digest == DIGEST_SHA256 else None
     if hasher is not None:
         hasher.update(header.body + header.mac)
+    t1 = _T1(header.body + header.mac) if hash_container and digest == DIGEST_TAGS else None
     size = header.chunk_size + TAG_SIZE
     ins = [bytearray(size), bytearray(size)]
     outs = [bytearray(header.chunk_size), bytearray(header.chunk_size)]
@@ -382,6 +428,8 @@ def decrypt_stream(
             chunk = memoryview(ins[cur])[:n]
             if hash_c is not None:
                 hash_c.q.put(chunk)
+            if t1 is not None:
+                t1.chunk(chunk)
             writer.wait_free()
             out = outs[counter & 1]
             try:
@@ -422,7 +470,43 @@ def decrypt_stream(
         writer.close()
     if hash_c is not None and hash_c.error is not None:
         raise hash_c.error
-    return Written(total, consumed, hasher.hexdigest() if hasher is not None else "")
+    value = t1.value() if t1 is not None else hasher.hexdigest() if hasher is not None else ""
+    return Written(total, consumed, value)
+
+
+def file_digest(f: BinaryIO, header: Header, kind: str, name: str = "the container") -> str:
+    """The container digest of the file ``f`` (any position), without any key.
+
+    For t1 only the header and the chunk tags are read (16 bytes per chunk); the
+    chunk layout follows from the header's chunk size and the file's size, and
+    a layout that cannot be a container is refused.
+    """
+    if kind == DIGEST_SHA256:
+        h = hashlib.sha256()
+        f.seek(0)
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+        return h.hexdigest()
+    if kind != DIGEST_TAGS:
+        raise ValueError(f"unknown container digest {kind!r}")
+    f.seek(0, os.SEEK_END)
+    end = f.tell()
+    body = end - header.size
+    sealed = header.chunk_size + TAG_SIZE
+    if body < TAG_SIZE or 0 < body % sealed < TAG_SIZE:
+        raise ContainerError(f"{name} is truncated: it ends before its last chunk.")
+    t1 = _T1(header.body + header.mac)
+    pos = header.size
+    while pos < end:
+        n = min(sealed, end - pos)
+        f.seek(pos + n - TAG_SIZE)
+        tag = f.read(TAG_SIZE)
+        if len(tag) != TAG_SIZE:
+            raise ContainerError(f"{name} changed size while it was read.")
+        t1.h.update(tag)
+        t1.size += n
+        pos += n
+    return t1.value()
 
 
 def write_new_file(dst: Path, force: bool, fill: Callable[[BinaryIO], None]) -> None:

@@ -859,13 +859,33 @@ class Service:
                     with open(src, "rb", buffering=0) as f:
                         result.append(
                             self._encrypt(
-                                f, out, dek, backup_id, be, k, version, wrapped, chunk_size, step
+                                f,
+                                out,
+                                dek,
+                                backup_id,
+                                be,
+                                k,
+                                version,
+                                wrapped,
+                                chunk_size,
+                                step,
+                                self.config.container_digest,
                             )
                         )
                 else:
                     result.append(
                         self._encrypt(
-                            src, out, dek, backup_id, be, k, version, wrapped, chunk_size, step
+                            src,
+                            out,
+                            dek,
+                            backup_id,
+                            be,
+                            k,
+                            version,
+                            wrapped,
+                            chunk_size,
+                            step,
+                            self.config.container_digest,
                         )
                     )
 
@@ -914,6 +934,7 @@ class Service:
         wrapped: bytes,
         chunk_size: int,
         step: Callable[[int], None],
+        digest: str,
     ) -> container.Written:
         from custodian import container
 
@@ -928,6 +949,7 @@ class Service:
             wrapped_dek=wrapped,
             chunk_size=chunk_size,
             progress=step,
+            digest=digest,
         )
 
     def import_backup(self, path: Path, *, by: Actor, label: str | None = None) -> Backup:
@@ -943,15 +965,11 @@ class Service:
         self._require(by, "operator", "backup.import", f"file:{path.name}")
         if not path.is_file():
             raise NotFoundError(f"{path} is not a readable file; nothing was imported.")
-        import hashlib
 
         with open(path, "rb") as f:
             header = container.read_header(f, str(path))
-            h = hashlib.sha256()
-            f.seek(0)
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-            size = f.tell()
+            digest = container.file_digest(f, header, self.config.container_digest, str(path))
+            size = f.seek(0, os.SEEK_END)
         try:
             kek = self.catalog.kek(header.kek)
         except NotFoundError:
@@ -981,7 +999,7 @@ class Service:
             created_at=utcnow(),
             size=-1,
             container_size=size,
-            container_sha256=h.hexdigest(),
+            container_sha256=digest,
             location=str(path),
             kek=kek.name,
             kek_version=header.kek_version,
@@ -1997,12 +2015,19 @@ class Service:
                             progress(done, max(b.size, done))
 
                     w = container.decrypt_stream(
-                        f, dst, dek, header, name=str(src_path), progress=step
+                        f,
+                        dst,
+                        dek,
+                        header,
+                        name=str(src_path),
+                        progress=step,
+                        digest=container.digest_kind(b.container_sha256),
                     )
                     if w.sha256 != b.container_sha256:
                         raise ContainerError(
-                            f"{src_path} authenticated but its hash differs from the catalog's: "
-                            "it is not the container that was catalogued. No plaintext was kept."
+                            f"{src_path} authenticated but its digest differs from the "
+                            "catalog's: it is not the container that was catalogued. No "
+                            "plaintext was kept."
                         )
                     out.append(w)
 

@@ -93,6 +93,19 @@ def build(plaintext: bytes, wrapped: bytes) -> tuple[bytes, bytes]:
     return body, b"".join(out)
 
 
+def t1(container: bytes, header_size: int) -> str:
+    """The container digest t1 (format.md section 6): SHA-256 over a label, the header,
+    the last 16 bytes (the tag) of every sealed chunk in order, and the size."""
+    parts = [b"custodian container digest t1\0", container[:header_size]]
+    pos = header_size
+    while pos < len(container):
+        n = min(CHUNK + 16, len(container) - pos)
+        parts.append(container[pos + n - 16 : pos + n])
+        pos += n
+    parts.append(struct.pack(">Q", len(container)))
+    return "t1:" + sha256(b"".join(parts)).hex()
+
+
 def main() -> None:
     pk = KEK_SK.public_key().public_bytes_raw()
     wrapped = hpke_seal_x25519(pk, EPH_SK, dek_context(BACKUP_ID, KEK, VERSION), DEK)
@@ -113,6 +126,7 @@ def main() -> None:
         "header MAC": container[len(body) : len(body) + 32].hex(),
         "container size": str(len(container)),
         "container SHA-256": sha256(container).hex(),
+        "container digest t1": t1(container, len(body) + 32),
     }
     for name, value in vector.items():
         print(f"{name}: {value}")
@@ -121,7 +135,7 @@ def main() -> None:
 
 def check(container: bytes, wrapped: bytes) -> None:
     from custodian.backends import base, local
-    from custodian.container import decrypt_stream, read_header
+    from custodian.container import decrypt_stream, file_digest, read_header
     from custodian.errors import ContainerError
     from custodian.secret import SecretBytes
 
@@ -131,8 +145,13 @@ def check(container: bytes, wrapped: bytes) -> None:
 
     def open_(data: bytes) -> bytes:
         src, dst = io.BytesIO(data), io.BytesIO()
-        w = decrypt_stream(src, dst, SecretBytes(DEK), read_header(src))
-        assert w.sha256 == sha256(data).hex() and w.container_size == len(data)
+        header = read_header(src)
+        w = decrypt_stream(src, dst, SecretBytes(DEK), header)  # t1, the default digest
+        assert w.sha256 == t1(data, header.size) and w.container_size == len(data)
+        assert file_digest(io.BytesIO(data), header, "tags") == w.sha256
+        src.seek(header.size)
+        w = decrypt_stream(src, io.BytesIO(), SecretBytes(DEK), header, digest="sha256")
+        assert w.sha256 == sha256(data).hex() == file_digest(io.BytesIO(data), header, "sha256")
         return dst.getvalue()
 
     def refused(data: bytes, expect: str) -> None:

@@ -45,7 +45,7 @@ class BackupDetail(ModalScreen[None]):
             ("Created", when_seconds(b.created_at)),
             ("Size", _size(b.size)),
             ("Container size", _size(b.container_size)),
-            ("Container SHA-256", b.container_sha256),
+            ("Container digest", b.container_sha256),
             ("Location", safe(b.location)),
             ("KEK", safe(kek)),
             ("Chunk size", human_size(b.chunk_size)),

@@ -155,3 +155,77 @@ def test_write_new_file_refuses_to_overwrite_and_leaves_nothing(tmp_path: Path) 
     with pytest.raises(ContainerError):
         container.write_new_file(tmp_path / "other", False, boom)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+# ------------------------------------------------------------ the container digest (format.md 6)
+
+
+def _written(data: bytes, dek: SecretBytes, digest: str) -> tuple[bytes, str]:
+    out = io.BytesIO()
+    w = container.encrypt_stream(
+        io.BytesIO(data),
+        out,
+        dek,
+        backup_id=uuid.uuid4(),
+        backend="local",
+        kek="k",
+        kek_version=1,
+        wrapped_dek=b"w" * 40,
+        chunk_size=CHUNK,
+        digest=digest,
+    )
+    return out.getvalue(), w.sha256
+
+
+def _file_digest(blob: bytes, kind: str) -> str:
+    f = io.BytesIO(blob)
+    return container.file_digest(f, container.read_header(f), kind)
+
+
+def _decrypt_digest(blob: bytes, dek: SecretBytes, kind: str) -> str:
+    f = io.BytesIO(blob)
+    header = container.read_header(f)
+    return container.decrypt_stream(f, io.BytesIO(), dek, header, digest=kind).sha256
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 5])
+def test_both_digests_agree_from_encrypt_decrypt_and_the_file(size: int) -> None:
+    import hashlib
+
+    dek = new_dek()
+    data = bytes(range(256)) * (size // 256 + 1)
+    blob, t1 = _written(data[:size], dek, container.DIGEST_TAGS)
+    assert t1.startswith("t1:") and len(t1) == 3 + 64
+    assert container.digest_kind(t1) == container.DIGEST_TAGS
+    assert _file_digest(blob, container.DIGEST_TAGS) == t1
+    assert _decrypt_digest(blob, dek, container.DIGEST_TAGS) == t1
+    blob2, full = _written(data[:size], dek, container.DIGEST_SHA256)
+    assert full == hashlib.sha256(blob2).hexdigest()  # what sha256sum prints
+    assert container.digest_kind(full) == container.DIGEST_SHA256
+    assert _file_digest(blob2, container.DIGEST_SHA256) == full
+    assert _decrypt_digest(blob2, dek, container.DIGEST_SHA256) == full
+
+
+def test_t1_covers_header_tags_and_size_and_the_body_through_its_tags() -> None:
+    """t1 reads no body byte: a flipped body bit keeps t1 (decryption refuses it, as
+    the tags guard the body under the DEK); a flipped header or tag byte, or a cut,
+    changes it."""
+    dek = new_dek()
+    blob, t1 = _written(b"x" * (2 * CHUNK + 100), dek, container.DIGEST_TAGS)
+    hsize = container.read_header(io.BytesIO(blob)).size
+    body = bytearray(blob)
+    body[hsize + 10] ^= 1
+    assert _file_digest(bytes(body), container.DIGEST_TAGS) == t1
+    with pytest.raises(ContainerError, match="failed authentication"):
+        _decrypt(bytes(body), dek)
+    # the salt, the header MAC, a middle chunk's tag, the last tag
+    for where in (30, hsize - 1, hsize + CHUNK + 16 - 1, len(blob) - 1):
+        changed = bytearray(blob)
+        changed[where] ^= 1
+        assert _file_digest(bytes(changed), container.DIGEST_TAGS) != t1, where
+    cut = blob[: len(blob) - (100 + 16)]  # the last chunk dropped: a whole chunk boundary
+    assert _file_digest(cut, container.DIGEST_TAGS) != t1
+    with pytest.raises(ContainerError, match="truncated"):
+        _file_digest(blob[: hsize + 10], container.DIGEST_TAGS)
+    with pytest.raises(ContainerError, match="truncated"):
+        _file_digest(blob[: hsize + CHUNK + 16 + 5], container.DIGEST_TAGS)

@@ -178,7 +178,7 @@ def test_container_replaced_by_an_older_copy_fails_the_hash(
 ) -> None:
     a = _enc(svc, tmp_path, b"a" * 100, "a.cbk")
     session = approved_session(svc, cast, [a.id], tmp_path)
-    with pytest.raises(ContainerError, match="hash differs"):
+    with pytest.raises(ContainerError, match="digest differs"):
         svc._decrypt_backup(
             replace(a, container_sha256="0" * 64), tmp_path / "out", session=session
         )
@@ -284,3 +284,31 @@ def test_service_default_chunk_matches_the_container() -> None:
 
 def _pw(name: str) -> SecretBytes:
     return SecretBytes(f"{name}-test-passphrase".encode())
+
+
+def test_a_home_may_name_containers_by_whole_file_sha256(
+    svc: Service, tmp_path: Path, cast: Cast
+) -> None:
+    """container_digest = "sha256": the catalog holds what sha256sum prints. Entries made
+    so keep verifying that way after the home switches back to t1."""
+    import hashlib
+
+    from custodian.config import Config
+
+    svc.config = replace(svc.config, container_digest="sha256")
+    a = _enc(svc, tmp_path, b"old" * 500, "old.cbk")
+    assert a.container_sha256 == hashlib.sha256(Path(a.location).read_bytes()).hexdigest()
+    svc.config.save(svc.home.config)
+    assert Config.load(svc.home.config).container_digest == "sha256"
+    svc.config = replace(svc.config, container_digest="tags")
+    b = _enc(svc, tmp_path, b"new" * 500, "new.cbk")
+    assert b.container_sha256.startswith("t1:")
+    session = approved_session(svc, cast, [a.id, b.id], tmp_path)
+    for x, data in ((a, b"old" * 500), (b, b"new" * 500)):
+        out = tmp_path / f"{x.id}.out"
+        assert svc._decrypt_backup(x, out, session=session).sha256 == x.container_sha256
+        assert out.read_bytes() == data
+    bad = svc.home.config.read_text().replace('"sha256"', '"md5"')
+    svc.home.config.write_text(bad)
+    with pytest.raises(ConfigError, match="container_digest"):
+        Config.load(svc.home.config)
