@@ -170,6 +170,7 @@ def _rewrap_run(row: Row, cached: Path, run_dir: Path, workers: int, batch: int,
             [sys.executable, "-m", "benchmarks._child", "rewrap", run_dir, workers, batch],
             cwd=ROOT,
             timeout=max(900.0, n / 200),
+            poll=0.05,
         ).check()
         r = c.json()
         after = catalog_bytes(run_dir)
@@ -204,6 +205,7 @@ def _bare_run(row: Row, suite: str, n: int) -> float:
         [sys.executable, "-m", "benchmarks._child", "bare-rewrap", suite, n],
         cwd=ROOT,
         timeout=900,
+        poll=0.05,
     ).check()
     r = c.json()
     row.runs.append(float(r["seconds"]))
