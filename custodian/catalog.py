@@ -172,6 +172,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (job, backup)
     );
     """,
+    # 6: the version index keeps rows in catalogue order within a version (SQLite
+    # appends the rowid to every index), so a rewrap walking rows in that order
+    # writes neighbouring index pages; sorting the backups table by version then
+    # breaks ties by row (catalogue order) instead of id. Cursors of jobs still
+    # running held backup ids; they restart from the first row (idempotent).
+    """
+    DROP INDEX backups_by_kek_version;
+    CREATE INDEX backups_by_kek_version ON backups(kek_version);
+    UPDATE rotation_jobs SET cursor='' WHERE state='running';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -566,7 +576,8 @@ class Catalog(PeopleMixin):
         where, args = self._filter(text, kek, version)
         sql = f"SELECT {BACKUP_COLUMNS} FROM backups{where} ORDER BY {order} "
         direction = "DESC" if descending else "ASC"
-        sql += direction if order == "id" else f"{direction}, id {direction}"
+        tie = "rowid" if order == "kek_version" else "id"  # as the indexes hold them
+        sql += direction if order == "id" else f"{direction}, {tie} {direction}"
         if limit is not None or offset:
             sql += f" LIMIT {-1 if limit is None else int(limit)} OFFSET {int(offset)}"
         return [Backup(*r) for r in self.db.execute(sql, args)]

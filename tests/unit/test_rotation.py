@@ -197,7 +197,9 @@ def test_cancel_then_resume_from_the_cursor(
     r1 = svc.rewrap("backups", by=alice, workers=1, batch_size=100, progress=count, cancelled=stop)
     assert r1.cancelled and not r1.finished and r1.rewrapped == 300 and r1.remaining == 700
     j = svc.rewrap_jobs("backups")[0]
-    assert j.state == "running" and j.rewrapped == 300 and j.cursor == sorted(before)[299]
+    assert j.state == "running" and j.rewrapped == 300
+    (at,) = svc.catalog.db.execute("SELECT id FROM backups WHERE rowid=?", (int(j.cursor),))
+    assert at[0] == list(before)[299]  # catalogue order
     assert census(svc) == {1: 700, 2: 300}
     assert svc.audit_entries()[-1]["action"] == "kek.rewrap.pause"
     r2 = svc.rewrap("backups", by=alice, workers=1, batch_size=100)
