@@ -435,29 +435,35 @@ def test_sigkill_at_random_moments_loses_nothing(
         os.close(r)
         return p
 
-    # Kill points spread over the whole job: after a run has committed past the next
-    # threshold, wait a random moment (inside the batch loop, perhaps mid-commit) and
-    # SIGKILL the whole process group. Now and then a kill during start-up instead.
-    thresholds = sorted(rng.sample(range(100, n - 300), 34))
+    # Kill points spread over the first 80% of the job: after a run has committed past
+    # the next threshold, wait a random moment (inside the batch loop, perhaps
+    # mid-commit) and SIGKILL the whole process group; once the thresholds are used up,
+    # right after the run's next commit. Three of them during start-up instead.
+    # After 24 kills the last run finishes the job.
+    thresholds = sorted(rng.sample(range(100, int(n * 0.8)), 30))
     kills = mid_job = 0
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         p = start()
-        early = rng.random() < 0.1
-        goal = thresholds[0] if thresholds else n + 1
+        at_start = progress()
+        want_kill = kills < 24
+        early = want_kill and kills in (3, 11, 19)  # three kills during start-up
+        goal = thresholds[0] if thresholds else at_start + 1
         killed = False
         t0 = time.monotonic()
-        while p.poll() is None:
+        while want_kill and p.poll() is None:
             if early and time.monotonic() - t0 > rng.uniform(0.05, 0.6):
                 killed = True
-            elif not early and progress() >= goal:
-                time.sleep(rng.uniform(0, 0.03))
+            elif not early and progress() >= max(goal, at_start + 1):
+                time.sleep(rng.uniform(0, 0.02))
                 killed = True
             if killed:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
                 break
             time.sleep(0.002)
+        if not killed:
+            p.wait(timeout=120)
         out = p.stdout.read().decode() if p.stdout else ""
         if killed:
             kills += 1
@@ -468,9 +474,10 @@ def test_sigkill_at_random_moments_loses_nothing(
             continue
         assert p.returncode == 0, out
         break
+    progress_at_end = progress()
     watch.close()
     print(f"SIGKILLs: {kills} ({mid_job} inside the batch loop)")
-    assert kills >= 20 and mid_job >= 18, (kills, mid_job)
+    assert kills >= 20 and mid_job >= 18, (kills, mid_job, progress_at_end)
     with Service.open(home) as fresh:
         assert census(fresh) == {1: 0, 2: n}
         assert fingerprints(fresh) == before
