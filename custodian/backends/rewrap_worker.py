@@ -144,6 +144,9 @@ class _Worker:
             [sys.executable, "-m", "custodian.backends.rewrap_worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            # nothing of a worker reaches the terminal (the TUI draws there); a worker
+            # that dies is reported by the pool as "ended early", and its batches redone
+            stderr=subprocess.DEVNULL,
             env=env,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None

@@ -522,3 +522,28 @@ def test_the_cli_batch_default_is_the_core_default() -> None:
     assert cli.REWRAP_BATCH == R.DEFAULT_BATCH
     args = cli.build_parser().parse_args(["kek", "rewrap", "backups", "--as", "alice"])
     assert args.batch == R.DEFAULT_BATCH
+
+
+def test_a_worker_that_dies_fails_its_batch_clearly_and_the_job_resumes(
+    svc: Service, cast: Cast, custodians: tuple[Actor, Actor]
+) -> None:
+    from custodian.backends.local import LocalBackend, ProcessRewrapper
+    from custodian.errors import BackendError
+
+    alice, _ = custodians
+    before = fill(svc, 300)
+    svc.rotate("backups", next_code(svc, cast.alice), by=alice)
+    be = svc.backend("local")
+    assert isinstance(be, LocalBackend)
+    pool = ProcessRewrapper(be, "backups", 2, 2)
+    batch = R.read_batch(svc.catalog.db, "backups", 2, "", 100)
+    assert all(isinstance(x, bytes) for x in pool.submit(batch.refs).result(timeout=30))
+    for w in pool._pool.workers:
+        w.proc.kill()
+        w.proc.wait()
+    with pytest.raises(BackendError, match="ended early"):
+        pool.submit(batch.refs).result(timeout=30)
+    pool.close()
+    assert census(svc) == {1: 300, 2: 0}  # nothing was written
+    svc.rewrap("backups", by=alice)
+    assert fingerprints(svc) == before
