@@ -32,7 +32,6 @@ from typing import Protocol
 from custodian.backends.base import DekRef, KekBackend
 from custodian.errors import NotFoundError, UnwrapError
 
-JOB_STATES = ("running", "done", "superseded")
 # DEKs a batch (one transaction, one audit entry). Measured at 200,000 DEKs (benchmarks,
 # group rewrap): 2,000 is 10-20% faster than 500; 5,000 a few % more again but
 # doubles the peak memory with workers (2 * workers batches in flight).
@@ -331,24 +330,6 @@ class InlineRewrapper:
 
     def close(self) -> None:
         pass
-
-
-class ThreadRewrapper:
-    """Batches in threads: for backends whose rewrap waits on a server (vault, aws-kms)."""
-
-    def __init__(self, backend: KekBackend, to_version: int, workers: int) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.workers = workers
-        self.backend = backend
-        self.to_version = to_version
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="rewrap")
-
-    def submit(self, refs: Sequence[DekRef]) -> Future[list[bytes | UnwrapError]]:
-        return self._pool.submit(self.backend.rewrap, list(refs), self.to_version)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 Progress = Callable[[int, int], None]

@@ -476,9 +476,7 @@ class Service:
         of the worker processes when the job would use them."""
         k = self.catalog.kek(name)
         rate = batch_s = start_s = 0.0
-        workers = self.rewrap_workers(k.backend)
-        if k.dek_count < 4 * batch_size:
-            workers = 1  # as rewrap() decides
+        workers = self._workers_for(k.backend, k.dek_count, batch_size)
         if measure and k.backend == "local":
             from custodian.backends.local import measure_rewrap_rate
 
@@ -503,10 +501,19 @@ class Service:
 
     @staticmethod
     def rewrap_workers(backend: str) -> int:
-        """Worker processes (local) or threads (servers) a rewrap uses by default."""
+        """Worker processes a rewrap on ``backend`` uses by default (one per CPU, at most 8;
+        one for backends without a pool)."""
         if backend == "local":
             return max(1, min(len(os.sched_getaffinity(0)), 8))
-        return 8
+        return 1
+
+    def _workers_for(
+        self, backend: str, pending: int, batch_size: int, asked: int | None = None
+    ) -> int:
+        """How many workers a job of ``pending`` DEKs gets: a pool costs more to start than
+        a few batches take, so under four batches it runs in this process."""
+        n = asked if asked is not None else self.rewrap_workers(backend)
+        return 1 if pending < 4 * batch_size or backend != "local" else max(1, n)
 
     def rotate(self, name: str, code: str | None, *, by: Actor) -> R.RewrapJob:
         """Rotate KEK ``name``: a new version that wraps every new DEK from now on, and a
@@ -582,19 +589,17 @@ class Service:
                 j = R.add_job(db, name, target, by.name, total, self._now())
                 d.update(job=j.id, to_rewrap=total)
         be = self.backend(k.backend)
-        n = workers if workers is not None else self.rewrap_workers(k.backend)
-        if R.pending_count(db, name, target, j.cursor) < 4 * batch_size:
-            n = 1  # a pool costs more to start than a few batches take
+        n = self._workers_for(
+            k.backend, R.pending_count(db, name, target, j.cursor), batch_size, workers
+        )
         rewrapper: R.Rewrapper
-        if n <= 1:
-            rewrapper = R.InlineRewrapper(be, target)
-        elif k.backend == "local":
+        if n > 1:
             from custodian.backends.local import LocalBackend, ProcessRewrapper
 
             assert isinstance(be, LocalBackend)
             rewrapper = ProcessRewrapper(be, name, target, n)
         else:
-            rewrapper = R.ThreadRewrapper(be, target, n)
+            rewrapper = R.InlineRewrapper(be, target)
         with self.catalog.transaction():
             R.count_run(db, j.id, self._now())
             self._record(
@@ -806,7 +811,8 @@ class Service:
         except (CustodianError, OSError) as e:
             raise BackendError(
                 f"KEK {name} v{version} is recorded as destroyed, but its key material could "
-                f"not be removed ({e}); remove it by hand or run the approval again."
+                f"not be removed yet ({e}); custodian erases it at the next read of the "
+                "requests (custodian restore list), or remove it by hand."
             ) from None
 
     # ------------------------------------------------------------ backups

@@ -111,6 +111,20 @@ class CustodianApp(App[None]):
             if command.title != "Screenshot":
                 yield command
 
+    def _fatal_error(self) -> None:
+        """Textual's own crash report, without the local variables it would print: a
+        frame of a ceremony holds a TOTP code or a passphrase (Textual 8.2.8, pinned)."""
+        import rich
+        from rich.segment import Segments
+        from rich.traceback import Traceback
+
+        self.bell()
+        traceback = Traceback(show_locals=False, width=None, suppress=[rich])
+        self._exit_renderables.append(
+            Segments(self.console.render(traceback, self.console.options))
+        )
+        self._close_messages_no_wait()
+
     def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
         self.notify(
             "Screenshots are turned off in custodian: they would write the screen to a file.",

@@ -43,7 +43,7 @@ from custodian.people import Actor
 from custodian.rotation import DEFAULT_BATCH, RewrapFailure, RewrapJob, RewrapReport
 from custodian.service import Service
 from screens.chrome import SessionBar
-from screens.dashboard import Clock, rotation_due, utc_now
+from screens.dashboard import STATE_STYLE, Clock, rotation_due, utc_now
 from screens.format import fit, safe, when
 from screens.key_dialogs import (
     CodeConfirm,
@@ -59,7 +59,6 @@ from screens.key_dialogs import (
 )
 from screens.secure import ceremony_blocked
 
-STATE_STYLE = {"active": "green", "retired": "yellow", "destroyed": "dim strike"}
 JOB_STYLE = {"running": "bold yellow", "done": "green", "superseded": "dim"}
 MAX_FAILURES_SHOWN = 12
 PURPOSE_WIDTH = 32

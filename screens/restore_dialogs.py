@@ -26,7 +26,7 @@ from custodian.errors import CustodianError
 from custodian.people import Actor
 from custodian.service import Service
 from screens.format import fit, human_size, safe, short_id
-from screens.restore_view import describe_request, sentence, short
+from screens.restore_view import describe_request, sentence
 from screens.signin import CodeInput
 
 SHOWN_BACKUPS = 8  # the request dialog lists this many marked backups, then "and N more"
@@ -194,13 +194,13 @@ class DecisionDialog(_Dialog):
         verb = "approve" if self.approving else "deny"
         if r.requester == name:
             return (
-                f"You asked for request {short(r.id)}, so you cannot {verb} it: "
+                f"You asked for request {short_id(r.id)}, so you cannot {verb} it: "
                 f"{r.quorum} other custodians decide. Nothing was done."
             )
         mine = [d for d in r.decisions if d.custodian == name]
         if mine:
             return (
-                f"You already {mine[0].decision}d request {short(r.id)}; a quorum needs "
+                f"You already {mine[0].decision}d request {short_id(r.id)}; a quorum needs "
                 "distinct custodians. Nothing was done."
             )
         return None
@@ -210,7 +210,7 @@ class DecisionDialog(_Dialog):
         with Vertical(classes="dialog wide", id="decide"):
             kind = "restore" if self.request.kind == "restore" else "destruction"
             yield Label(
-                f"{verb} {kind} request {short(self.request.id)}",
+                f"{verb} {kind} request {short_id(self.request.id)}",
                 classes="dialog-title",
                 markup=False,
             )
@@ -277,7 +277,9 @@ class DecisionDialog(_Dialog):
         self.query_one("#decide-ok", Button).disabled = True
         self._decide(code, reason)
 
-    @work(thread=True, exclusive=True, group="decide")
+    # a fixed description: Textual would otherwise put the arguments (the code) in
+    # the worker's description, which its log writes at every state change
+    @work(thread=True, exclusive=True, group="decide", description="decide a request")
     def _decide(self, code: str, reason: str) -> None:
         try:
             if self.approving:
@@ -325,11 +327,11 @@ class CancelDialog(ModalScreen[str | None]):
     def warning(self) -> str:
         r = self.request
         text = (
-            f"Cancelling is final: request {short(r.id)} can never be approved or run again; "
+            f"Cancelling is final: request {short_id(r.id)} can never be approved or run again; "
             "a new request starts from the beginning."
         )
         if r.session is not None and r.session.state == "open":
-            text += f" Its open session {short(r.session.id)} closes at once."
+            text += f" Its open session {short_id(r.session.id)} closes at once."
         return text
 
     def compose(self) -> ComposeResult:
@@ -337,7 +339,7 @@ class CancelDialog(ModalScreen[str | None]):
         kind = "restore" if r.kind == "restore" else "destruction"
         with Vertical(classes="dialog wide", id="cancel-dialog"):
             yield Label(
-                f"Cancel {kind} request {short(r.id)}", classes="dialog-title", markup=False
+                f"Cancel {kind} request {short_id(r.id)}", classes="dialog-title", markup=False
             )
             with VerticalScroll(id="cancel-request"):
                 yield Static(describe_request(r, self.backups, self.now))

@@ -28,11 +28,6 @@ def sentence(message: str) -> str:
     return message[:1].upper() + message[1:]
 
 
-def short(rid: str) -> str:
-    """The first 8 characters of a request or session id: what people say and type."""
-    return rid[:8]
-
-
 def time_left(stamp: str, now: float) -> str:
     """'58 min left', '2 h 05 min left', 'expired' for a catalog time stamp."""
     at = parse_stamp(stamp)
@@ -48,11 +43,6 @@ def time_left(stamp: str, now: float) -> str:
         return f"{minutes} min left"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min left"
-
-
-def clock(stamp: str) -> str:
-    """'2026-11-01T10:30:00.000000Z' -> '10:30 UTC'."""
-    return stamp[11:16] + " UTC"
 
 
 def what(r: Request) -> str:
@@ -187,7 +177,7 @@ def describe_request(
         pairs.add_row(
             "session",
             Text(
-                f"{short(s.id)}  {s.state}; opened {when(s.opened_at)} UTC, "
+                f"{short_id(s.id)}  {s.state}; opened {when(s.opened_at)} UTC, "
                 f"expires {when(s.expires_at)} UTC"
                 + (f" ({time_left(s.expires_at, now)})" if s.state == "open" else "")
             ),
@@ -227,12 +217,3 @@ def describe_request(
             file,
         )
     return Group(pairs, head, table)
-
-
-def decision_summary(r: Request) -> str:
-    """What the custodian is about to decide, in one sentence (for the dialog title line)."""
-    n = len(r.backups)
-    return (
-        f"{safe(r.requester)} asks to restore {n} backup{'s' if n != 1 else ''} into "
-        f"{safe(r.target)}."
-    )

@@ -69,7 +69,6 @@ from screens.restore_view import (
     runnable_by,
     sentence,
     session_note,
-    short,
     state_line,
     time_left,
     what,
@@ -371,7 +370,7 @@ class RestoresScreen(Screen[None]):
             waiting = r.id in self.waiting
             table.add_row(
                 Text("●", style="bold green") if waiting else Text(""),
-                Text(short(r.id)),
+                Text(short_id(r.id)),
                 Text(safe(r.requester)),
                 Text(when(r.created_at)),
                 Text(when(r.expires_at)),
@@ -460,7 +459,7 @@ class RestoresScreen(Screen[None]):
             ready = runnable_by(r, name)
             table.add_row(
                 Text("▶", style="bold green") if ready else Text(""),
-                Text(short(r.id)),
+                Text(short_id(r.id)),
                 Text(safe(r.requester)),
                 Text(when(r.created_at)),
                 Text(r.state, style=STATE_STYLE.get(r.state, "")),
@@ -506,9 +505,9 @@ class RestoresScreen(Screen[None]):
         n = len(r.backups)
         size = sum(b.size for b in self._backups_of(r).values() if b is not None and b.size >= 0)
         box.border_title = (
-            f"Session {short(r.session.id)} of request {short(r.id)}"
+            f"Session {short_id(r.session.id)} of request {short_id(r.id)}"
             if r.session is not None
-            else f"Request {short(r.id)}: no session yet"
+            else f"Request {short_id(r.id)}: no session yet"
         )
         lines = Text()
         lines.append(safe(state_line(r, now)), style="bold")
@@ -650,26 +649,26 @@ class RestoresScreen(Screen[None]):
             return
         if decision == "deny":
             self.notify(
-                f"You denied request {short(r.id)}; denial is final."
+                f"You denied request {short_id(r.id)}; denial is final."
                 + (f" {result.requester} sees it under Sessions." if r.kind == "restore" else ""),
                 markup=False,
             )
         elif r.kind != "restore" and result.state != "open":
             self.notify(
-                f"Request {short(r.id)} ({what(r)}): {state_line(result, self._now())}.",
+                f"Request {short_id(r.id)} ({what(r)}): {state_line(result, self._now())}.",
                 title="Quorum reached",
                 markup=False,
             )
         elif result.state == "approved" and result.session is not None:
             self.notify(
-                f"Request {short(r.id)} is approved: a session is open until "
+                f"Request {short_id(r.id)} is approved: a session is open until "
                 f"{when(result.session.expires_at)} UTC. {result.requester} can run it now.",
                 title="Quorum reached",
                 markup=False,
             )
         else:
             self.notify(
-                f"You approved request {short(r.id)}: {len(result.approvals)} of "
+                f"You approved request {short_id(r.id)}: {len(result.approvals)} of "
                 f"{result.quorum} approvals.",
                 markup=False,
             )
@@ -692,7 +691,7 @@ class RestoresScreen(Screen[None]):
         self.show_pane("sessions")
         self.reload(select=result.id)
         self.notify(
-            f"Request {short(result.id)} is recorded. {result.quorum} custodians must approve "
+            f"Request {short_id(result.id)} is recorded. {result.quorum} custodians must approve "
             f"it; it expires {when(result.expires_at)} UTC.",
             markup=False,
         )
@@ -705,7 +704,7 @@ class RestoresScreen(Screen[None]):
             return
         if r.final:
             self.notify(
-                f"Request {short(r.id)} is already {r.state} (final); nothing was done.",
+                f"Request {short_id(r.id)} is already {r.state} (final); nothing was done.",
                 severity="warning",
                 markup=False,
             )
@@ -724,7 +723,7 @@ class RestoresScreen(Screen[None]):
         if by.name != r.requester and not by.has("custodian"):
             self.notify(
                 f"Only {r.requester}, who asked, or a custodian may cancel request "
-                f"{short(r.id)}; nothing was done.",
+                f"{short_id(r.id)}; nothing was done.",
                 severity="warning",
                 markup=False,
             )
@@ -750,8 +749,12 @@ class RestoresScreen(Screen[None]):
             self.reload(select=r.id)
         closed = r.session is not None and r.session.state == "open"
         self.notify(
-            f"Request {short(r.id)} is cancelled (final)"
-            + (f"; its session {short(r.session.id)} is closed." if closed and r.session else ".")
+            f"Request {short_id(r.id)} is cancelled (final)"
+            + (
+                f"; its session {short_id(r.session.id)} is closed."
+                if closed and r.session
+                else "."
+            )
             + (f" {r.requester} sees it under Sessions." if by.name != r.requester else ""),
             title="Request cancelled",
             markup=False,
@@ -770,14 +773,14 @@ class RestoresScreen(Screen[None]):
             return
         if by.name != r.requester:
             self.notify(
-                f"Only {r.requester}, who asked for request {short(r.id)}, may run it.",
+                f"Only {r.requester}, who asked for request {short_id(r.id)}, may run it.",
                 severity="warning",
                 markup=False,
             )
             return
         if not runnable_by(r, by.name):
             self.notify(
-                f"Request {short(r.id)} has no open session: {state_line(r, self._now())}.",
+                f"Request {short_id(r.id)} has no open session: {state_line(r, self._now())}.",
                 severity="warning",
                 markup=False,
             )
@@ -787,7 +790,7 @@ class RestoresScreen(Screen[None]):
         self.stopping = False
         self.run_status, self.run_style = "Starting…", ""
         self.app.busy = (  # type: ignore[attr-defined]
-            f"the restore of request {short(r.id)} is running (Esc on Restores, F6, stops it "
+            f"the restore of request {short_id(r.id)} is running (Esc on Restores, F6, stops it "
             "between backups)"
         )
         bar = self.query_one("#session-progress", ProgressBar)

@@ -112,7 +112,9 @@ class SignInScreen(ModalScreen[Actor | None]):
         self.query_one("#signin-ok", Button).disabled = True
         self._sign_in(person, take_secret(pw_field), code)
 
-    @work(thread=True, exclusive=True, group="signin")
+    # a fixed description: Textual would otherwise put the arguments (the code) in
+    # the worker's description, which its log writes at every state change
+    @work(thread=True, exclusive=True, group="signin", description="sign in")
     def _sign_in(self, name: str, passphrase: SecretBytes, code: str) -> None:
         try:
             actor = self.service.sign_in(name, passphrase, code)

@@ -36,7 +36,7 @@ from custodian.backends.base import (
     sealed_name,
 )
 from custodian.catalog import Catalog
-from custodian.errors import BackendError, CustodianError, UnwrapError
+from custodian.errors import BackendError, UnwrapError
 from custodian.keystore import SealedStore
 from custodian.secret import SecretBytes
 
@@ -126,6 +126,14 @@ def measure_rewrap_rate(suite_name: str, seconds: float = 0.15) -> float:
     return 1.5 * n / elapsed
 
 
+def bad_wrap(backup_id: str, kek: str, version: int) -> str:
+    """Why a wrapped DEK did not open (the same words in this process and in a worker)."""
+    return (
+        f"the wrapped DEK of backup {backup_id} does not open under KEK {kek} version "
+        f"{version} (tampered, or bound to another backup)."
+    )
+
+
 def fingerprint(suite_name: str, pub: bytes) -> str:
     """SHA-256 over suite and public key, first 128 bits, in groups of four hex digits."""
     h = hashlib.sha256(b"custodian kek v1\0" + suite_name.encode() + b"\0" + pub).hexdigest()[:32]
@@ -205,12 +213,7 @@ class LocalBackend:
                     ref.wrapped, priv, info=dek_context(ref.backup_id, ref.kek, ref.version)
                 )
             except (InvalidTag, ValueError):
-                out.append(
-                    UnwrapError(
-                        f"the wrapped DEK of backup {ref.backup_id} does not open under KEK "
-                        f"{ref.kek} version {ref.version} (tampered, or bound to another backup)."
-                    )
-                )
+                out.append(UnwrapError(bad_wrap(ref.backup_id, ref.kek, ref.version)))
                 continue
             out.append(SecretBytes(pt, "DEK"))
         return out
@@ -259,12 +262,11 @@ class ProcessRewrapper:
         try:
             for v in k.versions:
                 if v.version < to_version and v.state == "active":
-                    try:
-                        private[v.version] = backend._sealed.unseal(
-                            backend._ksk(), sealed_name(kek, v.version)
-                        )
-                    except CustodianError:
-                        continue  # its DEKs fail in the worker, each with a clear reason
+                    # a key that does not unseal stops the job with the sealed store's own
+                    # message, as it does in one process
+                    private[v.version] = backend._sealed.unseal(
+                        backend._ksk(), sealed_name(kek, v.version)
+                    )
             target = cat.kek_version(kek, to_version)
             if target.state != "active" or target.public_key is None:
                 raise BackendError(

@@ -83,13 +83,6 @@ class _Reader:
         return self.i < len(self.d)
 
 
-def _bad_wrap(bid: str, kek: str, version: int) -> str:
-    return (
-        f"the wrapped DEK of backup {bid} does not open under KEK {kek} version {version} "
-        "(tampered, or bound to another backup)."
-    )
-
-
 def serve(inp: IO[bytes], out: IO[bytes]) -> None:
     from cryptography.exceptions import InvalidTag
 
@@ -125,7 +118,7 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
             try:
                 dek = hs.decrypt(wrapped, priv, info=dek_context(bid, kek_s, version))
             except (InvalidTag, ValueError):
-                msg = _bad_wrap(bid, kek_s, version)
+                msg = local.bad_wrap(bid, kek_s, version)
                 parts.append(b"\1" + _U32.pack(len(msg.encode())) + msg.encode())
                 continue
             new = hs.encrypt(dek, pub, info=dek_context(bid, kek_s, to))

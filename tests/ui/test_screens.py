@@ -468,3 +468,21 @@ async def test_untrusted_text_with_markup_does_not_break_screens(ui_svc: Service
             await pilot.press(key)
             await pilot.pause(0.3)
         assert isinstance(ui_svc.backups(limit=1)[0], Backup)
+
+
+async def test_a_crash_report_shows_no_local_variables(ui_svc: Service) -> None:
+    """Textual's crash report prints every frame's locals; a ceremony frame holds a code
+    or a passphrase. custodian's shows the traceback only."""
+    app = CustodianApp(ui_svc)
+    async with app.run_test():
+        code_typed = "".join(reversed("372819"))  # not in the source the report quotes
+        try:
+            raise RuntimeError(f"boom {len(code_typed)}")
+        except RuntimeError:
+            app._fatal_error()
+        console = Console(file=io.StringIO(), width=120)
+        for r in app._exit_renderables:
+            console.print(r)
+        text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "RuntimeError" in text and "boom 6" in text
+    assert "918273" not in text

@@ -547,3 +547,23 @@ def test_a_worker_that_dies_fails_its_batch_clearly_and_the_job_resumes(
     assert census(svc) == {1: 300, 2: 0}  # nothing was written
     svc.rewrap("backups", by=alice)
     assert fingerprints(svc) == before
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_old_key_that_does_not_unseal_stops_the_job_with_the_reason(
+    svc: Service, cast: Cast, custodians: tuple[Actor, Actor], workers: int
+) -> None:
+    from custodian.errors import SealError
+
+    alice, _ = custodians
+    fill(svc, 1000)
+    svc.rotate("backups", next_code(svc, cast.alice), by=alice)
+    path = svc.sealed._path(sealed_name("backups", 1))
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 1
+    path.write_bytes(bytes(blob))
+    svc.backend("local").retire("backups", 1)  # drop the cached key: read it again
+    with pytest.raises(SealError, match="failed authentication"):
+        svc.rewrap("backups", by=alice, workers=workers, batch_size=100)
+    assert census(svc) == {1: 1000, 2: 0}  # nothing written, nothing recorded as failed
+    assert svc.rewrap_failures() == []
