@@ -224,11 +224,11 @@ def _verify(report: Report, svc: Any, home: Path, *, entries: int, repeat: int) 
     cp = svc.audit_checkpoint(by=cust)  # the real append, on top of the bulk
     cust.forget()
     the_bot.forget()
-    n = svc.audit.count()
+    n = svc.log.count()
     build.note = (
         f"{added:,} written in bulk (fsync per segment), the rest by the real API; "
-        f"{len(svc.audit.segments())} segments, "
-        f"{sum(p.stat().st_size for p in svc.audit.segments()) / 2**20:.1f} MiB"
+        f"{len(svc.log.segments())} segments, "
+        f"{sum(p.stat().st_size for p in svc.log.segments()) / 2**20:.1f} MiB"
     )
 
     ver = row(GROUP, "Service.audit_verify (with checkpoint)", work=n, unit="ops/s")

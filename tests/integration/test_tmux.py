@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from custodian import people as P
-from custodian.service import Service, _totp_name
+from custodian.service import Service, totp_name
 
 EXE = str(Path(sys.executable).parent / "custodian")
 PASSPHRASE = "alice-demo-passphrase"  # custodian.demo.PEOPLE, and the README
@@ -126,7 +126,7 @@ def alice_totp(home: Path) -> tuple[bytes, int]:
     """Alice's TOTP secret (to prove it never reaches the terminal) and her last used step."""
     with Service.open(home) as svc:
         p = svc.person("alice")
-        with svc.sealed.unseal(svc._load_ksk(), _totp_name("alice", p.totp_generation)) as s:
+        with svc.sealed.unseal(svc._load_ksk(), totp_name("alice", p.totp_generation)) as s:
             secret = bytes(s.reveal())
         (last_step,) = svc.catalog.db.execute(
             "SELECT last_step FROM totp WHERE person='alice'"

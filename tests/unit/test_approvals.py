@@ -498,7 +498,7 @@ def test_a_quorum_of_three_needs_three(
     from dataclasses import replace
 
     carol = _carol(svc, cast)
-    svc.config = replace(svc.config, policy=replace(svc.config.policy, approval_quorum=3))
+    svc.ctx.config = replace(svc.config, policy=replace(svc.config.policy, approval_quorum=3))
     b = _enc(svc, tmp_path, b"x", "x")
     r = _request(svc, cast, [b.id], target)
     for who in (cast.alice, cast.bob):

@@ -64,7 +64,7 @@ def _populate(svc: Service, cast: Cast, alice: Actor, out: Path) -> None:
     svc.create_kek(
         "archive", by=alice, purpose="long-term archive", code=next_code(svc, cast.alice)
     )
-    assert svc.audit.count() == 12
+    assert svc.log.count() == 12
 
 
 @dataclass
@@ -96,7 +96,7 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Golden]:
         try:
             alice = unlock(svc, cast.alice)
             _populate(svc, cast, alice, base / "out")
-            (seg,) = svc.audit.segments()
+            (seg,) = svc.log.segments()
             yield Golden(seg.read_bytes(), alice, unlock(svc, cast.bob))
         finally:
             svc.close()
@@ -115,7 +115,7 @@ def _log(directory: Path, data: bytes) -> AuditLog:
 
 
 def _segment(svc: Service) -> Path:
-    (seg,) = svc.audit.segments()
+    (seg,) = svc.log.segments()
     return seg
 
 
@@ -388,7 +388,7 @@ def test_cut_tail_verifies_alone_but_not_against_a_checkpoint(
     svc = populated
     cp = svc.audit_checkpoint(by=alice)
     # a checkpoint vouches for the entries before it; its own record is entry 13
-    assert (cp["seq"], svc.audit.count()) == (12, 13)
+    assert (cp["seq"], svc.log.count()) == (12, 13)
     assert svc.audit_verify(checkpoint=cp).checkpoint == "checkpoint at entry 12 by alice holds"
     seg = _segment(svc)
     lines = seg.read_bytes().splitlines(keepends=True)
@@ -421,7 +421,7 @@ def test_cut_tail_regrown_is_a_rewrite(populated: Service, alice: Actor) -> None
     seg.write_bytes(b"".join(seg.read_bytes().splitlines(keepends=True)[:-3]))
     for _ in range(3):  # new entries chained onto the cut log
         svc.audit_checkpoint(by=alice)
-    assert svc.audit.count() == 13 and svc.audit_verify().ok
+    assert svc.log.count() == 13 and svc.audit_verify().ok
     _bad(
         svc.audit_verify(checkpoint=cp),
         12,
@@ -481,7 +481,7 @@ def test_entry_signed_after_its_signer_was_disabled_is_caught(
     oscar = unlock(svc, cast.oscar)
     svc.encrypt_backup(io.BytesIO(b"before"), tmp_path / "before.cbk", by=oscar)
     svc.disable_person("oscar", by=alice, reason="left the team")
-    disabled_at = svc.audit.count()
+    disabled_at = svc.log.count()
     # the service refuses the stale actor and the home signs the refusal...
     with pytest.raises(AuthError, match="not an active person"):
         svc.encrypt_backup(io.BytesIO(b"after"), tmp_path / "after.cbk", by=oscar)
@@ -489,7 +489,7 @@ def test_entry_signed_after_its_signer_was_disabled_is_caught(
     assert (refusal["actor"], refusal["outcome"]) == ("home", "refused")
     assert svc.audit_verify().ok  # oscar's earlier entries still verify
     # ...and an entry written with oscar's key anyway is caught
-    forged = svc.audit.append(
+    forged = svc.log.append(
         actor="oscar",
         key_id=oscar.key_id,
         sign=oscar.sign,
@@ -504,10 +504,10 @@ def test_replaced_key_old_entries_verify_and_the_old_key_signs_nothing_new(
 ) -> None:
     old = unlock(svc, cast.oscar)
     svc.encrypt_backup(io.BytesIO(b"x"), tmp_path / "x.cbk", by=old)
-    old_entry = svc.audit.count()
+    old_entry = svc.log.count()
     cp = svc.audit_checkpoint(by=alice)  # signed with alice's first key
     svc.replace_signing_key("oscar", SecretBytes(b"oscar new passphrase"), by=alice)
-    replaced_at = svc.audit.count()
+    replaced_at = svc.log.count()
     svc.replace_signing_key("alice", SecretBytes(b"alice new passphrase"), by=alice)
     new = svc.unlock("oscar", SecretBytes(b"oscar new passphrase"))
     svc.encrypt_backup(io.BytesIO(b"y"), tmp_path / "y.cbk", by=new)
@@ -527,7 +527,7 @@ def test_replaced_key_old_entries_verify_and_the_old_key_signs_nothing_new(
     _bad(svc.audit_verify(), old_entry, "which no earlier entry enrolled")
     # and the old key signs nothing after its replacement
     seg.write_bytes(good)
-    forged = svc.audit.append(
+    forged = svc.log.append(
         actor="oscar",
         key_id=old.key_id,
         sign=old.sign,
@@ -548,7 +548,7 @@ def test_key_announced_by_someone_without_the_right_is_caught(svc: Service, cast
     oscar = unlock(svc, cast.oscar)  # an operator
     fake = ed25519.Ed25519PrivateKey.generate()
     pub = fake.public_key().public_bytes_raw()
-    announce = svc.audit.append(
+    announce = svc.log.append(
         actor="oscar",
         key_id=oscar.key_id,
         sign=oscar.sign,
@@ -556,7 +556,7 @@ def test_key_announced_by_someone_without_the_right_is_caught(svc: Service, cast
         subject="person:alice",
         details={"key_id": P.key_id(pub), "public_key": base64.b64encode(pub).decode()},
     )
-    svc.audit.append(
+    svc.log.append(
         actor="alice",
         key_id=P.key_id(pub),
         sign=fake.sign,
@@ -581,7 +581,7 @@ def test_enrolment_by_a_non_custodian_and_a_forged_key_id_are_caught(
         "key_id": P.key_id(pub),
         "public_key": base64.b64encode(pub).decode(),
     }
-    e = svc.audit.append(
+    e = svc.log.append(
         actor="audrey",
         key_id=audrey.key_id,
         sign=audrey.sign,
@@ -601,7 +601,7 @@ def test_an_announced_key_id_must_hash_the_public_key(
 
     alice = unlock(svc, cast.alice)
     pub = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
-    e = svc.audit.append(
+    e = svc.log.append(
         actor="alice",
         key_id=alice.key_id,
         sign=alice.sign,
@@ -657,7 +657,7 @@ def test_refused_sign_in_is_logged_and_the_log_verifies(
         typed = cast.bob.code(-2)
     else:
         svc.disable_person("bob", by=alice, reason="left the team")
-    n = svc.audit.count()
+    n = svc.log.count()
     message, actor, action, reason = SIGN_IN_REFUSALS[case]
     with pytest.raises(AuthError, match=message):
         svc.sign_in("bob", SecretBytes(passphrase), typed)
@@ -767,7 +767,7 @@ class Breakage:
             (d / ".lock").unlink()
             (d / ".lock").mkdir()
         elif self.kind == "segment-is-a-directory":
-            self.test_mp.setattr(A, "SEGMENT_ENTRIES", svc.audit.count())  # next: segment 2
+            self.test_mp.setattr(A, "SEGMENT_ENTRIES", svc.log.count())  # next: segment 2
             (d / "segment-000002.jsonl").mkdir()
         elif self.kind == "disk-full-tmpfs":
             self._mount("64k")
@@ -869,7 +869,7 @@ def test_unwritable_log_means_the_action_does_not_happen(
         return name in {k.name for k in svc.keks()}
 
     breakage.prepare(svc, alice)
-    before = {p.name: p.read_bytes() for p in svc.audit.segments()}
+    before = {p.name: p.read_bytes() for p in svc.log.segments()}
     breakage.apply(svc)
     backups = svc.backup_count()
     with pytest.raises(AuditError, match="the action was not carried out") as err:
@@ -880,10 +880,10 @@ def test_unwritable_log_means_the_action_does_not_happen(
     assert sorted(os.listdir(out)) == []  # no container, no partial file left behind
 
     breakage.repair()
-    after = {p.name: p.read_bytes() for p in svc.audit.segments()}
+    after = {p.name: p.read_bytes() for p in svc.log.segments()}
     assert after == before  # nothing appended, nothing half-written, nothing lost
     res = svc.audit_verify()
-    assert res.ok and res.entries == svc.audit.count(), res.summary()
+    assert res.ok and res.entries == svc.log.count(), res.summary()
     n = res.entries
     act("kept")
     assert committed("kept")
@@ -940,7 +940,7 @@ def test_missing_middle_or_last_segment(
     for _ in range(3):
         svc.audit_checkpoint(by=alice)
     cp = svc.audit_checkpoint(by=alice)
-    segs = svc.audit.segments()
+    segs = svc.log.segments()
     assert len(segs) >= 3
     # the checkpoint vouches for an entry in the newest segment
     assert json.loads(segs[-1].read_bytes().splitlines()[0])["seq"] <= cp["seq"]

@@ -295,12 +295,12 @@ def test_a_home_may_name_containers_by_whole_file_sha256(
 
     from custodian.config import Config
 
-    svc.config = replace(svc.config, container_digest="sha256")
+    svc.ctx.config = replace(svc.config, container_digest="sha256")
     a = _enc(svc, tmp_path, b"old" * 500, "old.cbk")
     assert a.container_sha256 == hashlib.sha256(Path(a.location).read_bytes()).hexdigest()
     svc.config.save(svc.home.config)
     assert Config.load(svc.home.config).container_digest == "sha256"
-    svc.config = replace(svc.config, container_digest="tags")
+    svc.ctx.config = replace(svc.config, container_digest="tags")
     b = _enc(svc, tmp_path, b"new" * 500, "new.cbk")
     assert b.container_sha256.startswith("t1:")
     session = approved_session(svc, cast, [a.id, b.id], tmp_path)

@@ -1,0 +1,253 @@
+"""The one facade that the CLI and the screens call.
+
+Screens and the CLI never open the catalog, the sealed store or the keyring
+themselves; they hold a :class:`Service` and call its capabilities, each a
+namespace in a module of its own, as hvac's ``client.secrets.transit`` is:
+
+===================  ==========================================================
+``svc.keys``         KEK lifecycle: create, rotate, rewrap, retire, destroy (keys.py)
+``svc.backups``      encrypt, import, the inventory (backups.py)
+``svc.people``       enrolment, key and TOTP replacement, disabling (people.py)
+``svc.auth``         unlock, TOTP checks, sign in and out (auth.py)
+``svc.approvals``    requests, approve, deny, cancel, expiry (approvals.py)
+``svc.restores``     restore requests, sessions, runs (restores.py)
+``svc.audit``        entries, verify, checkpoint (audit.py)
+===================  ==========================================================
+
+They share one :class:`~custodian.service.context.HomeContext` (``svc.ctx``):
+catalog, sealed store, keyring, audit log, clock, policy, and the audited
+transaction and refusal plumbing. Methods that take time accept plain
+callbacks (``progress``) so the caller can show progress in its own way.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from custodian import people as P
+from custodian.audit import AuditLog
+from custodian.backends.base import Health
+from custodian.catalog import Catalog, Kek, utcnow
+from custodian.config import DEFAULT_SUITE, Config, Policy
+from custodian.errors import CatalogError
+from custodian.home import Home
+from custodian.keystore import Keyring, SealedStore, ksk_check_value
+from custodian.people import Actor
+from custodian.secret import SecretBytes
+from custodian.service._compat import FlatNames
+from custodian.service.approvals import Approvals
+from custodian.service.audit import Audit
+from custodian.service.auth import Auth
+from custodian.service.backups import DEFAULT_CHUNK, Backups
+from custodian.service.context import (
+    HOME,
+    HOME_KEY,
+    HomeContext,
+    Progress,
+    policy_dict,
+    totp_name,
+)
+from custodian.service.keys import Keys
+from custodian.service.people import PendingEnrolment, People
+from custodian.service.restores import Restores
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "HOME",
+    "HOME_KEY",
+    "PendingEnrolment",
+    "Progress",
+    "Service",
+    "Status",
+    "totp_name",
+]
+
+
+@dataclass(frozen=True)
+class Status:
+    home: Path
+    home_id: str
+    demo: bool
+    keyring: str
+    backends: tuple[Health, ...]
+    keks: tuple[Kek, ...]
+    backup_count: int
+    policy: Policy
+
+
+class Service(FlatNames):
+    """Everything custodian does, for one home."""
+
+    def __init__(self, home: Home, config: Config, catalog: Catalog) -> None:
+        self.ctx = HomeContext(home, config, catalog)
+        self.approvals = Approvals(self.ctx)
+        self.keys = Keys(self.ctx, self.approvals)
+        self.backups = Backups(self.ctx)
+        self.people = People(self.ctx)
+        self.auth = Auth(self.ctx)
+        self.restores = Restores(self.ctx, self.approvals)
+        self.audit = Audit(self.ctx)
+
+    # The home's parts, for callers that show or check them (tests, the demo builder).
+    @property
+    def home(self) -> Home:
+        return self.ctx.home
+
+    @property
+    def config(self) -> Config:
+        return self.ctx.config
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.ctx.catalog
+
+    @property
+    def keyring(self) -> Keyring:
+        return self.ctx.keyring
+
+    @property
+    def sealed(self) -> SealedStore:
+        return self.ctx.sealed
+
+    @property
+    def log(self) -> AuditLog:
+        """The raw audit log (segments, append); read it through ``svc.audit``."""
+        return self.ctx.log
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """Seconds since the epoch for TOTP steps and expiry; tests replace it."""
+        return self.ctx.clock
+
+    @clock.setter
+    def clock(self, fn: Callable[[], float]) -> None:
+        self.ctx.clock = fn
+
+    # ------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(cls, home: str | os.PathLike[str] | None = None) -> Service:
+        """Open an existing home after checking it is there and private."""
+        h = Home.resolve(home)
+        h.check()
+        cfg = Config.load(h.config)
+        return cls(h, cfg, Catalog(h.catalog))
+
+    @classmethod
+    def init(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        kek: str = "backups",
+        suite: str = DEFAULT_SUITE,
+        keyring_backend: str = "system",
+        demo: bool = False,
+    ) -> Service:
+        """Create a home: configuration, catalog, sealed store, KSK in the keyring, a first KEK.
+
+        The keyring is checked before anything is written, so a machine without
+        a usable keyring is told so and left with no half-made home.
+        """
+        h = Home.resolve(home)
+        cfg = Config.new(keyring_backend=keyring_backend, default_kek=kek, suite=suite, demo=demo)
+        if keyring_backend == "system":
+            Keyring("system", h.keyring_dir, cfg.home_id)._get()  # raises a clear KeyringError
+        h.create()
+        try:
+            catalog = Catalog(h.catalog, create=True)
+            svc = cls(h, cfg, catalog)
+            ksk = SecretBytes.random(32, "KSK")
+            svc.keyring.store_ksk(ksk)
+            with catalog.transaction():
+                catalog.set_meta("home_id", cfg.home_id)
+                catalog.set_meta("ksk_check", ksk_check_value(ksk))
+                catalog.set_meta("created_at", utcnow())
+            svc.ctx._ksk = ksk
+            svc._genesis()
+            svc.keys.create(
+                kek, by=svc.ctx.home_actor(), suite=suite, purpose="default KEK for backups"
+            )
+            cfg.save(h.config)  # written last: its presence marks a complete home
+        except BaseException:
+            _remove_partial_home(h)
+            raise
+        return svc
+
+    def _genesis(self) -> None:
+        """Make the home's own signing key and write the first audit entry."""
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        ctx = self.ctx
+        key = ed25519.Ed25519PrivateKey.generate()
+        pub = key.public_key().public_bytes_raw()
+        kid = P.key_id(pub)
+        with SecretBytes(key.private_bytes_raw(), "home key") as raw:
+            ctx.sealed.seal(ctx.load_ksk(), HOME_KEY, raw)
+        ctx._home = Actor(HOME, (), kid, key)
+        with ctx.catalog.transaction():
+            ctx.catalog.add_person(HOME, (), "home")
+            ctx.catalog.add_signing_key(HOME, kid, pub, "sealed")
+            ctx.record(
+                ctx._home,
+                "home.init",
+                f"home:{ctx.config.home_id}",
+                details={
+                    "home_id": ctx.config.home_id,
+                    "key_id": kid,
+                    "public_key": base64.b64encode(pub).decode(),
+                    "keyring": ctx.config.keyring_backend,
+                    "policy": policy_dict(ctx.config.policy),
+                },
+            )
+
+    def close(self) -> None:
+        self.ctx.close()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ the dashboard
+
+    def status(self) -> Status:
+        import sqlite3
+
+        ctx = self.ctx
+        try:
+            return Status(
+                home=ctx.home.path,
+                home_id=ctx.config.home_id,
+                demo=ctx.config.demo,
+                keyring=ctx.keyring.description,
+                backends=tuple(self._health(n) for n in ctx.config.backends),
+                keks=tuple(ctx.catalog.keks()),
+                backup_count=ctx.catalog.backup_count(),
+                policy=ctx.config.policy,
+            )
+        except sqlite3.Error as e:
+            raise CatalogError(
+                f"the catalog {ctx.home.catalog} could not be read ({e}); nothing was "
+                "changed. Check the disk, or restore the catalog from its last copy."
+            ) from None
+
+    def _health(self, name: str) -> Health:
+        if name == "local" and not self.ctx.backend_loaded(name):
+            # Nothing can be down in the embedded backend; saying so without loading
+            # it keeps cryptography out of the dashboard's first frame.
+            from custodian.backends.base import EMBEDDED
+
+            return Health(name, True, EMBEDDED)
+        return self.ctx.backend(name).health()
+
+
+def _remove_partial_home(h: Home) -> None:
+    import shutil
+
+    if h.path.is_dir() and not h.config.exists():
+        shutil.rmtree(h.path, ignore_errors=True)

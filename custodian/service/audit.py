@@ -1,0 +1,74 @@
+"""``svc.audit``: reading, verifying and checkpointing the signed audit log.
+
+The log itself (segments, hash chain, signatures) is :mod:`custodian.audit`;
+the facade reaches the raw :class:`~custodian.audit.AuditLog` as ``svc.log``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from custodian.audit import VerifyResult
+from custodian.people import Actor
+from custodian.service.context import HomeContext, Progress
+
+
+class Audit:
+    """What auditors read and check."""
+
+    def __init__(self, ctx: HomeContext) -> None:
+        self._ctx = ctx
+
+    def entries(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        text: str = "",
+        last: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Entries matching a filter, oldest first (the ``last`` N if asked)."""
+        out = []
+        for e in self._ctx.log.entries():
+            if "_malformed" in e:
+                continue
+            if actor and e.get("actor") != actor:
+                continue
+            if action and not str(e.get("action", "")).startswith(action):
+                continue
+            if outcome and e.get("outcome") != outcome:
+                continue
+            if (
+                text
+                and text.lower()
+                not in (str(e.get("subject", "")) + " " + str(e.get("details", ""))).lower()
+            ):
+                continue
+            out.append(e)
+        return out[-last:] if last else out
+
+    def verify(
+        self,
+        *,
+        checkpoint: dict[str, Any] | None = None,
+        progress: Progress | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> VerifyResult:
+        from custodian.audit import verify
+
+        return verify(self._ctx.log, checkpoint=checkpoint, progress=progress, cancelled=cancelled)
+
+    def checkpoint(self, *, by: Actor) -> dict[str, Any]:
+        """A signed statement of the log's head, to keep outside the home."""
+        from custodian.audit import checkpoint_body, sign_checkpoint
+
+        ctx = self._ctx
+        ctx.require(by, None, "audit.checkpoint", "audit")
+        seq, head = ctx.log.head()
+        cp = sign_checkpoint(
+            checkpoint_body(ctx.config.home_id, seq, head, by.name, by.key_id), by.sign
+        )
+        ctx.record(by, "audit.checkpoint", "audit", details={"seq": seq, "head": head})
+        return cp

@@ -1,0 +1,91 @@
+"""``svc.auth``: unlocking a person's key, TOTP checks, signing in and out.
+
+The CLI's ``--as`` is :meth:`Auth.unlock`; the TUI signs in with
+:meth:`Auth.sign_in` (passphrase, then a fresh TOTP code). Every failure is
+logged; a code counts once.
+"""
+
+from __future__ import annotations
+
+from custodian import people as P
+from custodian.errors import CustodianError, NotFoundError
+from custodian.people import Actor, AuthError
+from custodian.secret import SecretBytes
+from custodian.service.context import HomeContext
+
+
+class Auth:
+    """Who is acting: unlocked signing keys and fresh codes."""
+
+    def __init__(self, ctx: HomeContext) -> None:
+        self._ctx = ctx
+
+    def unlock(self, name: str, passphrase: SecretBytes | None) -> Actor:
+        """Unlock a person's signing key (the CLI's --as). Failures are logged."""
+        ctx = self._ctx
+        try:
+            p = ctx.catalog.person(name)
+        except NotFoundError:
+            ctx.record_refusal(None, "person.unlock", f"person:{ctx.hmac(name)}", "no such person")
+            raise AuthError(f"nobody named {name!r} is enrolled; nothing was done.") from None
+        subject = f"person:{name}"
+        if not p.active or p.kind == "home":
+            ctx.record_refusal(None, "person.unlock", subject, "person is disabled")
+            raise AuthError(f"{name} is disabled and cannot act; nothing was done.")
+        k = p.key
+        blob = ctx.keyring.get(f"sign:{name}:{k.key_id}") if k else None
+        if k is None or blob is None:
+            raise AuthError(
+                f"{name}'s signing key is not in this keyring ({ctx.keyring.description}); "
+                "use the workstation where they enrolled, or have a custodian replace the key."
+            )
+        try:
+            key = P.open_signing_key(name, k.key_id, blob, passphrase)
+        except AuthError as e:
+            ctx.record_refusal(None, "person.unlock", subject, "wrong passphrase")
+            raise e from None
+        return Actor(name, p.roles, k.key_id, key)
+
+    def check_totp(
+        self, actor: Actor, code: str, action: str = "totp.check", subject: str | None = None
+    ) -> int:
+        """Accept ``code`` for ``actor`` once (see :meth:`HomeContext.check_totp`)."""
+        return self._ctx.check_totp(actor, code, action, subject)
+
+    def sign_in(self, name: str, passphrase: SecretBytes, code: str) -> Actor:
+        """TUI sign-in: passphrase unlocks the key, then a fresh TOTP code."""
+        ctx = self._ctx
+        actor = self.unlock(name, passphrase)
+        if actor.roles == ("operator",) and ctx.catalog.person(name).kind == "service":
+            raise AuthError(f"{name} is a service identity and cannot sign in.")
+        try:
+            with ctx.catalog.transaction():
+                step = ctx.check_totp(actor, code, "person.sign_in")
+                ctx.record(actor, "person.sign_in", f"person:{name}", details={"step": step})
+        except CustodianError:
+            actor.forget()
+            raise
+        return actor
+
+    def sign_out(self, actor: Actor) -> None:
+        """End a session. A key that was replaced, or a person disabled, while
+        signed in signs nothing more: the home key records the sign-out then."""
+        ctx = self._ctx
+        subject = f"person:{actor.name}"
+        try:
+            try:
+                p = ctx.catalog.person(actor.name)
+                current = p.active and p.key is not None and p.key.key_id == actor.key_id
+            except NotFoundError:
+                current = False
+            if current:
+                ctx.record(actor, "person.sign_out", subject)
+            else:
+                ctx.record(
+                    ctx.home_actor(),
+                    "person.sign_out",
+                    subject,
+                    details={"note": "key replaced or person disabled during the session"},
+                )
+        finally:
+            actor.forget()

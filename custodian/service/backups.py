@@ -1,0 +1,286 @@
+"""``svc.backups``: encrypting backups, importing containers, and the inventory.
+
+Encryption needs no secret: the fresh DEK is wrapped under the KEK's current
+version and the backup is recorded only once its container is complete and
+fsynced. Decryption is not here: it happens only inside a restore session
+(:mod:`custodian.service.restores`).
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from custodian.backends.base import KekBackend
+from custodian.catalog import Backup, Kek, utcnow
+from custodian.errors import ConflictError, ContainerError, NotFoundError
+from custodian.people import Actor
+from custodian.secret import SecretBytes, new_dek
+from custodian.service.context import HomeContext, Progress
+
+if TYPE_CHECKING:
+    from custodian import container
+
+# Cryptographic modules are imported where they are used, so that listing
+# commands start fast (``custodian kek list`` needs no cryptography at all).
+DEFAULT_CHUNK = 1024 * 1024  # custodian.container.DEFAULT_CHUNK, checked by a test
+
+
+class Backups:
+    """Backups in the catalog, and the two ways one gets there."""
+
+    def __init__(self, ctx: HomeContext) -> None:
+        self._ctx = ctx
+
+    def list(
+        self,
+        *,
+        text: str = "",
+        kek: str | None = None,
+        version: int | None = None,
+        order: str = "created_at",
+        descending: bool = True,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[Backup]:
+        """Backups matching a filter, sorted in SQL, one page at a time if asked."""
+        return self._ctx.catalog.backups(
+            text=text,
+            kek=kek,
+            version=version,
+            order=order,
+            descending=descending,
+            limit=limit,
+            offset=offset,
+        )
+
+    def count(self, *, text: str = "", kek: str | None = None, version: int | None = None) -> int:
+        """How many backups match a filter."""
+        return self._ctx.catalog.count_backups(text=text, kek=kek, version=version)
+
+    def get(self, id_or_prefix: str) -> Backup:
+        return self._ctx.catalog.find_backup(id_or_prefix)
+
+    def total(self) -> int:
+        """How many backups the catalog holds."""
+        return self._ctx.catalog.backup_count()
+
+    def encrypt(
+        self,
+        src: Path | BinaryIO,
+        dst: Path,
+        *,
+        by: Actor,
+        kek: str | None = None,
+        label: str | None = None,
+        force: bool = False,
+        chunk_size: int = DEFAULT_CHUNK,
+        progress: Progress | None = None,
+        created_at: str | None = None,
+    ) -> Backup:
+        """Encrypt ``src`` into a new container at ``dst`` under a fresh DEK.
+
+        The DEK is wrapped under the KEK's current version (no secret needed on
+        the local backend) and the backup is recorded in the catalog only after
+        the container is complete and fsynced.
+        """
+        from custodian import container
+
+        ctx = self._ctx
+        ctx.require(by, "operator", "backup.encrypt", f"file:{Path(dst).name}")
+        k = ctx.catalog.kek(kek or ctx.config.default_kek)
+        version = k.current_version
+        be = ctx.backend(k.backend)
+        backup_id = uuid.uuid4()
+        dst = Path(dst).absolute()
+        if isinstance(src, Path):
+            if not src.is_file():
+                raise NotFoundError(f"{src} is not a readable file; nothing was written.")
+            total = src.stat().st_size
+            name = label or src.name
+        else:
+            total = 0
+            name = label or "stdin"
+        result: builtins.list[container.Written] = []
+        with new_dek() as dek:
+            wrapped = be.wrap(k.name, version, [(str(backup_id), dek)])[0]
+
+            def step(done: int) -> None:
+                if progress is not None:
+                    progress(done, max(total, done))
+
+            def encrypt(f: BinaryIO, out: BinaryIO) -> None:
+                result.append(
+                    _encrypt(
+                        f,
+                        out,
+                        dek,
+                        backup_id,
+                        be,
+                        k,
+                        version,
+                        wrapped,
+                        chunk_size,
+                        step,
+                        ctx.config.container_digest,
+                    )
+                )
+
+            def fill(out: BinaryIO) -> None:
+                if isinstance(src, Path):
+                    with open(src, "rb", buffering=0) as f:
+                        encrypt(f, out)
+                else:
+                    encrypt(src, out)
+
+            # a file that --force replaces keeps a second name until the entry is written
+            kept = _link_aside(dst) if force else None
+            try:
+                container.write_new_file(dst, force, fill)
+            except BaseException:
+                _unlink(kept)
+                raise
+        w = result[0]
+        b = Backup(
+            id=str(backup_id),
+            label=name,
+            created_at=created_at or utcnow(),
+            size=w.plaintext_size,
+            container_size=w.container_size,
+            container_sha256=w.sha256,
+            location=str(dst),
+            kek=k.name,
+            kek_version=version,
+            wrapped_dek=wrapped,
+            chunk_size=chunk_size,
+        )
+        try:
+            with ctx.audited(by, "backup.encrypt", f"backup:{b.id}", _backup_details(b)):
+                ctx.catalog.add_backups([b])
+        except BaseException:
+            if kept is not None:
+                os.replace(kept, dst)  # the action did not happen: the replaced file is back
+            else:
+                dst.unlink(missing_ok=True)  # never leave a container the catalog does not know
+            raise
+        _unlink(kept)
+        return b
+
+    def import_file(self, path: Path, *, by: Actor, label: str | None = None) -> Backup:
+        """Register a container made elsewhere (or a catalog rebuilt from containers).
+
+        The header is parsed and its KEK reference must name a version this home
+        has; the container's hash and size are recorded. The header's wrapped
+        DEK becomes the catalog's wrapped DEK.
+        """
+        from custodian import container
+
+        ctx = self._ctx
+        path = Path(path).absolute()
+        ctx.require(by, "operator", "backup.import", f"file:{path.name}")
+        if not path.is_file():
+            raise NotFoundError(f"{path} is not a readable file; nothing was imported.")
+
+        with open(path, "rb") as f:
+            header = container.read_header(f, str(path))
+            digest = container.file_digest(f, header, ctx.config.container_digest, str(path))
+            size = f.seek(0, os.SEEK_END)
+        try:
+            kek = ctx.catalog.kek(header.kek)
+        except NotFoundError:
+            raise NotFoundError(
+                f"{path} is under KEK {header.kek!r}, which this home does not have; "
+                "nothing was imported."
+            ) from None
+        if kek.backend != header.backend:
+            raise ContainerError(
+                f"{path} names backend {header.backend!r} but KEK {kek.name} lives in "
+                f"{kek.backend!r}; nothing was imported."
+            )
+        ctx.catalog.kek_version(kek.name, header.kek_version)  # raises if unknown
+        bid = str(header.backup_id)
+        try:
+            existing = ctx.catalog.backup(bid)
+        except NotFoundError:
+            existing = None
+        if existing is not None:
+            raise ConflictError(
+                f"backup {bid} is already in the catalog (at {existing.location}); "
+                "nothing was imported."
+            )
+        b = Backup(
+            id=bid,
+            label=label or path.name,
+            created_at=utcnow(),
+            size=-1,
+            container_size=size,
+            container_sha256=digest,
+            location=str(path),
+            kek=kek.name,
+            kek_version=header.kek_version,
+            wrapped_dek=header.wrapped_dek,
+            chunk_size=header.chunk_size,
+        )
+        with ctx.audited(by, "backup.import", f"backup:{b.id}", _backup_details(b)):
+            ctx.catalog.add_backups([b])
+        return b
+
+
+def _encrypt(
+    src: BinaryIO,
+    out: BinaryIO,
+    dek: SecretBytes,
+    backup_id: uuid.UUID,
+    be: KekBackend,
+    k: Kek,
+    version: int,
+    wrapped: bytes,
+    chunk_size: int,
+    step: Callable[[int], None],
+    digest: str,
+) -> container.Written:
+    from custodian import container
+
+    return container.encrypt_stream(
+        src,
+        out,
+        dek,
+        backup_id=backup_id,
+        backend=be.name,
+        kek=k.name,
+        kek_version=version,
+        wrapped_dek=wrapped,
+        chunk_size=chunk_size,
+        progress=step,
+        digest=digest,
+    )
+
+
+def _backup_details(b: Backup) -> dict[str, Any]:
+    return {
+        "label": b.label,
+        "size": b.size,
+        "container_size": b.container_size,
+        "container_sha256": b.container_sha256,
+        "location": b.location,
+        "kek": b.kek,
+        "kek_version": b.kek_version,
+    }
+
+
+def _link_aside(path: Path) -> Path | None:
+    """A second, hidden name for an existing file, so that it can be put back."""
+    if not path.is_file():
+        return None
+    aside = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.replaced")
+    os.link(path, aside)
+    return aside
+
+
+def _unlink(path: Path | None) -> None:
+    if path is not None:
+        path.unlink(missing_ok=True)

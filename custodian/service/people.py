@@ -1,0 +1,274 @@
+"""``svc.people``: enrolment, key and TOTP replacement, disabling, the roster.
+
+Enrolment is two steps: :meth:`People.begin_enrolment` makes the keys in
+memory (a :class:`PendingEnrolment`), and nothing is stored until
+:meth:`People.complete_enrolment` accepts the first code from the new
+authenticator. Signing in is :mod:`custodian.service.auth`.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+from dataclasses import dataclass
+
+from custodian import people as P
+from custodian.catalog import Person
+from custodian.errors import ConflictError, CustodianError
+from custodian.people import Actor, AuthError
+from custodian.secret import SecretBytes
+from custodian.service.context import HOME, HomeContext, totp_name
+
+
+@dataclass
+class PendingEnrolment:
+    """An enrolment (or TOTP replacement) waiting for its first code.
+
+    Holds the TOTP secret and the new key blob in memory only; nothing is
+    stored until :meth:`People.complete_enrolment` accepts a code.
+    """
+
+    name: str
+    roles: tuple[str, ...]
+    kind: str
+    by: str
+    key: P.NewKey | None
+    totp: SecretBytes | None
+    replace_totp: bool = False
+
+    def __repr__(self) -> str:
+        return f"<PendingEnrolment {self.name} roles={self.roles} [secrets redacted]>"
+
+    __str__ = __repr__
+
+    def uri(self, home_label: str) -> str:
+        """The otpauth:// URI (holds the TOTP secret: show it, never log it)."""
+        if self.totp is None:
+            return ""
+        return P.provisioning_uri(self.totp, self.name, home_label)
+
+    def qr(self, home_label: str) -> list[str]:
+        return P.qr_lines(self.uri(home_label)) if self.totp is not None else []
+
+    def secret_b32(self) -> str:
+        return P.totp_b32(self.totp) if self.totp is not None else ""
+
+    def discard(self) -> None:
+        if self.totp is not None:
+            self.totp.wipe()
+        self.key = None
+
+
+class People:
+    """Who is enrolled, with which roles, keys and TOTP secrets."""
+
+    def __init__(self, ctx: HomeContext) -> None:
+        self._ctx = ctx
+
+    def list(self, *, include_home: bool = False) -> builtins.list[Person]:
+        return [p for p in self._ctx.catalog.people() if include_home or p.kind != "home"]
+
+    def get(self, name: str) -> Person:
+        return self._ctx.catalog.person(name)
+
+    def needs_bootstrap(self) -> bool:
+        """True while no active custodian exists: the home identity may enrol the first."""
+        return not any(p.active and p.has("custodian") for p in self.list())
+
+    # ------------------------------------------------------------ enrolment
+
+    def begin_enrolment(
+        self,
+        name: str,
+        roles: builtins.list[str] | tuple[str, ...],
+        *,
+        passphrase: SecretBytes | None,
+        by: Actor | None,
+        service: bool = False,
+    ) -> PendingEnrolment:
+        """Prepare a person's keys; nothing is stored until the first code comes back.
+
+        ``by`` is the enrolling custodian; None only while the home has no
+        custodian yet (bootstrap), when the home identity signs the entry.
+        A service identity (``service=True``) holds the operator role only, may
+        have no passphrase, and has no TOTP (it never approves anything).
+        """
+        P.check_name(name)
+        roles = P.check_roles(tuple(roles))
+        actor = self._enroller(by, f"person:{name}")
+        if name == HOME:
+            raise CustodianError(f"{HOME!r} is reserved for the home's own identity.")
+        if any(p.name == name for p in self._ctx.catalog.people()):
+            raise ConflictError(f"{name} is already enrolled; nothing was changed.")
+        if service:
+            if roles != ("operator",):
+                raise CustodianError("a service identity holds the operator role only.")
+        elif passphrase is None:
+            raise CustodianError("a person needs a passphrase; only service identities may not.")
+        key = P.new_signing_key(name, passphrase)
+        totp = None if service else P.new_totp_secret()
+        return PendingEnrolment(
+            name, roles, "service" if service else "person", actor.name, key, totp
+        )
+
+    def _enroller(self, by: Actor | None, subject: str) -> Actor:
+        if by is None:
+            if not self.needs_bootstrap():
+                raise AuthError(
+                    "this home has custodians: enrolment needs one of them (--as NAME); "
+                    "nothing was done."
+                )
+            return self._ctx.home_actor()
+        self._ctx.require(by, "custodian", "person.enrol", subject)
+        return by
+
+    def complete_enrolment(
+        self, pending: PendingEnrolment, code: str | None, *, by: Actor | None
+    ) -> Person:
+        """Check the first code, then store everything and record the enrolment."""
+        ctx = self._ctx
+        actor = self._enroller(by, f"person:{pending.name}")
+        if actor.name != pending.by:
+            raise AuthError("the enrolment was begun by someone else; start again.")
+        step: int | None = None
+        if pending.kind == "person":
+            step = P.match_step(pending.totp, code or "") if pending.totp else None
+            if step is None:
+                raise AuthError(
+                    "that code does not match the new authenticator entry; nothing was "
+                    "enrolled. Check the phone's clock and type the code now shown."
+                )
+        key = pending.key
+        if key is None:
+            raise CustodianError("this enrolment was discarded; start again.")
+        ctx.keyring.set(f"sign:{pending.name}:{key.key_id}", key.blob)
+        with ctx.audited(
+            actor,
+            "person.enrol",
+            f"person:{pending.name}",
+            {
+                "roles": list(pending.roles),
+                "kind": pending.kind,
+                "key_id": key.key_id,
+                "public_key": base64.b64encode(key.public_raw).decode(),
+                "protection": "passphrase" if key.blob_protected else "none",
+                "totp": pending.totp is not None,
+            },
+        ):
+            ctx.catalog.add_person(pending.name, pending.roles, pending.kind)
+            ctx.catalog.add_signing_key(
+                pending.name,
+                key.key_id,
+                key.public_raw,
+                "passphrase" if key.blob_protected else "none",
+            )
+            if pending.totp is not None:
+                ctx.sealed.seal(ctx.load_ksk(), totp_name(pending.name, 1), pending.totp)
+                ctx.catalog.set_totp(pending.name, 1)
+                if step is not None:
+                    ctx.catalog.use_totp_step(pending.name, step)
+        pending.discard()
+        return ctx.catalog.person(pending.name)
+
+    # ------------------------------------------------------------ credential changes
+
+    def replace_key(self, name: str, passphrase: SecretBytes | None, *, by: Actor) -> Person:
+        """A new signing key for ``name`` (lost passphrase, suspected compromise).
+
+        Done by the person themselves or by a custodian. The old public key
+        stays known so old entries still verify.
+        """
+        ctx = self._ctx
+        subject = f"person:{name}"
+        ctx.require(by, None if by.name == name else "custodian", "person.key.replace", subject)
+        p = ctx.catalog.person(name)
+        if p.kind == "person" and passphrase is None:
+            raise CustodianError("a person's signing key needs a passphrase.")
+        old = p.key
+        key = P.new_signing_key(name, passphrase)
+        ctx.keyring.set(f"sign:{name}:{key.key_id}", key.blob)
+        prot = "passphrase" if key.blob_protected else "none"
+        with ctx.audited(
+            by,
+            "person.key.replace",
+            subject,
+            {
+                "key_id": key.key_id,
+                "public_key": base64.b64encode(key.public_raw).decode(),
+                "previous_key_id": old.key_id if old else None,
+                "protection": prot,
+            },
+        ):
+            ctx.catalog.add_signing_key(name, key.key_id, key.public_raw, prot)
+        if by.name == name:
+            by.forget()  # the old key signs nothing more
+        return ctx.catalog.person(name)
+
+    def begin_totp_replacement(self, name: str, *, by: Actor) -> PendingEnrolment:
+        self._ctx.require(
+            by, None if by.name == name else "custodian", "person.totp.replace", f"person:{name}"
+        )
+        p = self._ctx.catalog.person(name)
+        if p.kind != "person":
+            raise CustodianError(f"{name} is a service identity and has no TOTP.")
+        return PendingEnrolment(
+            name, p.roles, p.kind, by.name, None, P.new_totp_secret(), replace_totp=True
+        )
+
+    def complete_totp_replacement(
+        self, pending: PendingEnrolment, code: str, *, by: Actor
+    ) -> Person:
+        ctx = self._ctx
+        subject = f"person:{pending.name}"
+        ctx.require(
+            by, None if by.name == pending.name else "custodian", "person.totp.replace", subject
+        )
+        step = P.match_step(pending.totp, code) if pending.totp else None
+        if step is None or pending.totp is None:
+            raise AuthError(
+                "that code does not match the new authenticator entry; the old "
+                "TOTP secret stays in force. Type the code now shown."
+            )
+        gen = ctx.catalog.person(pending.name).totp_generation + 1
+        with ctx.audited(by, "person.totp.replace", subject, {"generation": gen}):
+            ctx.sealed.seal(ctx.load_ksk(), totp_name(pending.name, gen), pending.totp)
+            ctx.catalog.set_totp(pending.name, gen)
+            ctx.catalog.use_totp_step(pending.name, step)
+        old = totp_name(pending.name, gen - 1)
+        if ctx.sealed.exists(old):
+            ctx.sealed.destroy(old)
+        pending.discard()
+        return ctx.catalog.person(pending.name)
+
+    def disable(self, name: str, *, by: Actor, reason: str = "") -> Person:
+        ctx = self._ctx
+        subject = f"person:{name}"
+        ctx.require(by, "custodian", "person.disable", subject)
+        p = ctx.catalog.person(name)
+        if not p.active:
+            raise ConflictError(f"{name} is already disabled.")
+        others = [q for q in self.list() if q.active and q.has("custodian") and q.name != name]
+        if p.has("custodian") and not others:
+            ctx.record_refusal(by, "person.disable", subject, "last active custodian")
+            raise CustodianError(
+                f"{name} is the last active custodian; enrol another custodian first."
+            )
+        with ctx.audited(by, "person.disable", subject, {"reason": reason}):
+            ctx.catalog.set_person_state(name, "disabled")
+        return ctx.catalog.person(name)
+
+    def demo_codes(self) -> builtins.list[tuple[str, str, int]]:
+        """Current TOTP codes of every person, on a demo home only: (name, code, seconds left)."""
+        ctx = self._ctx
+        if not ctx.config.demo:
+            raise AuthError("demo codes exist only on a demo home (custodian demo); refused.")
+        import time
+
+        now = time.time()
+        left = P.TOTP_PERIOD - int(now) % P.TOTP_PERIOD
+        out = []
+        for p in self.list():
+            if p.totp_generation and p.active:
+                with ctx.sealed.unseal(ctx.load_ksk(), totp_name(p.name, p.totp_generation)) as s:
+                    out.append((p.name, P.hotp(s, P.current_step(now)), left))
+        return out

@@ -1,0 +1,459 @@
+"""``svc.restores``: restore requests and the sessions that run them.
+
+An operator (or custodian) asks with :meth:`Restores.request`; custodians
+decide through ``svc.approvals``; at quorum a session opens
+(:meth:`Restores.open_session`, the approval mechanism's hook); the requester
+runs it with :meth:`Restores.run`. Data keys are unwrapped only inside an open
+session that covers the backup, checked against the catalog whoever calls.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from custodian import approvals as A
+from custodian.backends.base import DekRef
+from custodian.catalog import Backup
+from custodian.errors import (
+    ConflictError,
+    ContainerError,
+    CustodianError,
+    NotFoundError,
+    UnwrapError,
+)
+from custodian.people import Actor, AuthError
+from custodian.secret import SecretBytes
+from custodian.service.context import HomeContext, Progress
+
+if TYPE_CHECKING:
+    from custodian import container
+    from custodian.service.approvals import Approvals
+
+
+class Restores:
+    """Restore requests, sessions and runs."""
+
+    def __init__(self, ctx: HomeContext, approvals: Approvals) -> None:
+        self._ctx = ctx
+        self._approvals = approvals
+        approvals.register("restore", at_quorum=self.open_session)
+
+    def request(
+        self,
+        backups: Sequence[str],
+        reason: str,
+        target: str | os.PathLike[str],
+        *,
+        by: Actor,
+    ) -> A.Request:
+        """Ask for a restore of ``backups`` (ids or unambiguous prefixes) into ``target``.
+
+        Operators and custodians may ask; auditors may not. ``target`` must be an
+        existing directory outside the home; it need not be empty, but a file
+        already there under a backup's restore name is never replaced (that backup
+        fails when the session runs). Each backup must be in the catalog. The file
+        name of each backup (its label made safe, else its id) is fixed here, so
+        custodians approve exactly what will be written.
+        """
+        ctx = self._ctx
+        action = "restore.request"
+        ctx.require(by, None, action, "request:new")
+        p = ctx.catalog.person(by.name)
+        if not (p.has("operator") or p.has("custodian")):
+            raise ctx.refused(
+                by,
+                action,
+                "request:new",
+                f"{by.name} holds neither the operator nor the custodian role",
+                f"{by.name} may not request a restore (operators and custodians may); "
+                "nothing was done.",
+                AuthError,
+            )
+        reason = " ".join(reason.split())
+        given = [str(x).strip() for x in backups if str(x).strip()]
+        details: dict[str, Any] = {"kind": "restore", "reason": reason, "target": str(target)}
+        if not reason:
+            raise ctx.refused(
+                by,
+                action,
+                "request:new",
+                "no reason given",
+                "a restore request needs a reason (--reason TEXT): custodians decide on it. "
+                "Nothing was done.",
+                details=details,
+            )
+        if len(reason) > 2000:
+            raise ctx.refused(
+                by,
+                action,
+                "request:new",
+                "reason too long",
+                "the reason is longer than 2,000 characters; shorten it. Nothing was done.",
+            )
+        if not given:
+            raise ctx.refused(
+                by,
+                action,
+                "request:new",
+                "no backup named",
+                "name at least one backup to restore; nothing was done.",
+                details=details,
+            )
+        t = Path(target).expanduser()
+        if not t.is_dir():
+            raise ctx.refused(
+                by,
+                action,
+                "request:new",
+                "target is not an existing directory",
+                f"the target {t} is not an existing directory; create it (mode 0700) first. "
+                "Nothing was done.",
+                NotFoundError,
+                details,
+            )
+        t = t.resolve()
+        home = ctx.home.path.resolve()
+        if t == home or home in t.parents:
+            raise ctx.refused(
+                by,
+                action,
+                "request:new",
+                "target inside the home",
+                f"the target {t} is inside the custodian home; plaintext never goes there. "
+                "Choose another directory. Nothing was done.",
+                details=details,
+            )
+        details["target"] = str(t)
+        found: list[Backup] = []
+        for x in given:
+            try:
+                b = ctx.catalog.find_backup(x)
+            except NotFoundError as e:
+                raise ctx.refused(
+                    by,
+                    action,
+                    "request:new",
+                    f"backup {x[:64]} is not in the catalog",
+                    f"{e} Nothing was requested.",
+                    NotFoundError,
+                    details,
+                ) from None
+            if all(b.id != f.id for f in found):
+                found.append(b)
+        payload = {
+            "backups": [b.id for b in found],
+            "files": restore_names(found),
+            "reason": reason,
+            "target": str(t),
+        }
+        return self._approvals.open_request("restore", payload, by=by, action=action)
+
+    def open_session(self, r: A.Request, by: Actor, details: dict[str, Any]) -> None:
+        """At quorum, inside the approving transaction: the session opens."""
+        ctx = self._ctx
+        sid = A.new_id()
+        exp = A.stamp(ctx.clock() + 60 * ctx.policy.session_minutes)
+        A.add_session(ctx.catalog.db, A.Session(sid, r.id, ctx.now(), exp, "open", None))
+        details.update(session=sid, session_expires_at=exp)
+
+    def run(
+        self,
+        request_or_session_id: str,
+        *,
+        by: Actor,
+        progress: Progress | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        on_result: Callable[[A.RestoreResult], None] | None = None,
+    ) -> A.RestoreReport:
+        """Restore every backup of an approved request into its target, in its open session.
+
+        Only the requester runs it. Each backup is decrypted to a temporary file
+        that is renamed into place only after its last chunk authenticated and
+        its container hash matched the catalog; a backup that fails leaves
+        nothing at the target and the others carry on. Each outcome is recorded
+        (catalog and audit log). ``progress(done, total)`` counts plaintext bytes
+        over the whole run; ``cancelled()`` is checked between backups (a cancelled
+        run keeps the session open, and running again does the rest); ``on_result``
+        gets each backup's result as it is recorded. When every backup has been
+        tried the session closes and the request is done.
+        """
+        ctx = self._ctx
+        action = "restore.run"
+        ctx.require(by, None, action, f"request:{request_or_session_id[:64]}")
+        self._approvals.expire_due()
+        r = self._approvals.find(request_or_session_id, by, action)
+        subject = f"request:{r.id}"
+        if r.kind != "restore":
+            raise ctx.refused(
+                by, action, subject, "not a restore", f"request {r.id[:8]} is not a restore."
+            )
+        if by.name != r.requester:
+            raise ctx.refused(
+                by,
+                action,
+                subject,
+                f"{by.name} is not the requester",
+                f"only {r.requester}, who asked for this restore, may run it; nothing was done.",
+                AuthError,
+            )
+        s = r.session
+        if s is None or s.state != "open":
+            if r.state == "open":
+                why = f"not approved yet ({len(r.approvals)} of {r.quorum} approvals)"
+            elif s is not None and s.state == "expired":
+                why = "its session expired"
+            elif r.state == "done":
+                why = "its session already ran and closed"
+            else:
+                why = f"the request is {r.state}"
+            raise ctx.refused(
+                by,
+                action,
+                subject,
+                f"no open session: {why}",
+                f"request {r.id[:8]} has no open session ({why}); nothing was decrypted. "
+                "Ask for a new restore if it is still needed.",
+                AuthError,
+            )
+        target = Path(r.target)
+        if not target.is_dir():
+            raise ctx.refused(
+                by,
+                action,
+                subject,
+                "target directory missing",
+                f"the target {target} no longer exists; nothing was decrypted. Create it "
+                "again and run the session before it expires.",
+                NotFoundError,
+            )
+        done_ok = {x.backup for x in r.results if x.outcome == "ok"}
+        todo = [b for b in r.backups if b not in done_ok]
+        report = A.RestoreReport(
+            r.id, s.id, str(target), skipped=[b for b in r.backups if b in done_ok]
+        )
+        sizes = {bid: self._expected_size(bid) for bid in todo}
+        total = sum(sizes.values())
+        base = 0
+        for bid in todo:
+            if cancelled is not None and cancelled():
+                report.cancelled = True
+                break
+
+            def step(done: int, _total: int, base: int = base) -> None:
+                if progress is not None:
+                    progress(min(base + done, total), total)
+
+            res = self._restore_one(s, r, bid, target, by, step)
+            report.results.append(res)
+            if on_result is not None:
+                on_result(res)
+            base += sizes[bid]
+            if progress is not None:
+                progress(base, total)
+        if not report.cancelled:
+            report.session_state = self._close_session(s, r, report, by)
+        return report
+
+    def _expected_size(self, backup_id: str) -> int:
+        try:
+            b = self._ctx.catalog.backup(backup_id)
+        except NotFoundError:
+            return 0
+        return b.size if b.size >= 0 else b.container_size
+
+    def _restore_one(
+        self,
+        s: A.Session,
+        r: A.Request,
+        bid: str,
+        target: Path,
+        by: Actor,
+        progress: Progress,
+    ) -> A.RestoreResult:
+        ctx = self._ctx
+        dst = target / str(r.payload.get("files", {}).get(bid, bid))
+        size: int | None = None
+        reason = ""
+        try:
+            b = ctx.catalog.backup(bid)
+            if dst.exists() or dst.is_symlink():
+                raise ConflictError(
+                    f"{dst} already exists; it was left as it is and this backup was not "
+                    "restored. Move that file away and ask for a new restore of this backup."
+                )
+            size = self._decrypt_backup(b, dst, session=s, progress=progress).plaintext_size
+        except (CustodianError, OSError) as e:
+            reason = str(e) if isinstance(e, CustodianError) else f"{e.strerror or e} ({dst})"
+        ok = not reason
+        res = A.RestoreResult(
+            s.id, bid, "ok" if ok else "failed", reason, size, str(dst) if ok else None, ctx.now()
+        )
+        details: dict[str, Any] = {"request": r.id, "session": s.id, "file": str(dst)}
+        if ok:
+            details["plaintext_size"] = size
+        else:
+            details["reason"] = reason
+        try:
+            with ctx.catalog.transaction():
+                A.add_result(ctx.catalog.db, res)
+                ctx.record(by, "restore.backup", f"backup:{bid}", res.outcome, details)
+        except BaseException:
+            if ok:
+                dst.unlink(missing_ok=True)  # not recorded, so not restored (fail-closed)
+            raise
+        return res
+
+    def _close_session(self, s: A.Session, r: A.Request, report: A.RestoreReport, by: Actor) -> str:
+        ctx = self._ctx
+        db = ctx.catalog.db
+        with ctx.catalog.transaction():
+            cur = A.session(db, s.id)
+            if cur is None or cur.state != "open":
+                return cur.state if cur is not None else "closed"
+            now = ctx.now()
+            expired = cur.expires_at <= now
+            if not expired:
+                A.set_session_state(db, s.id, "closed", now)
+                A.set_request_state(db, r.id, "done", now)
+                ctx.record(
+                    by,
+                    "restore.session.close",
+                    f"session:{s.id}",
+                    details={
+                        "request": r.id,
+                        "restored": [x.backup for x in report.ok],
+                        "failed": [x.backup for x in report.failed],
+                        "earlier": report.skipped,
+                    },
+                )
+        if expired:
+            self._approvals.expire_due()  # ran out during the run: recorded as expired, not done
+            return "expired"
+        return "closed"
+
+    # ------------------------------------------------------------ decryption (core only)
+
+    def _check_session(self, session: A.Session, b: Backup, target: Path | None) -> None:
+        """Refuse (and log) unless the catalog says ``session`` is open, unexpired, and
+        covers backup ``b`` (and, when given, a file ``target`` in its directory).
+
+        Everything is read again from the catalog: the object passed in only names
+        the session, so a made-up or stale one unwraps nothing.
+        """
+        ctx = self._ctx
+        row = A.session(ctx.catalog.db, session.id)
+        why = ""
+        if row is None:
+            why = "no such restore session"
+        elif row.state != "open":
+            why = f"the restore session is {row.state}"
+        elif row.expires_at <= ctx.now():
+            why = "the restore session has expired"
+        else:
+            req = A.find_request(ctx.catalog.db, ctx.policy.approval_quorum, row.request)
+            if b.id not in req.backups:
+                why = "the backup is outside the restore session's scope"
+            elif target is not None and Path(target).absolute().parent.resolve() != Path(
+                req.target
+            ):
+                why = "the target is outside the restore session's scope"
+        if why:
+            ctx.record_refusal(
+                None, "restore.unwrap", f"backup:{b.id}", why, {"session": session.id}
+            )
+            raise AuthError(
+                f"{why}: no data key was unwrapped and nothing was written. A restore needs "
+                "a session that custodians approved for this backup and target."
+            )
+
+    def _unwrap(self, b: Backup, *, session: A.Session) -> SecretBytes:
+        """The DEK of ``b``, only inside an open restore session that covers it."""
+        self._check_session(session, b, None)
+        kek = self._ctx.catalog.kek(b.kek)
+        res = self._ctx.backend(kek.backend).unwrap(
+            [DekRef(b.id, b.kek, b.kek_version, b.wrapped_dek)]
+        )[0]
+        if isinstance(res, UnwrapError):
+            raise res
+        return res
+
+    def _decrypt_backup(
+        self,
+        b: Backup,
+        target: Path,
+        *,
+        session: A.Session,
+        progress: Progress | None = None,
+    ) -> container.Written:
+        """Decrypt one catalogued backup to ``target``, inside an open restore session.
+
+        The session must be open, unexpired and cover ``b`` and ``target``'s
+        directory (checked against the catalog, whoever calls). Plaintext goes to
+        a temporary file that is renamed into place only after the last chunk
+        authenticated and the container hash matched the catalog; an existing
+        ``target`` is never replaced. Restores go through :meth:`run`.
+        """
+        from custodian import container
+
+        self._check_session(session, b, Path(target))
+        src_path = Path(b.location)
+        if not src_path.is_file():
+            raise NotFoundError(f"the container of backup {b.id} is missing at {src_path}.")
+        out: list[container.Written] = []
+        with open(src_path, "rb", buffering=0) as f:
+            header = container.read_header(f, str(src_path))
+            if str(header.backup_id) != b.id:
+                raise ContainerError(
+                    f"{src_path} holds backup {header.backup_id}, not {b.id}: the header "
+                    "belongs to another backup. No plaintext was written."
+                )
+            with self._unwrap(b, session=session) as dek:
+
+                def fill(dst: BinaryIO) -> None:
+                    def step(done: int) -> None:
+                        if progress is not None:
+                            progress(done, max(b.size, done))
+
+                    w = container.decrypt_stream(
+                        f,
+                        dst,
+                        dek,
+                        header,
+                        name=str(src_path),
+                        progress=step,
+                        digest=container.digest_kind(b.container_sha256),
+                    )
+                    if w.sha256 != b.container_sha256:
+                        raise ContainerError(
+                            f"{src_path} authenticated but its digest differs from the "
+                            "catalog's: it is not the container that was catalogued. No "
+                            "plaintext was kept."
+                        )
+                    out.append(w)
+
+                container.write_new_file(Path(target), False, fill)
+        return out[0]
+
+
+def _safe_name(label: str) -> str:
+    """A label as a plain file name: letters, digits, dot, dash, underscore; no leading dot."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).lstrip("._-")[:120]
+
+
+def restore_names(backups: list[Backup]) -> dict[str, str]:
+    """The file each backup restores to: its label made safe, else its id; made unique."""
+    names: dict[str, str] = {}
+    seen: set[str] = set()
+    for b in backups:
+        name = _safe_name(b.label) or b.id
+        if name.lower() in seen:
+            name = f"{name}.{b.id[:8]}"
+        if name.lower() in seen:
+            name = b.id
+        seen.add(name.lower())
+        names[b.id] = name
+    return names
