@@ -24,7 +24,7 @@ ABOUT = {
     "wrap": "LocalBackend wrap/unwrap/rewrap per HPKE suite vs bare hpke.Suite calls",
     "startup": "CLI start-up (--help, kek list), no textual import, TUI first frame",
     "audit": "verify a long signed log (--audit-entries) vs raw Ed25519; fsync append latency",
-    "rewrap": "Service.rewrap of --deks DEKs after a rotation, 1 and 2 workers, vs bare HPKE",
+    "rewrap": "svc.keys.rewrap of --deks DEKs after a rotation, 1 and 2 workers, vs bare HPKE",
 }
 TITLES = {
     "stream": "STREAM: {size} plaintext from the page cache, output on /dev/shm; rate is "
@@ -34,7 +34,7 @@ TITLES = {
     "startup": "STARTUP: whole-process wall time; TUI = until the pane shows the app",
     "audit": "AUDIT: verify {entries:,} entries (ratio = raw Ed25519 time / verify time); "
     "append latency with fsync (ratio = append / bare fsync)",
-    "rewrap": "REWRAP: rotate, then Service.rewrap of every DEK (child process, one run each); "
+    "rewrap": "REWRAP: rotate, then svc.keys.rewrap of every DEK (child process, one run each); "
     "ratios = rate / bare HPKE loop, 2 workers / 1 process",
 }
 

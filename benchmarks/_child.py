@@ -10,10 +10,10 @@ peak RSS separately) and prints one JSON line.
     python -m benchmarks._child approve HOME ID DST       backup-bot asks for a
         restore of backup ID into DST's directory + /restore-target, both bench
         custodians approve with TOTP; prints the request id
-    python -m benchmarks._child restore HOME REQUEST DST  Service.run_restore of
+    python -m benchmarks._child restore HOME REQUEST DST  svc.restores.run of
         the approved REQUEST by backup-bot; the restored file is renamed to DST
     python -m benchmarks._child rewrap HOME WORKERS BATCH   rotate the default KEK
-        (untimed), then Service.rewrap with WORKERS processes, batches of BATCH
+        (untimed), then svc.keys.rewrap with WORKERS processes, batches of BATCH
     python -m benchmarks._child bare-rewrap SUITE N       the reference: N bare
         hpke decrypt + encrypt pairs with dek_context info, nothing else
 
@@ -92,13 +92,13 @@ def approve(home: str, backup_id: str, dst: str) -> dict[str, object]:
     target = _restore_target(dst)
     t0 = time.perf_counter()
     with Service.open(home) as svc:
-        rid = open_session(svc, [svc.backup(backup_id).id], target)
+        rid = open_session(svc, [svc.backups.get(backup_id).id], target)
     return {"request": rid, "seconds": time.perf_counter() - t0}
 
 
 def restore(home: str, request: str, dst: str) -> dict[str, object]:
     """The operator's side: backup-bot runs the approved REQUEST with
-    ``Service.run_restore`` (the timed call), as a restore job would, in a process
+    ``svc.restores.run`` (the timed call), as a restore job would, in a process
     of its own; the restored file is then renamed to DST (untimed) for the
     parent's check."""
     from benchmarks._home import bot
@@ -114,7 +114,7 @@ def restore(home: str, request: str, dst: str) -> dict[str, object]:
         # unwrap, decrypt_stream, hash check, fsync and rename); the rest of the
         # call is bookkeeping: result row and audit entries (each fsynced), session close
         inner: list[float] = []
-        decrypt_backup = svc._decrypt_backup
+        decrypt_backup = svc.restores._decrypt_backup
 
         def timed(*a: Any, **kw: Any) -> Any:
             t = time.perf_counter()
@@ -123,7 +123,7 @@ def restore(home: str, request: str, dst: str) -> dict[str, object]:
             finally:
                 inner.append(time.perf_counter() - t)
 
-        svc._decrypt_backup = timed  # type: ignore[method-assign]
+        svc.restores._decrypt_backup = timed  # type: ignore[method-assign]
         # and the decrypt_stream call within it: the same call as the decrypt
         # command's, so restore's own overhead shows without the noise between processes
         stream: list[float] = []
@@ -139,7 +139,7 @@ def restore(home: str, request: str, dst: str) -> dict[str, object]:
         container.decrypt_stream = timed_stream
         t1 = time.perf_counter()
         try:
-            rep = svc.run_restore(rid, by=by)
+            rep = svc.restores.run(rid, by=by)
         finally:
             container.decrypt_stream = decrypt_stream
         t2 = time.perf_counter()
@@ -168,7 +168,7 @@ def _rss_mb() -> tuple[float, float]:
 
 def rewrap(home: str, workers: str, batch: str) -> dict[str, object]:
     """Rotate the bench KEK (the bench custodian, a fresh TOTP code; untimed), then
-    ``Service.rewrap`` every DEK with ``workers`` processes in batches of ``batch``."""
+    ``svc.keys.rewrap`` every DEK with ``workers`` processes in batches of ``batch``."""
     from benchmarks._home import CUSTODIAN, code_for, custodian, fresh_steps
     from custodian.service import Service
 
@@ -177,10 +177,10 @@ def rewrap(home: str, workers: str, batch: str) -> dict[str, object]:
         by = custodian(svc)
         step = fresh_steps(svc, (CUSTODIAN,))[CUSTODIAN]
         t0 = time.perf_counter()
-        svc.rotate(kek, code_for(svc, CUSTODIAN, step), by=by)
+        svc.keys.rotate(kek, code_for(svc, CUSTODIAN, step), by=by)
         t1 = time.perf_counter()
         c1 = os.times()
-        rep = svc.rewrap(kek, by=by, workers=int(workers), batch_size=int(batch))
+        rep = svc.keys.rewrap(kek, by=by, workers=int(workers), batch_size=int(batch))
         t2 = time.perf_counter()
         c2 = os.times()
         by.forget()

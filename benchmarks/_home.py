@@ -45,28 +45,28 @@ def make_home(
 
 def enrol_people(svc: Service) -> None:
     pw = SecretBytes(PHRASE, "passphrase")
-    pending = svc.begin_enrolment(CUSTODIAN, ("custodian",), passphrase=pw, by=None)
+    pending = svc.people.begin_enrolment(CUSTODIAN, ("custodian",), passphrase=pw, by=None)
     code = P.hotp(pending.totp, P.current_step()) if pending.totp else None
-    svc.complete_enrolment(pending, code, by=None)
+    svc.people.complete_enrolment(pending, code, by=None)
     by = custodian(svc)
     try:
-        pending = svc.begin_enrolment(BOT, ("operator",), passphrase=None, by=by, service=True)
-        svc.complete_enrolment(pending, None, by=by)
-        pending = svc.begin_enrolment(CUSTODIAN_2, ("custodian",), passphrase=pw, by=by)
+        pending = svc.people.begin_enrolment(BOT, ("operator",), passphrase=None, by=by, service=True)
+        svc.people.complete_enrolment(pending, None, by=by)
+        pending = svc.people.begin_enrolment(CUSTODIAN_2, ("custodian",), passphrase=pw, by=by)
         code = P.hotp(pending.totp, P.current_step()) if pending.totp else None
-        svc.complete_enrolment(pending, code, by=by)
+        svc.people.complete_enrolment(pending, code, by=by)
     finally:
         by.forget()
 
 
 def custodian(svc: Service) -> Actor:
     """The bench custodian, signed in (its key unlocked with its passphrase)."""
-    return svc.unlock(CUSTODIAN, SecretBytes(PHRASE, "passphrase"))
+    return svc.auth.unlock(CUSTODIAN, SecretBytes(PHRASE, "passphrase"))
 
 
 def bot(svc: Service) -> Actor:
     """The service identity ``backup-bot`` (no passphrase)."""
-    return svc.unlock(BOT, None)
+    return svc.auth.unlock(BOT, None)
 
 
 def fresh_steps(svc: Service, names: tuple[str, ...] = (CUSTODIAN, CUSTODIAN_2)) -> dict[str, int]:
@@ -89,7 +89,7 @@ def fresh_steps(svc: Service, names: tuple[str, ...] = (CUSTODIAN, CUSTODIAN_2))
 
 def code_for(svc: Service, name: str, step: int) -> str:
     """``name``'s TOTP code for ``step``, from the secret sealed in the bench home."""
-    with svc.sealed.unseal(svc._load_ksk(), f"totp/{name}/g1") as secret:
+    with svc.sealed.unseal(svc.ctx.load_ksk(), f"totp/{name}/g1") as secret:
         return P.hotp(secret, step)
 
 
@@ -99,13 +99,13 @@ def open_session(svc: Service, backup_ids: list[str], target: Path) -> str:
 
     The codes are computed from the TOTP secrets sealed in the bench home (the
     benchmark plays the custodians' phones). Returns the request id (which
-    ``Service.run_restore`` takes).
+    ``svc.restores.run`` takes).
     """
     steps = fresh_steps(svc)
-    r = svc.request_restore(backup_ids, "benchmark restore", target, by=bot(svc))
+    r = svc.restores.request(backup_ids, "benchmark restore", target, by=bot(svc))
     for name in (CUSTODIAN, CUSTODIAN_2):
-        by = svc.unlock(name, SecretBytes(PHRASE, "passphrase"))
-        r = svc.approve(r.id, code_for(svc, name, steps[name]), by=by)
+        by = svc.auth.unlock(name, SecretBytes(PHRASE, "passphrase"))
+        r = svc.approvals.approve(r.id, code_for(svc, name, steps[name]), by=by)
         by.forget()
     if r.session is None:
         raise RuntimeError(f"the bench restore request is {r.state}, not approved")

@@ -12,7 +12,7 @@ the set-up, not the benchmark, the slow part). A real checkpoint is then
 exported through the service, which appends one more entry with the real API,
 so the bulk must chain and verify like a real log or the case fails.
 
-Timed: ``Service.audit_verify`` (chain, hashes, every signature, the
+Timed: ``svc.audit.verify`` (chain, hashes, every signature, the
 checkpoint), in process, the log in the page cache. Reference, in the same
 run: ``Ed25519PublicKey.verify`` in a bare loop over the same signatures and
 messages, public key objects and decoded bytes prepared in advance (the price
@@ -221,7 +221,7 @@ def _verify(report: Report, svc: Any, home: Path, *, entries: int, repeat: int) 
     t0 = time.perf_counter()
     added = fill_log(svc, entries - 1, (the_bot, cust))
     build.runs.append(time.perf_counter() - t0)
-    cp = svc.audit_checkpoint(by=cust)  # the real append, on top of the bulk
+    cp = svc.audit.checkpoint(by=cust)  # the real append, on top of the bulk
     cust.forget()
     the_bot.forget()
     n = svc.log.count()
@@ -231,7 +231,7 @@ def _verify(report: Report, svc: Any, home: Path, *, entries: int, repeat: int) 
         f"{sum(p.stat().st_size for p in svc.log.segments()) / 2**20:.1f} MiB"
     )
 
-    ver = row(GROUP, "Service.audit_verify (with checkpoint)", work=n, unit="ops/s")
+    ver = row(GROUP, "svc.audit.verify (with checkpoint)", work=n, unit="ops/s")
     raw = row(GROUP, "bare Ed25519PublicKey.verify loop (ref.)", work=n, unit="ops/s")
     material = raw_material(AuditLog(svc.home.audit))
     if len(material) != n:
@@ -243,7 +243,7 @@ def _verify(report: Report, svc: Any, home: Path, *, entries: int, repeat: int) 
             continue
         gc.collect()
         t0 = time.perf_counter()
-        res = svc.audit_verify(checkpoint=cp)
+        res = svc.audit.verify(checkpoint=cp)
         t = time.perf_counter() - t0
         if not res.ok or res.entries != n:
             ver.error = f"the log did not verify: {res.summary()}"
@@ -333,7 +333,7 @@ def _append(report: Report, svc: Any, *, appends: int, where: str) -> None:
     if app.median and ref.median and a95 and r95:
         app.ratios["fsync (median)"] = app.median / ref.median
         app.ratios["fsync (p95)"] = a95 / r95
-    res = svc.audit_verify()  # the real appends must chain onto the bulk ones
+    res = svc.audit.verify()  # the real appends must chain onto the bulk ones
     if not res.ok:
         app.error = f"the log no longer verifies: {res.summary()}"
     print(

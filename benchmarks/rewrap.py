@@ -1,4 +1,4 @@
-"""Rewrap of a large catalog after a rotation: ``Service.rewrap`` against bare HPKE.
+"""Rewrap of a large catalog after a rotation: ``svc.keys.rewrap`` against bare HPKE.
 
 For each local suite a home is built with ``--deks`` N catalogued DEKs (rows
 with real wrapped DEKs under version 1, no containers: the rewrap reads only
@@ -6,7 +6,7 @@ the catalog) and another with N/10. Building is not timed and is cached in the
 workdir (keyed by suite, N and catalog schema), so a second run starts at once.
 Each timed run works on a fresh copy of the cached home, in a child process:
 
-    rotate (a custodian, fresh TOTP code; untimed)  ->  Service.rewrap(workers=W)
+    rotate (a custodian, fresh TOTP code; untimed)  ->  svc.keys.rewrap(workers=W)
 
 timed around ``rewrap`` alone, for W = 1 (everything in one process) and
 W = 2 (worker processes for the HPKE work, both cores). The child's peak
@@ -66,7 +66,7 @@ def _build_init(home: str) -> None:
 
     svc = Service.open(home)
     _B["svc"] = svc
-    _B["be"] = svc.backend("local")
+    _B["be"] = svc.keys.backend("local")
 
 
 def _build_wrap(ids: list[str]) -> list[bytes]:

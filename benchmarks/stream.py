@@ -11,7 +11,7 @@ References measured in the same run: ``cat SRC > OUT`` (the floor: read and
 write, no crypto) and the ``age`` command with an X25519 recipient.
 Targets (from the issue): custodian at least 80% of cat's rate, at least 1.5x
 age's rate, and under 100 MB peak memory. A restore through an approved
-session (``Service.run_restore``: session check, unwrap, decrypt, hash check,
+session (``svc.restores.run``: session check, unwrap, decrypt, hash check,
 rename, result and audit entries) at least 90% of the rate of the bare
 ``decrypt_stream`` call (issue 4); both are timed inside their child around
 the one call.
@@ -235,7 +235,7 @@ def _run(report: Report, *, src: Path, size: int, repeat: int, workdir: Path, sh
     cat_d = row(GROUP, "cat SRC > /dev/shm (decrypt phase ref.)", work=size)
     age_d = row(GROUP, "age -d decrypt (reference)", work=size)
     core_d = row(GROUP, "custodian decrypt_stream (core call)", work=size)
-    svc_d = row(GROUP, "Service.run_restore (approved session)", work=size)
+    svc_d = row(GROUP, "svc.restores.run (approved session)", work=size)
     for r, needed in ((age_d, age_e), (core_d, core_e), (svc_d, cli_e)):
         if needed.error or not needed.runs:
             r.error = f"no container: {needed.name} failed"
@@ -334,7 +334,7 @@ def _restore(
 ) -> tuple[Callable[[Path], None], Callable[[Path], tuple[float, float, str]]]:
     """A restore as it happens: the custodians approve (a child of its own, untimed,
     run as the case's ``prepare``), then the operator's process runs the session;
-    ``Service.run_restore`` is timed inside that child, whose peak memory is the row's."""
+    ``svc.restores.run`` is timed inside that child, whose peak memory is the row's."""
     approved: list[tuple[str, float]] = []
 
     def prepare(out: Path) -> None:

@@ -91,9 +91,9 @@ def _suite(report: Report, suite: str, *, batch: int, repeat: int, workdir: Path
     svc = make_home(home, suite=suite, kek=kek)
     try:
         by = custodian(svc)
-        svc.add_kek_version(kek, by=by)  # v2: the rewrap target
+        svc.keys.add_version(kek, by=by)  # v2: the rewrap target
         by.forget()
-        be: Any = svc.backend("local")
+        be: Any = svc.keys.backend("local")
         ids = [str(uuid.uuid4()) for _ in range(batch)]
         deks = [SecretBytes.random(32, "DEK") for _ in range(batch)]
         items = list(zip(ids, deks, strict=True))

@@ -105,7 +105,7 @@ class Request:
 
 @dataclass
 class RestoreReport:
-    """What :meth:`Service.run_restore` did: one result per backup it tried."""
+    """What :meth:`svc.restores.run` did: one result per backup it tried."""
 
     request: str
     session: str

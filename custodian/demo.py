@@ -66,15 +66,15 @@ def build_demo(
         first = None
         for name, roles, phrase in PEOPLE:
             pw = SecretBytes(phrase.encode(), "passphrase") if phrase else None
-            pending = svc.begin_enrolment(
+            pending = svc.people.begin_enrolment(
                 name, roles, passphrase=pw, by=first, service=phrase is None
             )
             code = P.hotp(pending.totp, P.current_step()) if pending.totp else None
-            svc.complete_enrolment(pending, code, by=first)
+            svc.people.complete_enrolment(pending, code, by=first)
             if first is None:
-                first = svc.unlock(name, pw)
+                first = svc.auth.unlock(name, pw)
         assert first is not None
-        bot = svc.unlock("backup-bot", None)
+        bot = svc.auth.unlock("backup-bot", None)
         rng = random.Random(seed)  # noqa: S311  (sample content only; keys use os.urandom)
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=180)
         step = timedelta(days=180) / max(backups, 1)
@@ -82,12 +82,12 @@ def build_demo(
         out = svc.home.backups
         for i in range(backups):
             if i == first_version:
-                svc.add_kek_version(svc.config.default_kek, by=first)
+                svc.keys.add_version(svc.config.default_kek, by=first)
             day = start + step * i
             system = SYSTEMS[i % len(SYSTEMS)]
             label = f"{system}-{day:%Y%m%d-%H%M}.sql"
             data = _sample(rng, system, day)
-            svc.encrypt_backup(
+            svc.backups.encrypt(
                 io.BytesIO(data),
                 out / f"{label}.cbk",
                 by=bot,

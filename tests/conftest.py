@@ -51,15 +51,15 @@ def enrol(
     """Enrol someone the way the ceremony does, keeping their TOTP secret for the test."""
     phrase = None if service else (passphrase or f"{name}-test-passphrase")
     pw = SecretBytes(phrase.encode()) if phrase else None
-    pending = svc.begin_enrolment(name, roles, passphrase=pw, by=by, service=service)
+    pending = svc.people.begin_enrolment(name, roles, passphrase=pw, by=by, service=service)
     secret = SecretBytes(bytes(pending.totp.reveal())) if pending.totp else None
     code = P.hotp(secret, P.current_step()) if secret else None
-    svc.complete_enrolment(pending, code, by=by)
+    svc.people.complete_enrolment(pending, code, by=by)
     return Enrolled(name, phrase or "", secret)
 
 
 def unlock(svc: Service, who: Enrolled) -> Actor:
-    return svc.unlock(who.name, SecretBytes(who.passphrase.encode()) if who.passphrase else None)
+    return svc.auth.unlock(who.name, SecretBytes(who.passphrase.encode()) if who.passphrase else None)
 
 
 @dataclass
@@ -165,8 +165,8 @@ def approved_session(
 ) -> Session:
     """An open restore session, made the real way: oscar asks, alice and bob approve."""
     oscar = unlock(svc, cast.oscar)
-    r = svc.request_restore(backups, reason, target, by=oscar)
-    svc.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
-    r = svc.approve(r.id, next_code(svc, cast.bob), by=unlock(svc, cast.bob))
+    r = svc.restores.request(backups, reason, target, by=oscar)
+    svc.approvals.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
+    r = svc.approvals.approve(r.id, next_code(svc, cast.bob), by=unlock(svc, cast.bob))
     assert r.session is not None and r.state == "approved"
     return r.session

@@ -25,21 +25,21 @@ from custodian import people as P
 from custodian.secret import SecretBytes
 s = Service.open(os.environ["H"])
 print("keyring:", s.keyring.description)
-(b,) = s.backups()
+(b,) = s.backups.list()
 # a restore the real way: two custodians enrolled, bot asks, both approve
 codes = {}
 pw = SecretBytes(b"long passphrase")
 for name in ("alice", "bob"):
-    by = s.unlock("alice", pw) if name == "bob" else None
-    pending = s.begin_enrolment(name, ("custodian",), passphrase=pw, by=by)
+    by = s.auth.unlock("alice", pw) if name == "bob" else None
+    pending = s.people.begin_enrolment(name, ("custodian",), passphrase=pw, by=by)
     codes[name] = SecretBytes(bytes(pending.totp.reveal()))
-    s.complete_enrolment(pending, P.hotp(pending.totp, P.current_step()), by=by)
+    s.people.complete_enrolment(pending, P.hotp(pending.totp, P.current_step()), by=by)
 out = Path(os.environ["T"])
-r = s.request_restore([b.id], "keyring test", out, by=s.unlock("bot", None))
+r = s.restores.request([b.id], "keyring test", out, by=s.auth.unlock("bot", None))
 for name in ("alice", "bob"):
     code = P.hotp(codes[name], P.current_step() + 1)
-    r = s.approve(r.id, code, by=s.unlock(name, pw))
-rep = s.run_restore(r.id, by=s.unlock("bot", None))
+    r = s.approvals.approve(r.id, code, by=s.auth.unlock(name, pw))
+rep = s.restores.run(r.id, by=s.auth.unlock("bot", None))
 print("plaintext:", (out / b.label).read_text(), rep.summary())
 PY
 """

@@ -125,8 +125,8 @@ def build_demo(home: Path, env: dict[str, str]) -> None:
 def alice_totp(home: Path) -> tuple[bytes, int]:
     """Alice's TOTP secret (to prove it never reaches the terminal) and her last used step."""
     with Service.open(home) as svc:
-        p = svc.person("alice")
-        with svc.sealed.unseal(svc._load_ksk(), totp_name("alice", p.totp_generation)) as s:
+        p = svc.people.get("alice")
+        with svc.sealed.unseal(svc.ctx.load_ksk(), totp_name("alice", p.totp_generation)) as s:
             secret = bytes(s.reveal())
         (last_step,) = svc.catalog.db.execute(
             "SELECT last_step FROM totp WHERE person='alice'"

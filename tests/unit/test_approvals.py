@@ -39,26 +39,26 @@ def target(tmp_path: Path) -> Path:
 
 def _enc(svc: Service, tmp: Path, data: bytes, label: str) -> Backup:
     (tmp / "store").mkdir(exist_ok=True)
-    return svc.encrypt_backup(
+    return svc.backups.encrypt(
         io.BytesIO(data),
         tmp / "store" / f"{os.urandom(6).hex()}.cbk",
-        by=svc.unlock("bot", None),
+        by=svc.auth.unlock("bot", None),
         label=label,
     )
 
 
 def _last(svc: Service, action: str | None = None) -> dict[str, Any]:
-    rows = svc.audit_entries(action=action) if action else svc.audit_entries()
+    rows = svc.audit.entries(action=action) if action else svc.audit.entries()
     return rows[-1]
 
 
 def _refused(svc: Service, action: str, reason: str) -> dict[str, Any]:
     """The newest refused entry of ``action``; its reason contains ``reason``; log verifies."""
-    rows = [e for e in svc.audit_entries(action=action, outcome="refused")]
+    rows = [e for e in svc.audit.entries(action=action, outcome="refused")]
     assert rows, f"no refused {action} entry"
     e = rows[-1]
     assert reason in e["details"]["reason"], e
-    assert svc.audit_verify().ok
+    assert svc.audit.verify().ok
     return e
 
 
@@ -71,7 +71,7 @@ def _no_secrets(svc: Service, cast: Cast, codes: list[str]) -> None:
 
 
 def _request(svc: Service, cast: Cast, ids: list[str], target: Path, who: Enrolled | None = None):  # type: ignore[no-untyped-def]
-    return svc.request_restore(
+    return svc.restores.request(
         ids, "ticket 42: restore test", target, by=unlock(svc, who or cast.oscar)
     )
 
@@ -84,28 +84,28 @@ def test_request_two_approvals_run_restores_identical_files(
 ) -> None:
     data = {"db": os.urandom(300_000), "files": b"etc tarball" * 1000}
     bs = [_enc(svc, tmp_path, v, k) for k, v in data.items()]
-    r = svc.request_restore(
+    r = svc.restores.request(
         [b.id[:8] for b in bs], "quarterly restore test", target, by=unlock(svc, cast.oscar)
     )
     assert (r.state, r.requester, r.kind, r.quorum) == ("open", "oscar", "restore", 2)
     assert r.backups == tuple(b.id for b in bs)
     assert r.payload["files"] == {bs[0].id: "db", bs[1].id: "files"}
     assert r.target == str(target.resolve())
-    assert [x.id for x in svc.inbox("alice")] == [r.id] and svc.inbox("oscar") == []
+    assert [x.id for x in svc.approvals.inbox("alice")] == [r.id] and svc.approvals.inbox("oscar") == []
 
     codes = [next_code(svc, cast.alice)]
-    r = svc.approve(r.id[:8], codes[-1], by=unlock(svc, cast.alice))
+    r = svc.approvals.approve(r.id[:8], codes[-1], by=unlock(svc, cast.alice))
     assert (r.state, r.approvals, r.session) == ("open", ("alice",), None)
-    assert svc.inbox("alice") == []
+    assert svc.approvals.inbox("alice") == []
     codes.append(next_code(svc, cast.bob))
-    r = svc.approve(r.id, codes[-1], by=unlock(svc, cast.bob))
+    r = svc.approvals.approve(r.id, codes[-1], by=unlock(svc, cast.bob))
     assert r.state == "approved" and r.session is not None and r.session.state == "open"
     e = _last(svc, "request.approve")
     assert e["details"]["session"] == r.session.id and e["details"]["approvals"] == 2
 
     seen: list[tuple[int, int]] = []
     got: list[str] = []
-    report = svc.run_restore(
+    report = svc.restores.run(
         r.session.id,
         by=unlock(svc, cast.oscar),
         progress=lambda d, t: seen.append((d, t)),
@@ -117,12 +117,12 @@ def test_request_two_approvals_run_restores_identical_files(
     for k, v in data.items():
         assert (target / k).read_bytes() == v
     assert sorted(p.name for p in target.iterdir()) == ["db", "files"]  # no temp files
-    r = svc.request(r.id)
+    r = svc.approvals.get(r.id)
     assert r.state == "done" and r.session is not None and r.session.state == "closed"
     assert [(x.backup, x.outcome, x.plaintext_size) for x in r.results] == [
         (b.id, "ok", len(data[b.label])) for b in bs
     ]
-    actions = [e["action"] for e in svc.audit_entries()]
+    actions = [e["action"] for e in svc.audit.entries()]
     assert actions[-6:] == [
         "restore.request",
         "request.approve",
@@ -132,13 +132,13 @@ def test_request_two_approvals_run_restores_identical_files(
         "restore.session.close",
     ]
     assert "2 restored, 0 failed" in report.summary()
-    assert svc.audit_verify().ok
+    assert svc.audit.verify().ok
     _no_secrets(svc, cast, codes)
     # the session is closed: it unwraps nothing more
     with pytest.raises(AuthError, match="session is closed"):
-        svc._decrypt_backup(bs[0], target / "again", session=r.session)
+        svc.restores._decrypt_backup(bs[0], target / "again", session=r.session)
     with pytest.raises(AuthError, match="no open session"):
-        svc.run_restore(r.id, by=unlock(svc, cast.oscar))
+        svc.restores.run(r.id, by=unlock(svc, cast.oscar))
 
 
 def test_a_custodian_may_request_and_two_others_approve(
@@ -148,12 +148,12 @@ def test_a_custodian_may_request_and_two_others_approve(
     b = _enc(svc, tmp_path, b"x", "x")
     r = _request(svc, cast, [b.id], target, who=cast.alice)
     with pytest.raises(AuthError, match=r"alice asked for request .* cannot approve"):
-        svc.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
+        svc.approvals.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
     _refused(svc, "request.approve", "requester cannot decide")
-    svc.approve(r.id, next_code(svc, cast.bob), by=unlock(svc, cast.bob))
-    r = svc.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+    svc.approvals.approve(r.id, next_code(svc, cast.bob), by=unlock(svc, cast.bob))
+    r = svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
     assert r.state == "approved"
-    assert svc.run_restore(r.id, by=unlock(svc, cast.alice)).results[0].outcome == "ok"
+    assert svc.restores.run(r.id, by=unlock(svc, cast.alice)).results[0].outcome == "ok"
 
 
 def _carol(svc: Service, cast: Cast) -> Enrolled:
@@ -174,10 +174,10 @@ def test_self_approval_is_refused_even_for_a_custodian_operator(
     b = _enc(svc, tmp_path, b"x", "x")
     r = _request(svc, cast, [b.id], target, who=dora)
     with pytest.raises(AuthError, match="cannot approve it"):
-        svc.approve(r.id, next_code(svc, dora), by=unlock(svc, dora))
+        svc.approvals.approve(r.id, next_code(svc, dora), by=unlock(svc, dora))
     e = _refused(svc, "request.approve", "requester cannot decide")
     assert e["actor"] == "dora" and e["subject"] == f"request:{r.id}"
-    assert svc.request(r.id).decisions == ()
+    assert svc.approvals.get(r.id).decisions == ()
 
 
 def test_the_same_custodian_twice_is_refused(
@@ -185,13 +185,13 @@ def test_the_same_custodian_twice_is_refused(
 ) -> None:
     b = _enc(svc, tmp_path, b"x", "x")
     r = _request(svc, cast, [b.id], target)
-    svc.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
+    svc.approvals.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
     with pytest.raises(ConflictError, match=r"alice already approved .* distinct custodians"):
-        svc.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
+        svc.approvals.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
     _refused(svc, "request.approve", "already decided")
     with pytest.raises(ConflictError, match="already approved"):
-        svc.deny(r.id, next_code(svc, cast.alice), "changed my mind", by=unlock(svc, cast.alice))
-    r = svc.request(r.id)
+        svc.approvals.deny(r.id, next_code(svc, cast.alice), "changed my mind", by=unlock(svc, cast.alice))
+    r = svc.approvals.get(r.id)
     assert (r.state, r.approvals, r.session) == ("open", ("alice",), None)
 
 
@@ -203,10 +203,10 @@ def test_an_operator_or_auditor_cannot_approve(
     r = _request(svc, cast, [b.id], target, who=cast.bob if who == "oscar" else None)
     person: Enrolled = getattr(cast, who)
     with pytest.raises(AuthError, match=f"{who} does not hold the custodian role"):
-        svc.approve(r.id, next_code(svc, person), by=unlock(svc, person))
+        svc.approvals.approve(r.id, next_code(svc, person), by=unlock(svc, person))
     e = _refused(svc, "request.approve", "does not hold the custodian role")
     assert e["actor"] == who
-    assert svc.request(r.id).decisions == ()
+    assert svc.approvals.get(r.id).decisions == ()
 
 
 def test_an_auditor_cannot_request(svc: Service, cast: Cast, tmp_path: Path, target: Path) -> None:
@@ -214,7 +214,7 @@ def test_an_auditor_cannot_request(svc: Service, cast: Cast, tmp_path: Path, tar
     with pytest.raises(AuthError, match="audrey may not request a restore"):
         _request(svc, cast, [b.id], target, who=cast.audrey)
     _refused(svc, "restore.request", "neither the operator nor the custodian")
-    assert svc.requests() == []
+    assert svc.approvals.requests() == []
 
 
 def test_only_the_requester_runs_the_session(
@@ -224,7 +224,7 @@ def test_only_the_requester_runs_the_session(
     s = approved_session(svc, cast, [b.id], target)
     for who in (cast.alice, cast.bot):
         with pytest.raises(AuthError, match="only oscar, who asked for this restore"):
-            svc.run_restore(s.id, by=unlock(svc, who))
+            svc.restores.run(s.id, by=unlock(svc, who))
     _refused(svc, "restore.run", "not the requester")
     assert list(target.iterdir()) == []
 
@@ -239,12 +239,12 @@ def test_a_replayed_code_is_refused(
     r1 = _request(svc, cast, [b.id], target)
     r2 = _request(svc, cast, [b.id], target)
     code = next_code(svc, cast.alice)
-    svc.approve(r1.id, code, by=unlock(svc, cast.alice))
+    svc.approvals.approve(r1.id, code, by=unlock(svc, cast.alice))
     with pytest.raises(AuthError, match="already used"):
-        svc.approve(r2.id, code, by=unlock(svc, cast.alice))
+        svc.approvals.approve(r2.id, code, by=unlock(svc, cast.alice))
     e = _refused(svc, "request.approve", "TOTP code replayed")
     assert e["subject"] == f"request:{r2.id}" and code not in json.dumps(e)
-    assert svc.request(r2.id).decisions == ()
+    assert svc.approvals.get(r2.id).decisions == ()
 
 
 def test_a_code_two_steps_old_is_refused_one_step_old_is_accepted(
@@ -256,12 +256,12 @@ def test_a_code_two_steps_old_is_refused_one_step_old_is_accepted(
     assert cast.alice.totp is not None
     old = P.hotp(cast.alice.totp, P.current_step(clock()) - 2)
     with pytest.raises(AuthError, match="not valid now"):
-        svc.approve(r.id, old, by=unlock(svc, cast.alice))
+        svc.approvals.approve(r.id, old, by=unlock(svc, cast.alice))
     _refused(svc, "request.approve", "did not match")
     with pytest.raises(AuthError, match="not valid now"):
-        svc.approve(r.id, "12345x", by=unlock(svc, cast.alice))
+        svc.approvals.approve(r.id, "12345x", by=unlock(svc, cast.alice))
     recent = P.hotp(cast.alice.totp, P.current_step(clock()) - 1)
-    assert svc.approve(r.id, recent, by=unlock(svc, cast.alice)).approvals == ("alice",)
+    assert svc.approvals.approve(r.id, recent, by=unlock(svc, cast.alice)).approvals == ("alice",)
 
 
 def test_a_service_identity_has_no_totp_and_cannot_approve(
@@ -270,7 +270,7 @@ def test_a_service_identity_has_no_totp_and_cannot_approve(
     b = _enc(svc, tmp_path, b"x", "x")
     r = _request(svc, cast, [b.id], target)
     with pytest.raises(AuthError, match="custodian role"):
-        svc.approve(r.id, "123456", by=unlock(svc, cast.bot))
+        svc.approvals.approve(r.id, "123456", by=unlock(svc, cast.bot))
 
 
 # ---------------------------------------------------------------- expiry, denial, cancel
@@ -281,17 +281,17 @@ def test_an_expired_request_is_marked_logged_and_refused(
 ) -> None:
     b = _enc(svc, tmp_path, b"x", "x")
     r = _request(svc, cast, [b.id], target)
-    svc.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
+    svc.approvals.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
     clock.advance(24 * 3600 + 1)
     with pytest.raises(ConflictError, match=r"is expired .*final"):
-        svc.approve(r.id, next_code(svc, cast.bob), by=unlock(svc, cast.bob))
+        svc.approvals.approve(r.id, next_code(svc, cast.bob), by=unlock(svc, cast.bob))
     exp = _last(svc, "request.expire")
     assert exp["subject"] == f"request:{r.id}" and exp["actor"] == "home"
     _refused(svc, "request.approve", "request is expired")
-    assert svc.request(r.id).state == "expired"
-    assert svc.requests("expired")[0].id == r.id and svc.requests("open") == []
+    assert svc.approvals.get(r.id).state == "expired"
+    assert svc.approvals.requests("expired")[0].id == r.id and svc.approvals.requests("open") == []
     with pytest.raises(ConflictError, match="already expired"):
-        svc.cancel(r.id, by=unlock(svc, cast.oscar))
+        svc.approvals.cancel(r.id, by=unlock(svc, cast.oscar))
 
 
 def test_an_expired_session_unwraps_nothing(
@@ -302,13 +302,13 @@ def test_an_expired_session_unwraps_nothing(
     clock.advance(60 * 60 + 1)
     # the core refuses even before housekeeping has marked it
     with pytest.raises(AuthError, match="session has expired: no data key was unwrapped"):
-        svc._decrypt_backup(b, target / "x", session=s)
+        svc.restores._decrypt_backup(b, target / "x", session=s)
     _refused(svc, "restore.unwrap", "has expired")
     with pytest.raises(AuthError, match="its session expired"):
-        svc.run_restore(s.id, by=unlock(svc, cast.oscar))
+        svc.restores.run(s.id, by=unlock(svc, cast.oscar))
     assert _last(svc, "restore.session.expire")["subject"] == f"session:{s.id}"
     _refused(svc, "restore.run", "no open session")
-    r = svc.request(s.id)
+    r = svc.approvals.get(s.id)
     assert (r.state, r.session.state if r.session else None) == ("expired", "expired")
     assert list(target.iterdir()) == []
 
@@ -319,17 +319,17 @@ def test_denial_is_final(
     carol = _carol(svc, cast)
     b = _enc(svc, tmp_path, b"x", "x")
     r = _request(svc, cast, [b.id], target)
-    svc.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
+    svc.approvals.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
     with pytest.raises(CustodianError, match="needs a reason"):
-        svc.deny(r.id, next_code(svc, cast.bob), "  ", by=unlock(svc, cast.bob))
-    r = svc.deny(r.id, next_code(svc, cast.bob), "no ticket [/b]", by=unlock(svc, cast.bob))
+        svc.approvals.deny(r.id, next_code(svc, cast.bob), "  ", by=unlock(svc, cast.bob))
+    r = svc.approvals.deny(r.id, next_code(svc, cast.bob), "no ticket [/b]", by=unlock(svc, cast.bob))
     assert r.state == "denied" and r.session is None
     assert _last(svc, "request.deny")["details"]["reason"] == "no ticket [/b]"
     with pytest.raises(ConflictError, match=r"is denied .*final"):
-        svc.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+        svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
     _refused(svc, "request.approve", "request is denied")
     with pytest.raises(AuthError, match="no open session"):
-        svc.run_restore(r.id, by=unlock(svc, cast.oscar))
+        svc.restores.run(r.id, by=unlock(svc, cast.oscar))
 
 
 def test_cancel_is_final_and_closes_an_open_session(
@@ -338,20 +338,20 @@ def test_cancel_is_final_and_closes_an_open_session(
     b = _enc(svc, tmp_path, b"x", "x")
     r = _request(svc, cast, [b.id], target)
     with pytest.raises(AuthError, match="only oscar, who asked, or a custodian"):
-        svc.cancel(r.id, by=unlock(svc, cast.audrey))
+        svc.approvals.cancel(r.id, by=unlock(svc, cast.audrey))
     _refused(svc, "request.cancel", "neither the requester nor a custodian")
-    r = svc.cancel(r.id, by=unlock(svc, cast.oscar), reason="wrong backup")
+    r = svc.approvals.cancel(r.id, by=unlock(svc, cast.oscar), reason="wrong backup")
     assert r.state == "cancelled" and r.closed_at
     with pytest.raises(ConflictError, match=r"is cancelled .*final"):
-        svc.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
+        svc.approvals.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
     # a custodian cancels an approved request: its session closes before it runs
     s = approved_session(svc, cast, [b.id], target)
-    r = svc.cancel(s.id, by=unlock(svc, cast.alice))
+    r = svc.approvals.cancel(s.id, by=unlock(svc, cast.alice))
     assert r.session is not None and r.session.state == "closed"
     assert _last(svc, "request.cancel")["details"]["session"] == s.id
     with pytest.raises(AuthError, match="session is closed"):
-        svc._decrypt_backup(b, target / "x", session=s)
-    assert svc.audit_verify().ok
+        svc.restores._decrypt_backup(b, target / "x", session=s)
+    assert svc.audit.verify().ok
 
 
 # ---------------------------------------------------------------- scope and the core gate
@@ -364,18 +364,18 @@ def test_a_backup_outside_the_sessions_scope_is_refused_by_the_core(
     other = _enc(svc, tmp_path, b"other", "other")
     s = approved_session(svc, cast, [a.id], target)
     with pytest.raises(AuthError, match="outside the restore session's scope"):
-        svc._decrypt_backup(other, target / "other", session=s)
+        svc.restores._decrypt_backup(other, target / "other", session=s)
     with pytest.raises(AuthError, match="outside the restore session's scope"):
-        svc._unwrap(other, session=s)
+        svc.restores._unwrap(other, session=s)
     e = _refused(svc, "restore.unwrap", "backup is outside")
     assert e["subject"] == f"backup:{other.id}" and e["details"]["session"] == s.id
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     with pytest.raises(AuthError, match="target is outside"):
-        svc._decrypt_backup(a, elsewhere / "a", session=s)
+        svc.restores._decrypt_backup(a, elsewhere / "a", session=s)
     forged = Session("not-a-session", s.request, s.opened_at, s.expires_at, "open", None)
     with pytest.raises(AuthError, match="no such restore session"):
-        svc._unwrap(a, session=forged)
+        svc.restores._unwrap(a, session=forged)
     assert list(target.iterdir()) == [] and list(elsewhere.iterdir()) == []
 
 
@@ -385,19 +385,19 @@ def test_request_refuses_bad_input_and_records_each(
     b = _enc(svc, tmp_path, b"x", "x")
     oscar = unlock(svc, cast.oscar)
     with pytest.raises(NotFoundError, match="no backup 00000000"):
-        svc.request_restore(["00000000"], "why", target, by=oscar)
+        svc.restores.request(["00000000"], "why", target, by=oscar)
     _refused(svc, "restore.request", "not in the catalog")
     with pytest.raises(CustodianError, match="needs a reason"):
-        svc.request_restore([b.id], " \n", target, by=oscar)
+        svc.restores.request([b.id], " \n", target, by=oscar)
     _refused(svc, "restore.request", "no reason")
     with pytest.raises(NotFoundError, match="not an existing directory"):
-        svc.request_restore([b.id], "why", tmp_path / "nope", by=oscar)
+        svc.restores.request([b.id], "why", tmp_path / "nope", by=oscar)
     _refused(svc, "restore.request", "not an existing directory")
     with pytest.raises(CustodianError, match="inside the custodian home"):
-        svc.request_restore([b.id], "why", svc.home.path, by=oscar)
+        svc.restores.request([b.id], "why", svc.home.path, by=oscar)
     with pytest.raises(CustodianError, match="at least one backup"):
-        svc.request_restore([], "why", target, by=oscar)
-    assert svc.requests() == []
+        svc.restores.request([], "why", target, by=oscar)
+    assert svc.approvals.requests() == []
 
 
 # ---------------------------------------------------------------- failures during a run
@@ -423,7 +423,7 @@ def test_failures_are_per_backup_and_leave_nothing_at_the_target(
     with svc.catalog.transaction() as db:
         db.execute("DELETE FROM backups WHERE id=?", (uncatalogued.id,))
 
-    report = svc.run_restore(s.id, by=unlock(svc, cast.oscar))
+    report = svc.restores.run(s.id, by=unlock(svc, cast.oscar))
     by_id = {x.backup: x for x in report.results}
     assert by_id[good.id].outcome == "ok"
     assert "chunk" in by_id[tampered.id].reason or "authentic" in by_id[tampered.id].reason
@@ -434,15 +434,15 @@ def test_failures_are_per_backup_and_leave_nothing_at_the_target(
     assert sorted(x.name for x in target.iterdir()) == ["good", "taken"]
     assert (target / "taken").read_bytes() == b"precious"
     assert (target / "good").read_bytes() == b"good" * 1000
-    entries = svc.audit_entries(action="restore.backup")
+    entries = svc.audit.entries(action="restore.backup")
     assert [e["outcome"] for e in entries] == ["failed"] * 4 + ["ok"]
     assert entries[0]["subject"] == f"backup:{tampered.id}"
     close = _last(svc, "restore.session.close")["details"]
     assert close["restored"] == [good.id] and len(close["failed"]) == 4
     assert "1 restored, 4 failed" in report.summary()
-    r = svc.request(s.id)
+    r = svc.approvals.get(s.id)
     assert r.state == "done" and [x.outcome for x in r.results].count("failed") == 4
-    assert svc.audit_verify().ok
+    assert svc.audit.verify().ok
 
 
 def test_a_cancelled_run_keeps_the_session_and_resumes(
@@ -451,13 +451,13 @@ def test_a_cancelled_run_keeps_the_session_and_resumes(
     bs = [_enc(svc, tmp_path, bytes([i]) * 100, f"b{i}") for i in range(3)]
     s = approved_session(svc, cast, [b.id for b in bs], target)
     calls = iter([False, True])
-    report = svc.run_restore(s.id, by=unlock(svc, cast.oscar), cancelled=lambda: next(calls))
+    report = svc.restores.run(s.id, by=unlock(svc, cast.oscar), cancelled=lambda: next(calls))
     assert report.cancelled and len(report.results) == 1
-    assert svc.request(s.id).session.state == "open"  # type: ignore[union-attr]
-    report = svc.run_restore(s.id, by=unlock(svc, cast.oscar))
+    assert svc.approvals.get(s.id).session.state == "open"  # type: ignore[union-attr]
+    report = svc.restores.run(s.id, by=unlock(svc, cast.oscar))
     assert report.skipped == [bs[0].id] and len(report.ok) == 2
     assert sorted(p.name for p in target.iterdir()) == ["b0", "b1", "b2"]
-    assert svc.request(s.id).state == "done"
+    assert svc.approvals.get(s.id).state == "done"
 
 
 def test_labels_become_safe_distinct_file_names(
@@ -502,7 +502,7 @@ def test_a_quorum_of_three_needs_three(
     b = _enc(svc, tmp_path, b"x", "x")
     r = _request(svc, cast, [b.id], target)
     for who in (cast.alice, cast.bob):
-        r = svc.approve(r.id, next_code(svc, who), by=unlock(svc, who))
+        r = svc.approvals.approve(r.id, next_code(svc, who), by=unlock(svc, who))
     assert r.state == "open" and r.session is None
-    r = svc.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+    r = svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
     assert r.state == "approved" and r.session is not None

@@ -56,12 +56,12 @@ def _populate(svc: Service, cast: Cast, alice: Actor, out: Path) -> None:
     """
     oscar = unlock(svc, cast.oscar)
     out.mkdir(exist_ok=True)
-    svc.encrypt_backup(io.BytesIO(b"one"), out / "one.cbk", by=oscar, label="one")
-    svc.add_kek_version("backups", by=alice)
-    svc.encrypt_backup(io.BytesIO(b"two"), out / "two.cbk", by=oscar, label="two")
+    svc.backups.encrypt(io.BytesIO(b"one"), out / "one.cbk", by=oscar, label="one")
+    svc.keys.add_version("backups", by=alice)
+    svc.backups.encrypt(io.BytesIO(b"two"), out / "two.cbk", by=oscar, label="two")
     with pytest.raises(AuthError, match="custodian role"):
-        svc.add_kek_version("backups", by=oscar)
-    svc.create_kek(
+        svc.keys.add_version("backups", by=oscar)
+    svc.keys.create(
         "archive", by=alice, purpose="long-term archive", code=next_code(svc, cast.alice)
     )
     assert svc.log.count() == 12
@@ -371,10 +371,10 @@ def test_torn_last_line_is_named_and_refuses_new_entries(
     data = seg.read_bytes()
     torn = data[: data.rstrip(b"\n").rindex(b"\n") + 1 + 40]
     seg.write_bytes(torn)
-    _bad(svc.audit_verify(), 7, "not valid JSON (segment-000001.jsonl line 7)")
+    _bad(svc.audit.verify(), 7, "not valid JSON (segment-000001.jsonl line 7)")
     with pytest.raises(AuditError, match="the action was not carried out"):
-        svc.create_kek("after", by=alice, code=next_code(svc, cast.alice))
-    assert "after" not in {k.name for k in svc.keks()}
+        svc.keys.create("after", by=alice, code=next_code(svc, cast.alice))
+    assert "after" not in {k.name for k in svc.keys.list()}
     assert seg.read_bytes() == torn
 
 
@@ -386,23 +386,23 @@ def test_cut_tail_verifies_alone_but_not_against_a_checkpoint(
     populated: Service, alice: Actor, cut: int
 ) -> None:
     svc = populated
-    cp = svc.audit_checkpoint(by=alice)
+    cp = svc.audit.checkpoint(by=alice)
     # a checkpoint vouches for the entries before it; its own record is entry 13
     assert (cp["seq"], svc.log.count()) == (12, 13)
-    assert svc.audit_verify(checkpoint=cp).checkpoint == "checkpoint at entry 12 by alice holds"
+    assert svc.audit.verify(checkpoint=cp).checkpoint == "checkpoint at entry 12 by alice holds"
     seg = _segment(svc)
     lines = seg.read_bytes().splitlines(keepends=True)
     seg.write_bytes(b"".join(lines[:-1]))
-    assert svc.audit_verify(checkpoint=cp).ok  # only the checkpoint's own record gone
+    assert svc.audit.verify(checkpoint=cp).ok  # only the checkpoint's own record gone
     seg.write_bytes(b"".join(lines[:-cut]))
     left = 13 - cut
-    plain = svc.audit_verify()
+    plain = svc.audit.verify()
     if left == 0:  # nothing left: an empty log proves nothing and does not verify
         assert not plain.ok and "empty" in plain.reason
-        assert "empty" in svc.audit_verify(checkpoint=cp).reason
+        assert "empty" in svc.audit.verify(checkpoint=cp).reason
         return
     assert plain.ok and plain.entries == left  # what remains is a valid chain
-    res = svc.audit_verify(checkpoint=cp)
+    res = svc.audit.verify(checkpoint=cp)
     if left >= 3:  # alice's key, which signed the checkpoint, is enrolled by entry 3
         _bad(
             res,
@@ -416,14 +416,14 @@ def test_cut_tail_verifies_alone_but_not_against_a_checkpoint(
 
 def test_cut_tail_regrown_is_a_rewrite(populated: Service, alice: Actor) -> None:
     svc = populated
-    cp = svc.audit_checkpoint(by=alice)
+    cp = svc.audit.checkpoint(by=alice)
     seg = _segment(svc)
     seg.write_bytes(b"".join(seg.read_bytes().splitlines(keepends=True)[:-3]))
     for _ in range(3):  # new entries chained onto the cut log
-        svc.audit_checkpoint(by=alice)
-    assert svc.log.count() == 13 and svc.audit_verify().ok
+        svc.audit.checkpoint(by=alice)
+    assert svc.log.count() == 13 and svc.audit.verify().ok
     _bad(
-        svc.audit_verify(checkpoint=cp),
+        svc.audit.verify(checkpoint=cp),
         12,
         "entry 12 differs from the one the checkpoint vouches for (log rewritten)",
     )
@@ -433,15 +433,15 @@ def test_signer_rewriting_their_own_newest_entry_is_caught_only_by_a_checkpoint(
     populated: Service, alice: Actor
 ) -> None:
     svc = populated
-    cp = svc.audit_checkpoint(by=alice)
+    cp = svc.audit.checkpoint(by=alice)
     seg = _segment(svc)
     lines = seg.read_bytes().splitlines(keepends=True)[:-1]  # drop the checkpoint's record
     e = json.loads(lines[-1])
     assert (e["seq"], e["actor"]) == (12, "alice")
     lines[-1] = _resign(e, alice, details={**e["details"], "purpose": "something else"})
     seg.write_bytes(b"".join(lines))
-    assert svc.audit_verify().ok  # a valid chain, validly signed...
-    _bad(svc.audit_verify(checkpoint=cp), 12, "log rewritten")  # ...but not what was vouched for
+    assert svc.audit.verify().ok  # a valid chain, validly signed...
+    _bad(svc.audit.verify(checkpoint=cp), 12, "log rewritten")  # ...but not what was vouched for
 
 
 CP_EDITS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
@@ -462,13 +462,13 @@ CP_EDITS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
 
 @pytest.mark.parametrize("field", list(CP_EDITS))
 def test_edited_checkpoint_fails_its_signature(svc: Service, alice: Actor, field: str) -> None:
-    cp = svc.audit_checkpoint(by=alice)
-    assert svc.audit_verify(checkpoint=cp).ok
+    cp = svc.audit.checkpoint(by=alice)
+    assert svc.audit.verify(checkpoint=cp).ok
     edit, reason = CP_EDITS[field]
     key = field.split("-")[0]
     bad = {**cp, key: edit(cp)}
     assert bad[key] != cp[key]
-    res = svc.audit_verify(checkpoint=bad)
+    res = svc.audit.verify(checkpoint=bad)
     _bad(res, None, reason)
 
 
@@ -479,15 +479,15 @@ def test_entry_signed_after_its_signer_was_disabled_is_caught(
     svc: Service, cast: Cast, alice: Actor, tmp_path: Path
 ) -> None:
     oscar = unlock(svc, cast.oscar)
-    svc.encrypt_backup(io.BytesIO(b"before"), tmp_path / "before.cbk", by=oscar)
-    svc.disable_person("oscar", by=alice, reason="left the team")
+    svc.backups.encrypt(io.BytesIO(b"before"), tmp_path / "before.cbk", by=oscar)
+    svc.people.disable("oscar", by=alice, reason="left the team")
     disabled_at = svc.log.count()
     # the service refuses the stale actor and the home signs the refusal...
     with pytest.raises(AuthError, match="not an active person"):
-        svc.encrypt_backup(io.BytesIO(b"after"), tmp_path / "after.cbk", by=oscar)
-    refusal = svc.audit_entries()[-1]
+        svc.backups.encrypt(io.BytesIO(b"after"), tmp_path / "after.cbk", by=oscar)
+    refusal = svc.audit.entries()[-1]
     assert (refusal["actor"], refusal["outcome"]) == ("home", "refused")
-    assert svc.audit_verify().ok  # oscar's earlier entries still verify
+    assert svc.audit.verify().ok  # oscar's earlier entries still verify
     # ...and an entry written with oscar's key anyway is caught
     forged = svc.log.append(
         actor="oscar",
@@ -496,27 +496,27 @@ def test_entry_signed_after_its_signer_was_disabled_is_caught(
         action="backup.encrypt",
         subject="backup:forged",
     )
-    _bad(svc.audit_verify(), forged["seq"], f"signed by oscar, disabled at entry {disabled_at}")
+    _bad(svc.audit.verify(), forged["seq"], f"signed by oscar, disabled at entry {disabled_at}")
 
 
 def test_replaced_key_old_entries_verify_and_the_old_key_signs_nothing_new(
     svc: Service, cast: Cast, alice: Actor, tmp_path: Path
 ) -> None:
     old = unlock(svc, cast.oscar)
-    svc.encrypt_backup(io.BytesIO(b"x"), tmp_path / "x.cbk", by=old)
+    svc.backups.encrypt(io.BytesIO(b"x"), tmp_path / "x.cbk", by=old)
     old_entry = svc.log.count()
-    cp = svc.audit_checkpoint(by=alice)  # signed with alice's first key
-    svc.replace_signing_key("oscar", SecretBytes(b"oscar new passphrase"), by=alice)
+    cp = svc.audit.checkpoint(by=alice)  # signed with alice's first key
+    svc.people.replace_key("oscar", SecretBytes(b"oscar new passphrase"), by=alice)
     replaced_at = svc.log.count()
-    svc.replace_signing_key("alice", SecretBytes(b"alice new passphrase"), by=alice)
-    new = svc.unlock("oscar", SecretBytes(b"oscar new passphrase"))
-    svc.encrypt_backup(io.BytesIO(b"y"), tmp_path / "y.cbk", by=new)
-    res = svc.audit_verify(checkpoint=cp)  # both old keys still known
+    svc.people.replace_key("alice", SecretBytes(b"alice new passphrase"), by=alice)
+    new = svc.auth.unlock("oscar", SecretBytes(b"oscar new passphrase"))
+    svc.backups.encrypt(io.BytesIO(b"y"), tmp_path / "y.cbk", by=new)
+    res = svc.audit.verify(checkpoint=cp)  # both old keys still known
     assert res.ok, res.summary()
     assert res.keys == 8  # home, 5 people, 2 replacements
     with pytest.raises(AuthError, match="replaced"):
-        svc.encrypt_backup(io.BytesIO(b"z"), tmp_path / "z.cbk", by=old)
-    assert svc.audit_verify().ok
+        svc.backups.encrypt(io.BytesIO(b"z"), tmp_path / "z.cbk", by=old)
+    assert svc.audit.verify().ok
 
     seg = _segment(svc)
     good = seg.read_bytes()
@@ -524,7 +524,7 @@ def test_replaced_key_old_entries_verify_and_the_old_key_signs_nothing_new(
     lines = good.splitlines(keepends=True)
     lines[old_entry - 1] = _resign(json.loads(lines[old_entry - 1]), new, key_id=new.key_id)
     seg.write_bytes(b"".join(lines))
-    _bad(svc.audit_verify(), old_entry, "which no earlier entry enrolled")
+    _bad(svc.audit.verify(), old_entry, "which no earlier entry enrolled")
     # and the old key signs nothing after its replacement
     seg.write_bytes(good)
     forged = svc.log.append(
@@ -535,7 +535,7 @@ def test_replaced_key_old_entries_verify_and_the_old_key_signs_nothing_new(
         subject="backup:forged",
     )
     _bad(
-        svc.audit_verify(),
+        svc.audit.verify(),
         forged["seq"],
         f"signed with oscar's key replaced at entry {replaced_at}",
     )
@@ -563,7 +563,7 @@ def test_key_announced_by_someone_without_the_right_is_caught(svc: Service, cast
         action="kek.destroy",
         subject="kek:backups",
     )
-    res = svc.audit_verify()
+    res = svc.audit.verify()
     assert not res.ok and res.first_bad == announce["seq"]
     assert "without holding the custodian role" in res.reason
 
@@ -589,7 +589,7 @@ def test_enrolment_by_a_non_custodian_and_a_forged_key_id_are_caught(
         subject="person:eve",
         details=details,
     )
-    res = svc.audit_verify()
+    res = svc.audit.verify()
     assert not res.ok and res.first_bad == e["seq"]
     assert "audrey enrolled eve without holding the custodian role" in res.reason
 
@@ -609,7 +609,7 @@ def test_an_announced_key_id_must_hash_the_public_key(
         subject="person:bob",
         details={"key_id": "0" * 32, "public_key": base64.b64encode(pub).decode()},
     )
-    res = svc.audit_verify()
+    res = svc.audit.verify()
     assert not res.ok and res.first_bad == e["seq"] and "not the hash" in res.reason
 
 
@@ -617,17 +617,17 @@ def test_an_empty_log_and_a_non_object_line_do_not_verify(svc: Service) -> None:
     segs = sorted((svc.home.path / "audit").glob("segment-*.jsonl"))
     data = segs[-1].read_bytes()
     segs[-1].write_bytes(data + b"5\n")
-    res = svc.audit_verify()
+    res = svc.audit.verify()
     assert not res.ok and "not a JSON object" in res.reason
     for seg in segs:
         seg.write_bytes(b"")
-    res = svc.audit_verify()
+    res = svc.audit.verify()
     assert not res.ok and "empty" in res.reason
 
 
 @pytest.mark.parametrize("cp", [[1], {"seq": 3}, {"seq": "x"}, "text"])
 def test_a_malformed_checkpoint_is_refused_cleanly(svc: Service, cp: Any) -> None:
-    res = svc.audit_verify(checkpoint=cp)
+    res = svc.audit.verify(checkpoint=cp)
     assert not res.ok and "not a custodian audit checkpoint" in res.reason
 
 
@@ -652,16 +652,16 @@ def test_refused_sign_in_is_logged_and_the_log_verifies(
     if case == "wrong-passphrase":
         passphrase = b"not bob's passphrase"
     elif case == "replayed-totp":
-        svc.sign_in("bob", SecretBytes(phrase), code).forget()
+        svc.auth.sign_in("bob", SecretBytes(phrase), code).forget()
     elif case == "stale-totp":
         typed = cast.bob.code(-2)
     else:
-        svc.disable_person("bob", by=alice, reason="left the team")
+        svc.people.disable("bob", by=alice, reason="left the team")
     n = svc.log.count()
     message, actor, action, reason = SIGN_IN_REFUSALS[case]
     with pytest.raises(AuthError, match=message):
-        svc.sign_in("bob", SecretBytes(passphrase), typed)
-    entries = svc.audit_entries()
+        svc.auth.sign_in("bob", SecretBytes(passphrase), typed)
+    entries = svc.audit.entries()
     assert len(entries) == n + 1
     e = entries[-1]
     assert (e["actor"], e["action"], e["subject"], e["outcome"], e["details"]["reason"]) == (
@@ -672,12 +672,12 @@ def test_refused_sign_in_is_logged_and_the_log_verifies(
         reason,
     )
     assert passphrase.decode() not in json.dumps(e) and f'"{typed}"' not in json.dumps(e)
-    res = svc.audit_verify()
+    res = svc.audit.verify()
     assert res.ok and res.entries == n + 1, res.summary()
     if case in ("wrong-passphrase", "stale-totp"):  # the refusal burned no code
-        svc.sign_in("bob", SecretBytes(phrase), code)
-        assert svc.audit_entries()[-1]["action"] == "person.sign_in"
-        assert svc.audit_verify().ok
+        svc.auth.sign_in("bob", SecretBytes(phrase), code)
+        assert svc.audit.entries()[-1]["action"] == "person.sign_in"
+        assert svc.audit.verify().ok
 
 
 # ---------------------------------------------------------------- fail-closed
@@ -748,7 +748,7 @@ class Breakage:
             for _ in range(80):
                 if -_segment(svc).stat().st_size % page < 450:  # action lines are 550+
                     return
-                svc.audit_checkpoint(by=alice)
+                svc.audit.checkpoint(by=alice)
             raise AssertionError("could not bring the segment's page slack under 450 bytes")
 
     def apply(self, svc: Service) -> None:
@@ -855,42 +855,42 @@ def test_unwritable_log_means_the_action_does_not_happen(
 
     def act(name: str) -> None:
         if action == "encrypt-backup":
-            svc.encrypt_backup(
+            svc.backups.encrypt(
                 io.BytesIO(b"payload " * 100), out / f"{name}.cbk", by=oscar, label=name
             )
         else:
-            svc.create_kek(
+            svc.keys.create(
                 name, by=alice, purpose="fail-closed test", code=next_code(svc, cast.alice)
             )
 
     def committed(name: str) -> bool:
         if action == "encrypt-backup":
-            return any(b.label == name for b in svc.backups())
-        return name in {k.name for k in svc.keks()}
+            return any(b.label == name for b in svc.backups.list())
+        return name in {k.name for k in svc.keys.list()}
 
     breakage.prepare(svc, alice)
     before = {p.name: p.read_bytes() for p in svc.log.segments()}
     breakage.apply(svc)
-    backups = svc.backup_count()
+    backups = svc.backups.total()
     with pytest.raises(AuditError, match="the action was not carried out") as err:
         act("lost")
     assert str(svc.home.audit) in str(err.value)
     assert not committed("lost")
-    assert svc.backup_count() == backups
+    assert svc.backups.total() == backups
     assert sorted(os.listdir(out)) == []  # no container, no partial file left behind
 
     breakage.repair()
     after = {p.name: p.read_bytes() for p in svc.log.segments()}
     assert after == before  # nothing appended, nothing half-written, nothing lost
-    res = svc.audit_verify()
+    res = svc.audit.verify()
     assert res.ok and res.entries == svc.log.count(), res.summary()
     n = res.entries
     act("kept")
     assert committed("kept")
-    last = svc.audit_entries()[-1]
+    last = svc.audit.entries()[-1]
     assert (last["seq"], last["outcome"]) == (n + 1, "ok")
     assert last["action"] == ("backup.encrypt" if action == "encrypt-backup" else "kek.create")
-    res = svc.audit_verify()
+    res = svc.audit.verify()
     assert res.ok and res.entries == n + 1, res.summary()
     if action == "encrypt-backup":
         assert sorted(os.listdir(out)) == ["kept.cbk"]
@@ -911,22 +911,22 @@ def test_forced_encrypt_that_cannot_be_logged_keeps_the_file_it_would_replace(
     out = tmp_path / "out"
     out.mkdir()
     dst = out / "nightly.cbk"
-    monday = svc.encrypt_backup(io.BytesIO(b"monday"), dst, by=oscar)
+    monday = svc.backups.encrypt(io.BytesIO(b"monday"), dst, by=oscar)
     kept = dst.read_bytes()
     b = Breakage(kind, svc.home.audit, monkeypatch)
     try:
         b.apply(svc)
         with pytest.raises(AuditError, match="the action was not carried out"):
-            svc.encrypt_backup(io.BytesIO(b"tuesday"), dst, by=oscar, force=True)
+            svc.backups.encrypt(io.BytesIO(b"tuesday"), dst, by=oscar, force=True)
         assert dst.read_bytes() == kept and os.listdir(out) == ["nightly.cbk"]
-        assert [x.id for x in svc.backups()] == [monday.id]
+        assert [x.id for x in svc.backups.list()] == [monday.id]
         b.repair()
     finally:
         b.cleanup()
-    tuesday = svc.encrypt_backup(io.BytesIO(b"tuesday"), dst, by=oscar, force=True)
+    tuesday = svc.backups.encrypt(io.BytesIO(b"tuesday"), dst, by=oscar, force=True)
     assert dst.read_bytes() != kept and os.listdir(out) == ["nightly.cbk"]
-    assert svc.backup(tuesday.id).location == str(dst)
-    assert svc.audit_verify().ok
+    assert svc.backups.get(tuesday.id).location == str(dst)
+    assert svc.audit.verify().ok
 
 
 # ---------------------------------------------------------------- several segments
@@ -938,29 +938,29 @@ def test_missing_middle_or_last_segment(
     monkeypatch.setattr(A, "SEGMENT_ENTRIES", 4)
     _populate(svc, cast, alice, tmp_path / "out")
     for _ in range(3):
-        svc.audit_checkpoint(by=alice)
-    cp = svc.audit_checkpoint(by=alice)
+        svc.audit.checkpoint(by=alice)
+    cp = svc.audit.checkpoint(by=alice)
     segs = svc.log.segments()
     assert len(segs) >= 3
     # the checkpoint vouches for an entry in the newest segment
     assert json.loads(segs[-1].read_bytes().splitlines()[0])["seq"] <= cp["seq"]
-    res = svc.audit_verify(checkpoint=cp)
+    res = svc.audit.verify(checkpoint=cp)
     assert res.ok and res.entries == 16, res.summary()
     middle, newest = segs[1].read_bytes(), segs[-1].read_bytes()
     first = json.loads(middle.splitlines()[0])["seq"]
     following = first + len(middle.splitlines())
     segs[1].unlink()
     _bad(
-        svc.audit_verify(),
+        svc.audit.verify(),
         first,
         f"sequence gap: expected {first}, found {following} (entries missing)",
     )
     segs[1].write_bytes(middle)
     segs[-1].unlink()
-    assert svc.audit_verify().ok  # a whole newest segment cut off is a valid prefix...
-    _bad(svc.audit_verify(checkpoint=cp), None, "the log was cut")  # ...a checkpoint sees it
+    assert svc.audit.verify().ok  # a whole newest segment cut off is a valid prefix...
+    _bad(svc.audit.verify(checkpoint=cp), None, "the log was cut")  # ...a checkpoint sees it
     segs[-1].write_bytes(newest)
-    assert svc.audit_verify(checkpoint=cp).ok
+    assert svc.audit.verify(checkpoint=cp).ok
 
 
 # ---------------------------------------------------------------- the command line
@@ -1021,7 +1021,7 @@ def test_cli_audit_verify_exit_status(populated: Service, alice: Actor, tmp_path
     home = str(populated.home.path)
     verify_cmd = ("--home", home, "audit", "verify")
     cp_file = tmp_path / "cp.json"
-    cp_file.write_text(json.dumps(populated.audit_checkpoint(by=alice)), encoding="utf-8")
+    cp_file.write_text(json.dumps(populated.audit.checkpoint(by=alice)), encoding="utf-8")
     edited = json.loads(cp_file.read_text(encoding="utf-8")) | {"seq": 3}
     (tmp_path / "edited.json").write_text(json.dumps(edited), encoding="utf-8")
 

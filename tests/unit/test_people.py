@@ -59,48 +59,48 @@ def test_codes_from_oathtool_are_accepted(svc: Service, cast: Cast) -> None:
         check=True,
         timeout=10,
     ).stdout.strip()
-    actor = svc.sign_in("bob", SecretBytes(b"bob-test-passphrase"), code)
+    actor = svc.auth.sign_in("bob", SecretBytes(b"bob-test-passphrase"), code)
     assert actor.name == "bob"
 
 
 def test_sign_in_then_replay_is_refused(svc: Service, cast: Cast) -> None:
     # enrolment burned the current step for bob already; use the next step's code
     code = cast.bob.code(+1)
-    svc.sign_in("bob", SecretBytes(b"bob-test-passphrase"), code)
+    svc.auth.sign_in("bob", SecretBytes(b"bob-test-passphrase"), code)
     with pytest.raises(AuthError, match="already used"):
-        svc.sign_in("bob", SecretBytes(b"bob-test-passphrase"), code)
-    refused = svc.audit_entries(outcome="refused")
+        svc.auth.sign_in("bob", SecretBytes(b"bob-test-passphrase"), code)
+    refused = svc.audit.entries(outcome="refused")
     assert refused[-1]["details"]["reason"] == "TOTP code replayed"
     assert code not in str(refused[-1])
 
 
 def test_stale_code_and_wrong_passphrase_are_refused(svc: Service, cast: Cast) -> None:
     with pytest.raises(AuthError, match="not valid now"):
-        svc.sign_in("bob", SecretBytes(b"bob-test-passphrase"), cast.bob.code(-2))
+        svc.auth.sign_in("bob", SecretBytes(b"bob-test-passphrase"), cast.bob.code(-2))
     with pytest.raises(AuthError, match="wrong passphrase"):
-        svc.sign_in("bob", SecretBytes(b"bob-wrong"), cast.bob.code(+1))
-    reasons = [e["details"]["reason"] for e in svc.audit_entries(outcome="refused")]
+        svc.auth.sign_in("bob", SecretBytes(b"bob-wrong"), cast.bob.code(+1))
+    reasons = [e["details"]["reason"] for e in svc.audit.entries(outcome="refused")]
     assert reasons[-2:] == ["TOTP code did not match", "wrong passphrase"]
 
 
 def test_unknown_name_is_logged_as_an_hmac(svc: Service) -> None:
     with pytest.raises(AuthError, match="nobody named"):
-        svc.unlock("my-password-typed-in-the-name-box", SecretBytes(b"x" * 8))
-    e = svc.audit_entries(outcome="refused")[-1]
+        svc.auth.unlock("my-password-typed-in-the-name-box", SecretBytes(b"x" * 8))
+    e = svc.audit.entries(outcome="refused")[-1]
     assert "my-password" not in str(e)
     assert e["subject"].startswith("person:hmac-sha256:")
 
 
 def test_enrolment_needs_the_code_back(svc: Service, alice: object) -> None:
-    pending = svc.begin_enrolment(
+    pending = svc.people.begin_enrolment(
         "carol", ("auditor",), passphrase=SecretBytes(b"carol pass"), by=alice
     )  # type: ignore[arg-type]
     assert "redacted" in repr(pending) and pending.secret_b32() not in repr(pending)
     assert pending.secret_b32() in pending.uri("home")
     assert len(pending.qr("home")) > 10
     with pytest.raises(AuthError, match="nothing was enrolled"):
-        svc.complete_enrolment(pending, "000000", by=alice)  # type: ignore[arg-type]
-    assert "carol" not in {p.name for p in svc.people()}
+        svc.people.complete_enrolment(pending, "000000", by=alice)  # type: ignore[arg-type]
+    assert "carol" not in {p.name for p in svc.people.list()}
 
 
 def test_enrolment_rules(svc: Service, cast: Cast) -> None:
@@ -123,12 +123,12 @@ def test_enrolment_rules(svc: Service, cast: Cast) -> None:
 def test_roles_are_enforced(svc: Service, cast: Cast, tmp_path: Path) -> None:
     audrey = unlock(svc, cast.audrey)
     with pytest.raises(AuthError, match="operator role"):
-        svc.encrypt_backup(io.BytesIO(b"x"), tmp_path / "x.cbk", by=audrey)
+        svc.backups.encrypt(io.BytesIO(b"x"), tmp_path / "x.cbk", by=audrey)
     assert not (tmp_path / "x.cbk").exists()
     oscar = unlock(svc, cast.oscar)
     with pytest.raises(AuthError, match="custodian role"):
-        svc.add_kek_version("backups", by=oscar)
-    assert svc.kek("backups").current_version == 1
+        svc.keys.add_version("backups", by=oscar)
+    assert svc.keys.get("backups").current_version == 1
 
 
 def test_disabled_person_cannot_act_and_old_entries_verify(
@@ -136,20 +136,20 @@ def test_disabled_person_cannot_act_and_old_entries_verify(
 ) -> None:
     a = unlock(svc, cast.alice)
     oscar = unlock(svc, cast.oscar)
-    svc.encrypt_backup(io.BytesIO(b"x"), tmp_path / "x.cbk", by=oscar)
-    svc.disable_person("oscar", by=a, reason="left the team")
+    svc.backups.encrypt(io.BytesIO(b"x"), tmp_path / "x.cbk", by=oscar)
+    svc.people.disable("oscar", by=a, reason="left the team")
     with pytest.raises(AuthError, match="disabled"):
         unlock(svc, cast.oscar)
     with pytest.raises(AuthError, match="not an active person"):  # an actor unlocked before
-        svc.encrypt_backup(io.BytesIO(b"y"), tmp_path / "y.cbk", by=oscar)
-    assert svc.audit_verify().ok
+        svc.backups.encrypt(io.BytesIO(b"y"), tmp_path / "y.cbk", by=oscar)
+    assert svc.audit.verify().ok
 
 
 def test_last_custodian_cannot_be_disabled(svc: Service, cast: Cast) -> None:
     a = unlock(svc, cast.alice)
-    svc.disable_person("bob", by=a)
+    svc.people.disable("bob", by=a)
     with pytest.raises(CustodianError, match="last active custodian"):
-        svc.disable_person("alice", by=a)
+        svc.people.disable("alice", by=a)
 
 
 def test_replaced_key_keeps_old_entries_verifiable(
@@ -157,35 +157,35 @@ def test_replaced_key_keeps_old_entries_verifiable(
 ) -> None:
     a = unlock(svc, cast.alice)
     oscar = unlock(svc, cast.oscar)
-    svc.encrypt_backup(io.BytesIO(b"x"), tmp_path / "x.cbk", by=oscar)
-    svc.replace_signing_key("oscar", SecretBytes(b"oscar new passphrase"), by=a)
+    svc.backups.encrypt(io.BytesIO(b"x"), tmp_path / "x.cbk", by=oscar)
+    svc.people.replace_key("oscar", SecretBytes(b"oscar new passphrase"), by=a)
     with pytest.raises(AuthError, match="replaced"):
-        svc.encrypt_backup(io.BytesIO(b"y"), tmp_path / "y.cbk", by=oscar)
+        svc.backups.encrypt(io.BytesIO(b"y"), tmp_path / "y.cbk", by=oscar)
     with pytest.raises(AuthError, match="wrong passphrase"):
         unlock(svc, cast.oscar)
-    new = svc.unlock("oscar", SecretBytes(b"oscar new passphrase"))
-    svc.encrypt_backup(io.BytesIO(b"z"), tmp_path / "z.cbk", by=new)
-    res = svc.audit_verify()
+    new = svc.auth.unlock("oscar", SecretBytes(b"oscar new passphrase"))
+    svc.backups.encrypt(io.BytesIO(b"z"), tmp_path / "z.cbk", by=new)
+    res = svc.audit.verify()
     assert res.ok, res.summary()
-    assert len(svc.person("oscar").keys) == 2
+    assert len(svc.people.get("oscar").keys) == 2
 
 
 def test_replace_totp(svc: Service, cast: Cast) -> None:
     bob = unlock(svc, cast.bob)
-    pending = svc.begin_totp_replacement("bob", by=bob)
+    pending = svc.people.begin_totp_replacement("bob", by=bob)
     assert pending.totp is not None
     new = SecretBytes(bytes(pending.totp.reveal()))
     with pytest.raises(AuthError, match="old TOTP secret stays"):
-        svc.complete_totp_replacement(pending, cast.bob.code(+1), by=bob)
-    svc.complete_totp_replacement(pending, P.hotp(new, P.current_step()), by=bob)
+        svc.people.complete_totp_replacement(pending, cast.bob.code(+1), by=bob)
+    svc.people.complete_totp_replacement(pending, P.hotp(new, P.current_step()), by=bob)
     with pytest.raises(AuthError):
-        svc.sign_in("bob", SecretBytes(b"bob-test-passphrase"), cast.bob.code(+1))
-    svc.sign_in("bob", SecretBytes(b"bob-test-passphrase"), P.hotp(new, P.current_step() + 1))
+        svc.auth.sign_in("bob", SecretBytes(b"bob-test-passphrase"), cast.bob.code(+1))
+    svc.auth.sign_in("bob", SecretBytes(b"bob-test-passphrase"), P.hotp(new, P.current_step() + 1))
 
 
 def test_sign_out_forgets_the_key(svc: Service, cast: Cast) -> None:
-    actor = svc.sign_in("alice", SecretBytes(b"alice-test-passphrase"), cast.alice.code(+1))
-    svc.sign_out(actor)
+    actor = svc.auth.sign_in("alice", SecretBytes(b"alice-test-passphrase"), cast.alice.code(+1))
+    svc.auth.sign_out(actor)
     with pytest.raises(AuthError, match="signed out"):
         actor.sign(b"x")
     assert "key" not in repr(actor).replace("key_id", "")
@@ -193,4 +193,4 @@ def test_sign_out_forgets_the_key(svc: Service, cast: Cast) -> None:
 
 def test_demo_codes_refused_off_demo(svc: Service) -> None:
     with pytest.raises(AuthError, match="demo home"):
-        svc.demo_codes()
+        svc.people.demo_codes()

@@ -22,13 +22,13 @@ def test_kek_names_differing_only_in_case_are_refused(
     """'Backups' once overwrote the sealed private key of 'backups' v1."""
     alice = unlock(svc, cast.alice)
     bot = unlock(svc, cast.bot)
-    b = svc.encrypt_backup(io.BytesIO(b"precious"), tmp_path / "p.cbk", by=bot)
+    b = svc.backups.encrypt(io.BytesIO(b"precious"), tmp_path / "p.cbk", by=bot)
     with pytest.raises(ConflictError, match="differ in more than case"):
-        svc.create_kek("Backups", by=alice)
-    assert [k.name for k in svc.keks()] == ["backups"]
+        svc.keys.create("Backups", by=alice)
+    assert [k.name for k in svc.keys.list()] == ["backups"]
     out = tmp_path / "restored"
     session = approved_session(svc, cast, [b.id], tmp_path)
-    svc._decrypt_backup(svc.backup(b.id), out, session=session)
+    svc.restores._decrypt_backup(svc.backups.get(b.id), out, session=session)
     assert out.read_bytes() == b"precious"
 
 
@@ -40,20 +40,20 @@ def test_person_names_with_a_trailing_newline_or_worse_are_refused(name: str) ->
 
 def test_kek_name_with_a_newline_is_refused(svc: Service, cast: Cast) -> None:
     with pytest.raises(Exception, match="not a valid KEK name"):
-        svc.create_kek("backups2\n", by=unlock(svc, cast.alice))
+        svc.keys.create("backups2\n", by=unlock(svc, cast.alice))
 
 
 def test_signing_out_after_being_disabled_keeps_the_log_verifiable(
     svc: Service, cast: Cast
 ) -> None:
     """A session outliving its person (or key) must not sign with the dead key."""
-    bob = svc.sign_in("bob", P.SecretBytes(cast.bob.passphrase.encode()), cast.bob.code(1))
-    svc.disable_person("bob", by=unlock(svc, cast.alice), reason="left")
-    svc.sign_out(bob)
-    last = svc.audit_entries()[-1]
+    bob = svc.auth.sign_in("bob", P.SecretBytes(cast.bob.passphrase.encode()), cast.bob.code(1))
+    svc.people.disable("bob", by=unlock(svc, cast.alice), reason="left")
+    svc.auth.sign_out(bob)
+    last = svc.audit.entries()[-1]
     assert last["action"] == "person.sign_out" and last["actor"] == "home"
     assert last["subject"] == "person:bob"
-    assert svc.audit_verify().ok
+    assert svc.audit.verify().ok
     with pytest.raises(P.AuthError):
         bob.sign(b"x")
 
@@ -63,10 +63,10 @@ def test_signing_out_after_own_key_replacement_keeps_the_log_verifiable(
 ) -> None:
     alice = unlock(svc, cast.alice)
     other = unlock(svc, cast.alice)  # a second session of alice (another terminal)
-    svc.replace_signing_key("alice", P.SecretBytes(b"alice-new-passphrase"), by=alice)
-    svc.sign_out(other)
-    assert svc.audit_entries()[-1]["actor"] == "home"
-    assert svc.audit_verify().ok
+    svc.people.replace_key("alice", P.SecretBytes(b"alice-new-passphrase"), by=alice)
+    svc.auth.sign_out(other)
+    assert svc.audit.entries()[-1]["actor"] == "home"
+    assert svc.audit.verify().ok
 
 
 def test_checkpoint_to_an_existing_file_records_nothing(
@@ -74,14 +74,14 @@ def test_checkpoint_to_an_existing_file_records_nothing(
 ) -> None:
     target = tmp_path / "cp.json"
     target.write_text("keep me")
-    before = len(svc.audit_entries())
+    before = len(svc.audit.entries())
     rc = cli.main(
         ["--home", str(svc.home.path), "audit", "checkpoint", "-o", str(target), "--as", "bot"]
     )
     assert rc != 0
     assert "exists" in capsys.readouterr().err
     assert target.read_text() == "keep me"
-    assert len(svc.audit_entries()) == before
+    assert len(svc.audit.entries()) == before
 
 
 def test_acting_as_an_unknown_name_is_refused_and_recorded(
@@ -103,7 +103,7 @@ def test_acting_as_an_unknown_name_is_refused_and_recorded(
     )
     assert rc == 7
     assert "nobody named 'mallory'" in capsys.readouterr().err
-    last = svc.audit_entries()[-1]
+    last = svc.audit.entries()[-1]
     assert last["outcome"] == "refused" and "mallory" not in str(last)
     assert not (tmp_path / "d.cbk").exists()
 

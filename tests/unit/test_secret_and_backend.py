@@ -40,7 +40,7 @@ def test_new_dek_is_256_bits_and_fresh() -> None:
 def test_each_suite_wraps_with_public_key_and_binds_context(tmp_path: Path, suite: str) -> None:
     svc = Service.init(tmp_path / suite, keyring_backend="home-file", suite=suite)
     alice = unlock(svc, enrol(svc, "alice", ("custodian",), None))
-    be = svc.backend("local")
+    be = svc.keys.backend("local")
     bid, other = str(uuid.uuid4()), str(uuid.uuid4())
     dek = new_dek()
     (w,) = be.wrap("backups", 1, [(bid, dek)])
@@ -50,7 +50,7 @@ def test_each_suite_wraps_with_public_key_and_binds_context(tmp_path: Path, suit
     assert isinstance(got, SecretBytes) and got == dek
     (bad,) = be.unwrap([DekRef(other, "backups", 1, w)])
     assert isinstance(bad, UnwrapError)
-    svc.add_kek_version("backups", by=alice)
+    svc.keys.add_version("backups", by=alice)
     (re,) = be.rewrap([DekRef(bid, "backups", 1, w)], 2)
     assert isinstance(re, bytes)
     (got2,) = be.unwrap([DekRef(bid, "backups", 2, re)])
@@ -59,7 +59,7 @@ def test_each_suite_wraps_with_public_key_and_binds_context(tmp_path: Path, suit
 
 
 def test_one_bad_item_does_not_fail_the_batch(svc: Service) -> None:
-    be = svc.backend("local")
+    be = svc.keys.backend("local")
     ids = [str(uuid.uuid4()) for _ in range(3)]
     deks = [new_dek() for _ in ids]
     wrapped = be.wrap("backups", 1, list(zip(ids, deks, strict=True)))

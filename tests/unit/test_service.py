@@ -32,15 +32,15 @@ from tests.conftest import Cast, approved_session
 
 
 def _enc(svc: Service, tmp: Path, data: bytes, name: str = "b.cbk", **kw: Any) -> Backup:
-    by = svc.unlock("bot", None)
-    return svc.encrypt_backup(io.BytesIO(data), tmp / name, by=by, label=name, **kw)
+    by = svc.auth.unlock("bot", None)
+    return svc.backups.encrypt(io.BytesIO(data), tmp / name, by=by, label=name, **kw)
 
 
 def test_init_makes_a_private_home_with_a_first_kek(svc: Service, home: Path) -> None:
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     for p in [home / "custodian.toml", home / "catalog.db", *(home / "sealed").iterdir()]:
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
-    (kek,) = svc.keks()
+    (kek,) = svc.keys.list()
     assert (kek.name, kek.backend, kek.suite, kek.current_version) == (
         "backups",
         "local",
@@ -52,7 +52,7 @@ def test_init_makes_a_private_home_with_a_first_kek(svc: Service, home: Path) ->
     # the catalog holds no private key: only the sealed store does
     raw = home.joinpath("catalog.db").read_bytes()
     sealed = SealedStore(home / "sealed")
-    with sealed.unseal(svc._load_ksk(), "kek/backups/v1") as priv:
+    with sealed.unseal(svc.ctx.load_ksk(), "kek/backups/v1") as priv:
         assert bytes(priv.reveal()) not in raw
 
 
@@ -89,15 +89,15 @@ def test_encrypt_records_and_decrypts_under_each_version(
     svc: Service, tmp_path: Path, alice: Actor, cast: Cast
 ) -> None:
     b1 = _enc(svc, tmp_path, b"one" * 1000, "one.cbk")
-    v2 = svc.add_kek_version("backups", by=alice)
+    v2 = svc.keys.add_version("backups", by=alice)
     b2 = _enc(svc, tmp_path, b"two" * 1000, "two.cbk")
     assert (b1.kek_version, b2.kek_version, v2.version) == (1, 2, 2)
-    census = {v.version: v.dek_count for v in svc.kek("backups").versions}
+    census = {v.version: v.dek_count for v in svc.keys.get("backups").versions}
     assert census == {1: 1, 2: 1}
     session = approved_session(svc, cast, [b1.id, b2.id], tmp_path)
     for b, data in ((b1, b"one" * 1000), (b2, b"two" * 1000)):
         out = tmp_path / f"{b.id}.out"
-        w = svc._decrypt_backup(b, out, session=session)
+        w = svc.restores._decrypt_backup(b, out, session=session)
         assert out.read_bytes() == data
         assert w.sha256 == b.container_sha256
 
@@ -106,7 +106,7 @@ def test_every_backup_gets_its_own_dek(svc: Service, tmp_path: Path, cast: Cast)
     a = _enc(svc, tmp_path, b"same", "a.cbk")
     b = _enc(svc, tmp_path, b"same", "b.cbk")
     session = approved_session(svc, cast, [a.id, b.id], tmp_path)
-    da, db = svc._unwrap(a, session=session), svc._unwrap(b, session=session)
+    da, db = svc.restores._unwrap(a, session=session), svc.restores._unwrap(b, session=session)
     assert da != db
     assert "redacted" in repr(da) and bytes(da.reveal()).hex() not in repr(da)
 
@@ -117,9 +117,9 @@ def test_encrypt_refuses_to_overwrite_without_force(svc: Service, tmp_path: Path
     with pytest.raises(ConflictError, match="--force"):
         _enc(svc, tmp_path, b"new", "x.cbk")
     assert dst.read_bytes() == b"precious"
-    assert svc.backup_count() == 0
+    assert svc.backups.total() == 0
     _enc(svc, tmp_path, b"new", "x.cbk", force=True)
-    assert svc.backup_count() == 1
+    assert svc.backups.total() == 1
 
 
 def test_encrypt_under_unknown_kek_writes_nothing(svc: Service, tmp_path: Path) -> None:
@@ -134,7 +134,7 @@ def test_swapped_wrapped_dek_does_not_unwrap(svc: Service, tmp_path: Path, cast:
     forged = replace(a, wrapped_dek=b.wrapped_dek)
     session = approved_session(svc, cast, [a.id], tmp_path)
     with pytest.raises(UnwrapError, match="bound to another backup"):
-        svc._decrypt_backup(forged, tmp_path / "out", session=session)
+        svc.restores._decrypt_backup(forged, tmp_path / "out", session=session)
     assert not (tmp_path / "out").exists()
 
 
@@ -142,10 +142,10 @@ def test_wrong_kek_version_does_not_unwrap(
     svc: Service, tmp_path: Path, alice: Actor, cast: Cast
 ) -> None:
     a = _enc(svc, tmp_path, b"a", "a.cbk")
-    svc.add_kek_version("backups", by=alice)
+    svc.keys.add_version("backups", by=alice)
     session = approved_session(svc, cast, [a.id], tmp_path)
     with pytest.raises(UnwrapError):
-        svc._decrypt_backup(replace(a, kek_version=2), tmp_path / "out", session=session)
+        svc.restores._decrypt_backup(replace(a, kek_version=2), tmp_path / "out", session=session)
     assert not (tmp_path / "out").exists()
 
 
@@ -155,7 +155,7 @@ def test_header_of_another_backup_is_refused(svc: Service, tmp_path: Path, cast:
     moved = replace(a, location=b.location)
     session = approved_session(svc, cast, [a.id], tmp_path)
     with pytest.raises(ContainerError, match="another backup"):
-        svc._decrypt_backup(moved, tmp_path / "out", session=session)
+        svc.restores._decrypt_backup(moved, tmp_path / "out", session=session)
     assert not (tmp_path / "out").exists()
 
 
@@ -169,7 +169,7 @@ def test_flipped_byte_in_stored_container_writes_no_plaintext(
     data[len(data) // 2] ^= 0x40
     p.write_bytes(data)
     with pytest.raises(ContainerError, match="chunk 1"):
-        svc._decrypt_backup(a, tmp_path / "out", session=session)
+        svc.restores._decrypt_backup(a, tmp_path / "out", session=session)
     assert sorted(x.name for x in tmp_path.iterdir() if x.name.startswith((".out", "out"))) == []
 
 
@@ -179,7 +179,7 @@ def test_container_replaced_by_an_older_copy_fails_the_hash(
     a = _enc(svc, tmp_path, b"a" * 100, "a.cbk")
     session = approved_session(svc, cast, [a.id], tmp_path)
     with pytest.raises(ContainerError, match="digest differs"):
-        svc._decrypt_backup(
+        svc.restores._decrypt_backup(
             replace(a, container_sha256="0" * 64), tmp_path / "out", session=session
         )
     assert not (tmp_path / "out").exists()
@@ -189,7 +189,7 @@ def test_import_rebuilds_a_lost_catalog_entry(svc: Service, tmp_path: Path, cast
     a = _enc(svc, tmp_path, b"payload" * 50, "a.cbk")
     with svc.catalog.transaction() as db:
         db.execute("DELETE FROM backups")
-    b = svc.import_backup(Path(a.location), by=svc.unlock("bot", None))
+    b = svc.backups.import_file(Path(a.location), by=svc.auth.unlock("bot", None))
     assert (b.id, b.kek_version, b.wrapped_dek, b.container_sha256) == (
         a.id,
         a.kek_version,
@@ -197,10 +197,10 @@ def test_import_rebuilds_a_lost_catalog_entry(svc: Service, tmp_path: Path, cast
         a.container_sha256,
     )
     session = approved_session(svc, cast, [b.id], tmp_path)
-    svc._decrypt_backup(b, tmp_path / "out", session=session)
+    svc.restores._decrypt_backup(b, tmp_path / "out", session=session)
     assert (tmp_path / "out").read_bytes() == b"payload" * 50
     with pytest.raises(ConflictError, match="already in the catalog"):
-        svc.import_backup(Path(b.location), by=svc.unlock("bot", None))
+        svc.backups.import_file(Path(b.location), by=svc.auth.unlock("bot", None))
 
 
 def test_import_refuses_non_containers_and_unknown_keks(
@@ -209,14 +209,14 @@ def test_import_refuses_non_containers_and_unknown_keks(
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"not a container at all")
     with pytest.raises(ContainerError, match="not a custodian backup container"):
-        svc.import_backup(junk, by=svc.unlock("bot", None))
-    other = hybrid_svc.create_kek("elsewhere", by=hybrid_svc._home_actor())
-    c = hybrid_svc.encrypt_backup(
-        io.BytesIO(b"x"), tmp_path / "c.cbk", by=hybrid_svc.unlock("bot", None), kek=other.name
+        svc.backups.import_file(junk, by=svc.auth.unlock("bot", None))
+    other = hybrid_svc.keys.create("elsewhere", by=hybrid_svc.ctx.home_actor())
+    c = hybrid_svc.backups.encrypt(
+        io.BytesIO(b"x"), tmp_path / "c.cbk", by=hybrid_svc.auth.unlock("bot", None), kek=other.name
     )
     with pytest.raises(NotFoundError, match="elsewhere"):
-        svc.import_backup(Path(c.location), by=svc.unlock("bot", None))
-    assert svc.backup_count() == 0
+        svc.backups.import_file(Path(c.location), by=svc.auth.unlock("bot", None))
+    assert svc.backups.total() == 0
 
 
 def test_wrong_root_key_in_keyring_is_named(svc: Service, home: Path) -> None:
@@ -229,7 +229,7 @@ def test_wrong_root_key_in_keyring_is_named(svc: Service, home: Path) -> None:
 
 
 def test_sealed_blob_renamed_or_tampered_is_refused(svc: Service, home: Path) -> None:
-    ksk = svc._load_ksk()
+    ksk = svc.ctx.load_ksk()
     sealed = SealedStore(home / "sealed")
     blob = home / "sealed" / "kek__backups__v1.sealed"
     original = blob.read_bytes()
@@ -268,12 +268,12 @@ def test_list_filters_sorts_and_pages(svc: Service, tmp_path: Path) -> None:
         _enc(svc, tmp_path, b"." * (i + 1), f"{i}.cbk")
         with svc.catalog.transaction() as db:
             db.execute("UPDATE backups SET label=? WHERE label=?", (name, f"{i}.cbk"))
-    assert [b.label for b in svc.backups(order="label", descending=False)] == ["a%y", "b_x", "c_z"]
-    assert [b.label for b in svc.backups(text="%")] == ["a%y"]  # LIKE wildcards are literal
-    assert [b.label for b in svc.backups(text="_")] != []
-    assert svc.count_backups(text="_") == 2
-    assert [b.size for b in svc.backups(order="size", limit=1, offset=1)] == [2]
-    assert svc.backup(svc.backups(limit=1)[0].id[:8]).id == svc.backups(limit=1)[0].id
+    assert [b.label for b in svc.backups.list(order="label", descending=False)] == ["a%y", "b_x", "c_z"]
+    assert [b.label for b in svc.backups.list(text="%")] == ["a%y"]  # LIKE wildcards are literal
+    assert [b.label for b in svc.backups.list(text="_")] != []
+    assert svc.backups.count(text="_") == 2
+    assert [b.size for b in svc.backups.list(order="size", limit=1, offset=1)] == [2]
+    assert svc.backups.get(svc.backups.list(limit=1)[0].id[:8]).id == svc.backups.list(limit=1)[0].id
 
 
 def test_service_default_chunk_matches_the_container() -> None:
@@ -306,7 +306,7 @@ def test_a_home_may_name_containers_by_whole_file_sha256(
     session = approved_session(svc, cast, [a.id, b.id], tmp_path)
     for x, data in ((a, b"old" * 500), (b, b"new" * 500)):
         out = tmp_path / f"{x.id}.out"
-        assert svc._decrypt_backup(x, out, session=session).sha256 == x.container_sha256
+        assert svc.restores._decrypt_backup(x, out, session=session).sha256 == x.container_sha256
         assert out.read_bytes() == data
     bad = svc.home.config.read_text().replace('"sha256"', '"md5"')
     svc.home.config.write_text(bad)
