@@ -144,6 +144,53 @@ def test_kek_list_does_not_import_textual(cli_home: Path) -> None:
     assert r.returncode == 0, r.stderr
 
 
+def test_python_m_custodian_is_the_console_script(tmp_path: Path) -> None:
+    """``python -m custodian`` answers as ``custodian`` does, and a subcommand imports no UI."""
+
+    def python_m(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, *args], stdin=subprocess.DEVNULL, capture_output=True, timeout=60
+        )
+
+    helped = python_m("-m", "custodian", "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout == run("--help").stdout and b"backup" in helped.stdout
+    home = tmp_path / "fresh"
+    r = run("--home", str(home), "init", "--keyring", "home-file", "--suite", "x25519")
+    assert r.returncode == 0, r.stderr
+    script = run("--home", str(home), "kek", "list")
+    module = python_m("-X", "importtime", "-m", "custodian", "--home", str(home), "kek", "list")
+    assert script.returncode == 0 and module.returncode == 0, module.stderr
+    assert module.stdout == script.stdout and b"backups" in module.stdout
+    imported = {
+        line.rsplit(b"|", 1)[-1].strip().split(b".")[0]
+        for line in module.stderr.splitlines()
+        if line.startswith(b"import time:")
+    }
+    assert b"custodian" in imported  # the trace is there to read
+    assert not imported & {b"textual", b"rich", b"screens"}
+
+
+def test_python_m_custodian_opens_the_tui_through_its_entry_point(
+    cli_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.metadata
+
+    import screens.entry
+    from custodian import __main__ as entry
+
+    assert entry.load_tui() is screens.entry.open_tui  # registered in pyproject.toml
+    opened: list[Path] = []
+    monkeypatch.setattr(screens.entry, "open_tui", lambda svc: opened.append(svc.home.path))
+    assert entry.main(["--home", str(cli_home)]) == 0  # no command: the TUI
+    assert entry.main(["--home", str(cli_home), "tui"]) == 0
+    assert opened == [cli_home.resolve()] * 2
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: ())
+    assert entry.main(["--home", str(cli_home), "tui"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("custodian: error: no TUI is installed")
+
+
 def _enrol_person(
     home: Path, name: str, role: str, passphrase: bytes, as_: tuple[str, bytes] | None = None
 ) -> str:

@@ -518,8 +518,9 @@ def test_preview_estimate_counts_batches_and_workers(svc: Service, cast: Cast) -
 
 def test_the_cli_batch_default_is_the_core_default() -> None:
     from custodian import cli
+    from custodian.cli import kek
 
-    assert cli.REWRAP_BATCH == R.DEFAULT_BATCH
+    assert kek.REWRAP_BATCH == R.DEFAULT_BATCH
     args = cli.build_parser().parse_args(["kek", "rewrap", "backups", "--as", "alice"])
     assert args.batch == R.DEFAULT_BATCH
 

@@ -1,0 +1,77 @@
+"""The ``custodian`` command.
+
+With no subcommand it opens the TUI. Every subcommand runs without a terminal
+when its values come as options (scripts, cron), and fails with one line on
+standard error and a non-zero exit status. Imports are lazy so that
+``custodian --help`` and ``custodian kek list`` start quickly and never import
+textual.
+
+This module builds the parser from the command groups (one module each, each
+adding its own subparsers) and maps errors to exit statuses; what the groups
+share (the home, ``--as``, secrets from a terminal or a file descriptor,
+progress lines) is in :mod:`custodian.cli.common`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from custodian.cli import audit, backup, home, kek, people, restore
+from custodian.cli.common import PROG, TuiRunner
+from custodian.errors import CustodianError
+
+__all__ = ["PROG", "TuiRunner", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from custodian import __version__
+
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Key custody for encrypted backups. With no command, opens the TUI.",
+    )
+    p.add_argument(
+        "--home",
+        metavar="DIR",
+        default=os.environ.get("CUSTODIAN_HOME"),
+        help="the custodian home (default: $CUSTODIAN_HOME, else the platform data dir)",
+    )
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    # The order here is the order --help lists the commands in.
+    home.add_init_parser(sub)
+    kek.add_parsers(sub)
+    people.add_parsers(sub)
+    audit.add_parsers(sub)
+    backup.add_parsers(sub)
+    restore.add_parsers(sub)  # restore ..., then approve and deny
+    home.add_demo_and_tui_parsers(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, *, tui: TuiRunner | None = None) -> int:
+    """Run the command line. ``tui`` opens the TUI; the core cannot import it, so the
+    ``custodian`` console script (:mod:`screens.entry`) passes it in."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.tui = tui
+    func: Callable[[argparse.Namespace], int] = getattr(args, "func", home.cmd_tui)
+    try:
+        return func(args)
+    except CustodianError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing half-done was recorded.", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except OSError as e:
+        print(
+            f"{PROG}: error: {e.strerror or e} ({e.filename or 'no file'}); nothing was recorded.",
+            file=sys.stderr,
+        )
+        return 1

@@ -1,0 +1,105 @@
+"""``custodian audit``: show and verify the signed audit log, export checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from custodian.cli.common import (
+    Subparsers,
+    TermProgress,
+    add_acting,
+    open_service,
+    unlock_actor,
+    usage_error,
+)
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        rows = svc.audit_entries(
+            actor=args.actor,
+            action=args.action,
+            outcome=args.outcome,
+            text=args.text or "",
+            last=args.last,
+        )
+        if args.json:
+            for e in rows:
+                print(json.dumps(e, sort_keys=True))
+            return 0
+        for e in rows:
+            print(
+                f"{e['seq']:>7} {e['time'][:19]} {e['actor']:<12} {e['outcome']:<8} "
+                f"{e['action']:<22} {e['subject']}"
+            )
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        cp = None
+        if args.checkpoint:
+            try:
+                cp = json.loads(Path(args.checkpoint).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise usage_error(f"cannot read checkpoint {args.checkpoint}: {e}") from None
+        prog = TermProgress("verifying")
+        res = svc.audit_verify(checkpoint=cp, progress=prog)
+        prog.done()
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "ok": res.ok,
+                        "entries": res.entries,
+                        "head": res.head,
+                        "first_bad": res.first_bad,
+                        "reason": res.reason,
+                        "checkpoint": res.checkpoint,
+                        "keys": res.keys,
+                    }
+                )
+            )
+        else:
+            print(res.summary())
+        return 0 if res.ok else 8
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise usage_error(f"{out} exists; nothing was written. Use --force to replace it.")
+    with open_service(args) as svc:
+        by = unlock_actor(svc, args)
+        cp = svc.audit_checkpoint(by=by)
+        out.write_text(json.dumps(cp, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        print(
+            f"checkpoint at entry {cp['seq']} (head {cp['head'][:16]}…) signed by "
+            f"{cp['actor']} written to {out}; keep it outside this home"
+        )
+    return 0
+
+
+def add_parsers(sub: Subparsers) -> None:
+    au = sub.add_parser("audit", help="the signed audit log").add_subparsers(
+        dest="audit_command", metavar="COMMAND", required=True
+    )
+    s = au.add_parser("show", help="entries, newest last")
+    s.add_argument("--actor")
+    s.add_argument("--action", help="action or its prefix, e.g. person. or backup.encrypt")
+    s.add_argument("--outcome", choices=["ok", "refused"])
+    s.add_argument("--text", help="subject or details containing TEXT")
+    s.add_argument("--last", type=int, metavar="N", help="only the newest N")
+    s.add_argument("--json", action="store_true", help="the entries as stored (JSON Lines)")
+    s.set_defaults(func=cmd_audit_show)
+    s = au.add_parser("verify", help="check chain, signatures, gaps and a checkpoint (offline)")
+    s.add_argument("--checkpoint", metavar="FILE", help="a checkpoint exported earlier")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_audit_verify)
+    s = au.add_parser("checkpoint", help="export a signed checkpoint of the log's head")
+    s.add_argument("-o", "--output", required=True, metavar="FILE")
+    s.add_argument("--force", action="store_true")
+    add_acting(s)
+    s.set_defaults(func=cmd_audit_checkpoint)

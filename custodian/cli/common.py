@@ -1,0 +1,165 @@
+"""What every command group shares: the home, who is acting, secrets, output.
+
+Secrets (passphrases, TOTP codes) come from a terminal or from an inherited
+file descriptor (``--passphrase-fd``, ``--totp-fd``), never from an argument.
+At import time this pulls in the standard library and :mod:`custodian.errors`
+only; the service and its crypto are imported when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
+
+from custodian.errors import CustodianError
+
+if TYPE_CHECKING:
+    from custodian.people import Actor
+    from custodian.secret import SecretBytes
+    from custodian.service import Service
+
+PROG = "custodian"
+
+if TYPE_CHECKING:
+    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+else:  # not subscriptable at run time
+    Subparsers = argparse._SubParsersAction
+"""What ``add_subparsers()`` returns: each command group adds its parsers to it."""
+
+TuiRunner = Callable[["Service"], None]
+"""Opens the TUI on a service; the core cannot import it, so entry points pass one in."""
+
+
+def open_service(args: argparse.Namespace) -> Service:
+    from custodian.service import Service
+
+    return Service.open(args.home)
+
+
+def human(n: int) -> str:
+    if n < 0:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(n)
+
+
+class TermProgress:
+    """A progress line on standard error when it is a terminal; silent otherwise."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.tty = sys.stderr.isatty()
+        self.last = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.tty:
+            return
+        pct = int(100 * done / total) if total else 100
+        if pct != self.last:
+            self.last = pct
+            sys.stderr.write(f"\r{self.what}: {pct:3d}% ({human(done)} of {human(total)})")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.tty and self.last >= 0:
+            sys.stderr.write("\n")
+
+
+# ---------------------------------------------------------------- who is acting and their secrets
+
+
+def usage_error(msg: str) -> Exception:
+    e = CustodianError(msg)
+    e.exit_code = 2
+    return e
+
+
+def read_fd(fd: int) -> bytes:
+    """One line from an inherited file descriptor (automation: never an argument)."""
+    try:
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.readline().rstrip(b"\r\n")
+    except OSError as e:
+        raise usage_error(f"cannot read file descriptor {fd}: {e.strerror}") from None
+
+
+def secret_input(prompt: str, fd: int | None, what: str, *, confirm: bool = False) -> SecretBytes:
+    from custodian.secret import SecretBytes
+
+    if fd is not None:
+        return SecretBytes(read_fd(fd), what)
+    if not sys.stdin.isatty():
+        raise usage_error(
+            f"{what} needed and no terminal to ask on: pass it on a file descriptor "
+            f"(see --help), never as an argument."
+        )
+    import getpass
+
+    first = getpass.getpass(prompt)
+    if confirm and getpass.getpass("again: ") != first:
+        raise usage_error(f"the two {what}s differ; nothing was done.")
+    return SecretBytes(first.encode(), what)
+
+
+def code_input(fd: int | None, who: str) -> str:
+    if fd is not None:
+        return read_fd(fd).decode(errors="replace")
+    if not sys.stdin.isatty():
+        raise usage_error("a TOTP code is needed and there is no terminal: use --totp-fd N.")
+    return input(f"current TOTP code of {who}: ")
+
+
+def unlock_actor(svc: Service, args: argparse.Namespace) -> Actor:
+    name = getattr(args, "as_", None)
+    if not name:
+        raise usage_error("this command acts, so it needs to know who you are: --as NAME.")
+    from custodian.errors import NotFoundError
+
+    try:
+        p = svc.person(name)
+    except NotFoundError:
+        return svc.unlock(name, None)  # records the refusal (name HMAC'd) and raises
+    if p.kind == "service" and p.key is not None and p.key.protection == "none":
+        return svc.unlock(name, None)
+    with secret_input(f"passphrase of {name}: ", args.passphrase_fd, "passphrase") as pw:
+        return svc.unlock(name, pw)
+
+
+def clear_terminal() -> None:
+    """After a ceremony step that showed a secret: clear the screen and scrollback."""
+    if sys.stdout.isatty():
+        sys.stdout.write("\033[H\033[2J\033[3J")
+        sys.stdout.flush()
+
+
+# ---------------------------------------------------------------- options several groups share
+
+
+def add_acting(s: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--as NAME`` and ``--passphrase-fd N``: what :func:`unlock_actor` reads."""
+    s.add_argument(
+        "--as",
+        dest="as_",
+        metavar="NAME",
+        required=required,
+        help="who is acting (their signing key signs the audit entry)",
+    )
+    s.add_argument(
+        "--passphrase-fd",
+        type=int,
+        metavar="N",
+        help="read the acting person's passphrase from file descriptor N",
+    )
+
+
+def add_totp_fd(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--totp-fd", type=int, metavar="N", help="read the TOTP code from file descriptor N"
+    )

@@ -1,0 +1,115 @@
+"""The home itself: ``init``, ``demo`` (build, or show the demo people's codes), ``tui``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from custodian.cli.common import PROG, Subparsers, TermProgress, TuiRunner, open_service
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from custodian.service import Service
+
+    with Service.init(
+        args.home, kek=args.kek, suite=args.suite, keyring_backend=args.keyring
+    ) as svc:
+        k = svc.kek(args.kek)
+        print(f"created home {svc.home.path}")
+        print(f"root key stored in keyring: {svc.keyring.description}")
+        print(f"KEK {k.name} v1 ({k.suite}) fingerprint {k.versions[0].fingerprint}")
+        print(
+            f"next: enrol the first custodian with '{PROG} --home {svc.home.path} people "
+            "enrol NAME --role custodian'"
+        )
+    return 0
+
+
+def cmd_demo_codes(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        for name, code, left in svc.demo_codes():
+            print(f"{name:<12} {code}   ({left:2d} s left)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.action == "codes":
+        return cmd_demo_codes(args)
+    from custodian.demo import build_demo
+
+    if not args.home:
+        print(
+            f"{PROG}: error: demo needs --home DIR (it never touches your real home)",
+            file=sys.stderr,
+        )
+        return 2
+    prog = TermProgress("building demo")
+    svc = build_demo(Path(args.home), backups=args.backups, progress=prog)
+    prog.done()
+    with svc:
+        st = svc.status()
+        print(
+            f"demo home ready at {st.home}: {st.backup_count} backups, "
+            f"{sum(len(k.versions) for k in st.keks)} KEK versions"
+        )
+        print(f"open it with: {PROG} --home {st.home}")
+        print(
+            f"sample people: {', '.join(p.name for p in svc.people())}; "
+            f"their codes: {PROG} --home {st.home} demo codes"
+        )
+    return 0
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    """Open the TUI with the runner :func:`custodian.cli.main` was given (``args.tui``)."""
+    tui: TuiRunner | None = getattr(args, "tui", None)
+    if tui is None:
+        print(
+            f"{PROG}: error: the TUI is not part of this entry point; run the "
+            f"'{PROG}' command installed with the package.",
+            file=sys.stderr,
+        )
+        return 2
+    svc = open_service(args)
+    try:
+        tui(svc)
+    finally:
+        svc.close()
+    return 0
+
+
+def add_init_parser(sub: Subparsers) -> None:
+    s = sub.add_parser("init", help="create a home with its root key and a first KEK")
+    s.add_argument("--kek", default="backups", help="name of the first KEK (default: backups)")
+    s.add_argument(
+        "--suite",
+        default="mlkem768-x25519",
+        choices=["mlkem768-x25519", "x25519", "p256"],
+        help="HPKE suite of the KEK",
+    )
+    s.add_argument(
+        "--keyring",
+        default="system",
+        choices=["system", "home-file"],
+        help="where the root key lives: the OS keyring (default) or, for demos "
+        "and tests only, a file inside the home",
+    )
+    s.set_defaults(func=cmd_init)
+
+
+def add_demo_and_tui_parsers(sub: Subparsers) -> None:
+    """The last two commands (``--help`` lists them after every group)."""
+    s = sub.add_parser("demo", help="build a demo home, or show its people's TOTP codes")
+    s.add_argument(
+        "action",
+        nargs="?",
+        choices=["build", "codes"],
+        default="build",
+        help="build (default): a new demo home at --home; codes: current codes",
+    )
+    s.add_argument("--backups", type=int, default=1000, help="how many sample backups")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("tui", help="open the TUI (the same as no command)")
+    s.set_defaults(func=cmd_tui)

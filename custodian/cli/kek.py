@@ -1,0 +1,343 @@
+"""``custodian kek``: key-encryption keys and their lifecycle.
+
+list, create, rotate (a new version, then a rewrap of every older DEK), rewrap
+(run or resume a job), retire, destroy (a request custodians approve) and jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from custodian.cli.common import (
+    PROG,
+    Subparsers,
+    add_acting,
+    add_totp_fd,
+    code_input,
+    open_service,
+    unlock_actor,
+)
+
+if TYPE_CHECKING:
+    from custodian.people import Actor
+    from custodian.service import Service
+
+REWRAP_BATCH = 2000  # custodian.rotation.DEFAULT_BATCH (a test keeps them equal)
+REWRAP_INCOMPLETE = 10  # the rewrap ran, and DEKs stay under older versions (failures)
+
+
+def cmd_kek_list(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        keks = svc.keks()
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "name": k.name,
+                            "backend": k.backend,
+                            "suite": k.suite,
+                            "purpose": k.purpose,
+                            "current_version": k.current_version,
+                            "created_at": k.created_at,
+                            "versions": [
+                                {
+                                    "version": v.version,
+                                    "state": v.state,
+                                    "created_at": v.created_at,
+                                    "fingerprint": v.fingerprint,
+                                    "deks": v.dek_count,
+                                }
+                                for v in k.versions
+                            ],
+                        }
+                        for k in keks
+                    ],
+                    indent=2,
+                )
+            )
+            return 0
+        print(f"{'KEK':<20} {'VER':>4} {'STATE':<10} {'DEKS':>8}  {'CREATED':<20} FINGERPRINT")
+        for k in keks:
+            for v in reversed(k.versions):
+                cur = "*" if v.version == k.current_version else " "
+                print(
+                    f"{k.name:<20} {cur}{v.version:>3} {v.state:<10} {v.dek_count:>8}  "
+                    f"{v.created_at[:19]:<20} {v.fingerprint}"
+                )
+            print(f"{'':<20} backend {k.backend}, suite {k.suite}, {k.dek_count} DEKs")
+    return 0
+
+
+def _code(args: argparse.Namespace, by: Actor) -> str:
+    return code_input(getattr(args, "totp_fd", None), by.name)
+
+
+def cmd_kek_create(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        by = unlock_actor(svc, args)
+        code = _code(args, by)
+        k = svc.create_kek(
+            args.name,
+            by=by,
+            backend=args.backend,
+            suite=args.suite,
+            purpose=args.purpose,
+            code=code,
+        )
+        v = k.versions[0]
+        print(f"created KEK {k.name} v1 on {k.backend} ({k.suite})")
+        print(f"fingerprint {v.fingerprint}")
+    return 0
+
+
+class _RewrapProgress:
+    """Rewrap progress: a bar on a terminal; otherwise a plain line every few seconds."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        import time
+
+        self.tty = sys.stderr.isatty()
+        self.every = every
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.first: int | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.first is None:
+            self.first = done
+            self.start = now
+        rate = (done - self.first) / (now - self.start) if now > self.start else 0.0
+        eta = (total - done) / rate if rate > 0 else 0.0
+        pct = 100.0 * done / total if total else 100.0
+        text = f"rewrapped {done:,} of {total:,} ({pct:5.1f}%), {rate:,.0f} DEKs/s"
+        if rate > 0 and done < total:
+            text += f", about {eta:,.0f} s left"
+        if self.tty:
+            width = 24
+            fill = int(width * done / total) if total else width
+            sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {text}   ")
+            sys.stderr.flush()
+        elif now - self.last >= self.every or done >= total:
+            self.last = now
+            print(text, flush=True)
+
+    def done(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def _run_rewrap(svc: Service, args: argparse.Namespace, by: Actor) -> int:
+    prog = _RewrapProgress()
+
+    def failed(f: Any) -> None:
+        if prog.tty:
+            sys.stderr.write("\n")
+        print(f"FAILED  {f.backup}  (v{f.from_version}) {f.reason}", flush=True)
+
+    report = svc.rewrap(
+        args.name,
+        by=by,
+        workers=args.workers,
+        batch_size=args.batch,
+        progress=prog,
+        on_failure=failed,
+    )
+    prog.done()
+    if not report.job:
+        print(f"nothing to rewrap: every DEK of KEK {args.name} is under its current version")
+        return 0
+    print(report.summary())
+    if report.remaining:
+        print(
+            f"{report.remaining:,} DEK(s) stay under older versions (see 'custodian kek jobs "
+            f"{args.name}'); the old versions cannot be retired until they are rewrapped"
+        )
+    return REWRAP_INCOMPLETE if report.remaining else 0
+
+
+def cmd_kek_rotate(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        by = unlock_actor(svc, args)
+        pv = svc.rotate_preview(args.name, batch_size=args.batch)
+        print(
+            f"rotate KEK {pv.kek} ({pv.backend}, {pv.suite}): v{pv.current_version} -> "
+            f"v{pv.new_version}"
+        )
+        for v, n in sorted(pv.census.items()):
+            print(f"  v{v}: {n:,} DEK(s)")
+        est = f"about {pv.estimated_seconds:,.0f} s" if pv.rate else "unknown"
+        print(f"DEKs to rewrap: {pv.to_rewrap:,}; estimated time {est} ({pv.workers} worker(s))")
+        if pv.unfinished is not None:
+            print(
+                f"the unfinished job {pv.unfinished.id[:8]} to v{pv.unfinished.target_version} "
+                "is superseded: the new job covers its DEKs"
+            )
+        code = _code(args, by)
+        j = svc.rotate(args.name, code, by=by)
+        nv = svc.kek(args.name).versions[-1]
+        print(
+            f"KEK {args.name} v{j.target_version} created, fingerprint {nv.fingerprint}; "
+            "it wraps every new DEK from now on"
+        )
+        if args.no_rewrap:
+            print(f"rewrap job {j.id} waits; run it with: {PROG} kek rewrap {args.name} --as NAME")
+            return 0
+        return _run_rewrap(svc, args, by)
+
+
+def cmd_kek_rewrap(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        by = unlock_actor(svc, args)
+        return _run_rewrap(svc, args, by)
+
+
+def cmd_kek_retire(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        by = unlock_actor(svc, args)
+        code = _code(args, by)
+        v = svc.retire_version(args.name, args.version, code, by=by)
+        print(
+            f"KEK {args.name} v{v.version} retired; it unwraps nothing from now on. Its key "
+            f"material can be destroyed after {svc.config.policy.retirement_wait_days} day(s) "
+            f"with: {PROG} kek destroy {args.name} {v.version} --reason TEXT --as NAME"
+        )
+    return 0
+
+
+def cmd_kek_destroy(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        by = unlock_actor(svc, args)
+        r = svc.request_destroy(args.name, args.version, args.reason, by=by)
+        print(
+            f"request {r.id} opened: destroy KEK {args.name} v{args.version}; needs "
+            f"{r.quorum} other custodians' approval before {r.expires_at[:19]}Z"
+        )
+        print(f"custodians approve with: {PROG} approve {r.id[:8]} --as NAME")
+    return 0
+
+
+def cmd_kek_jobs(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        jobs = svc.rewrap_jobs(args.name)
+        fails = svc.rewrap_failures()
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            **{k: getattr(j, k) for k in j.__dataclass_fields__},
+                            "failures": [
+                                {
+                                    "backup": f.backup,
+                                    "from_version": f.from_version,
+                                    "reason": f.reason,
+                                    "at": f.at,
+                                }
+                                for f in fails
+                                if f.job == j.id
+                            ],
+                        }
+                        for j in jobs
+                    ],
+                    indent=2,
+                )
+            )
+            return 0
+        print(
+            f"{'JOB':<8}  {'KEK':<16} {'TO':>3}  {'STATE':<10} {'DONE':>10} {'FAILED':>7} "
+            f"{'RUNS':>4}  {'STARTED':<19}  BY"
+        )
+        for j in jobs:
+            print(
+                f"{j.id[:8]}  {j.kek:<16} v{j.target_version:<2}  {j.state:<10} "
+                f"{j.rewrapped:>10,} {j.failed:>7,} {j.runs:>4}  {j.created_at[:19]:<19}  "
+                f"{j.started_by}"
+            )
+            for f in (x for x in fails if x.job == j.id):
+                print(f"          failed {f.backup} (v{f.from_version}): {f.reason}")
+        if not jobs:
+            print("no rotation yet")
+    return 0
+
+
+def add_parsers(sub: Subparsers) -> None:
+    kek = sub.add_parser("kek", help="key-encryption keys").add_subparsers(
+        dest="kek_command", metavar="COMMAND", required=True
+    )
+    s = kek.add_parser("list", help="KEKs, versions, states and DEK census")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_kek_list)
+
+    s = kek.add_parser("create", help="create a KEK (custodians; confirm with a TOTP code)")
+    s.add_argument("name", metavar="NAME")
+    s.add_argument("--backend", default="local", help="where it lives (default: local)")
+    s.add_argument(
+        "--suite",
+        default=None,
+        choices=["mlkem768-x25519", "x25519", "p256"],
+        help="HPKE suite on the local backend (default: the home's default)",
+    )
+    s.add_argument("--purpose", default="", help="what it protects, for people")
+    add_totp_fd(s)
+    add_acting(s)
+    s.set_defaults(func=cmd_kek_create)
+
+    s = kek.add_parser(
+        "rotate", help="new KEK version, then rewrap every older DEK (custodians; TOTP)"
+    )
+    s.add_argument("name", metavar="NAME")
+    s.add_argument("--no-rewrap", action="store_true", help="create the version and job only")
+    _add_rewrap_options(s)
+    add_totp_fd(s)
+    add_acting(s)
+    s.set_defaults(func=cmd_kek_rotate)
+
+    s = kek.add_parser("rewrap", help="run or resume the rewrap job of a KEK (custodians)")
+    s.add_argument("name", metavar="NAME")
+    _add_rewrap_options(s)
+    add_acting(s)
+    s.set_defaults(func=cmd_kek_rewrap)
+
+    s = kek.add_parser("retire", help="retire a version whose census is zero (custodians; TOTP)")
+    s.add_argument("name", metavar="NAME")
+    s.add_argument("version", type=int, metavar="VERSION")
+    add_totp_fd(s)
+    add_acting(s)
+    s.set_defaults(func=cmd_kek_retire)
+
+    s = kek.add_parser(
+        "destroy", help="ask to destroy a retired version's key material (two custodians approve)"
+    )
+    s.add_argument("name", metavar="NAME")
+    s.add_argument("version", type=int, metavar="VERSION")
+    s.add_argument("--reason", required=True)
+    add_acting(s)
+    s.set_defaults(func=cmd_kek_destroy)
+
+    s = kek.add_parser("jobs", help="rotation history: rewrap jobs and their failures")
+    s.add_argument("name", nargs="?", metavar="NAME")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_kek_jobs)
+
+
+def _add_rewrap_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes for the unwrap and wrap work (default: the CPUs here)",
+    )
+    s.add_argument(
+        "--batch",
+        type=int,
+        default=REWRAP_BATCH,
+        metavar="N",
+        help=f"DEKs per batch; each batch is one transaction (default {REWRAP_BATCH:,})",
+    )

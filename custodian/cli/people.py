@@ -1,0 +1,200 @@
+"""``custodian people``: enrol people and service identities, replace their
+signing keys and TOTP secrets, disable them, list them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING
+
+from custodian.cli.common import (
+    PROG,
+    Subparsers,
+    add_acting,
+    clear_terminal,
+    code_input,
+    open_service,
+    secret_input,
+    unlock_actor,
+)
+
+if TYPE_CHECKING:
+    from custodian.service import PendingEnrolment, Service
+
+
+def cmd_people_list(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        people = svc.people()
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "name": p.name,
+                            "roles": list(p.roles),
+                            "kind": p.kind,
+                            "state": p.state,
+                            "created_at": p.created_at,
+                            "key_id": p.key.key_id if p.key else None,
+                            "keys": [
+                                {
+                                    "key_id": k.key_id,
+                                    "created_at": k.created_at,
+                                    "replaced_at": k.replaced_at,
+                                    "protection": k.protection,
+                                }
+                                for k in p.keys
+                            ],
+                            "totp_generation": p.totp_generation,
+                        }
+                        for p in people
+                    ],
+                    indent=2,
+                )
+            )
+            return 0
+        print(f"{'NAME':<16} {'ROLES':<28} {'KIND':<8} {'STATE':<9} {'KEY':<18} KEYS")
+        for p in people:
+            kid = p.key.key_id[:16] if p.key else "-"
+            print(
+                f"{p.name:<16} {','.join(p.roles):<28} {p.kind:<8} {p.state:<9} {kid:<18} "
+                f"{len(p.keys)}"
+            )
+        if not people:
+            print(f"nobody enrolled yet: '{PROG} people enrol NAME --role custodian'")
+    return 0
+
+
+def _show_enrolment(svc: Service, pending: PendingEnrolment) -> None:
+    label = svc.home.path.name
+    print(f"Add this to {pending.name}'s authenticator app (scan, or type the secret):")
+    print()
+    for line in pending.qr(label):
+        print("  " + line)
+    print()
+    print(f"  {pending.uri(label)}")
+    print(f"  secret: {pending.secret_b32()}")
+    print()
+
+
+def cmd_people_enrol(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        by = unlock_actor(svc, args) if args.as_ else None
+        pw = None
+        if not args.service or args.new_passphrase_fd is not None:
+            pw = secret_input(
+                f"new passphrase for {args.name}: ",
+                args.new_passphrase_fd,
+                "passphrase",
+                confirm=True,
+            )
+        pending = svc.begin_enrolment(
+            args.name, args.role, passphrase=pw, by=by, service=args.service
+        )
+        if pw is not None:
+            pw.wipe()
+        try:
+            code = None
+            if pending.totp is not None:
+                _show_enrolment(svc, pending)
+                code = code_input(args.totp_fd, args.name)
+                clear_terminal()
+            p = svc.complete_enrolment(pending, code, by=by)
+        finally:
+            pending.discard()
+        print(
+            f"enrolled {p.name} ({', '.join(p.roles)}), signing key {p.key.key_id if p.key else ''}"
+        )
+    return 0
+
+
+def cmd_people_replace_key(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        by = unlock_actor(svc, args)
+        target = svc.person(args.name)
+        pw = None
+        if target.kind == "person" or args.new_passphrase_fd is not None:
+            pw = secret_input(
+                f"new passphrase for {args.name}: ",
+                args.new_passphrase_fd,
+                "passphrase",
+                confirm=True,
+            )
+        p = svc.replace_signing_key(args.name, pw, by=by)
+        if pw is not None:
+            pw.wipe()
+        print(
+            f"{p.name} has a new signing key {p.key.key_id if p.key else ''}; "
+            "the old one still verifies older entries"
+        )
+    return 0
+
+
+def cmd_people_replace_totp(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        by = unlock_actor(svc, args)
+        pending = svc.begin_totp_replacement(args.name, by=by)
+        try:
+            _show_enrolment(svc, pending)
+            code = code_input(args.totp_fd, args.name)
+            clear_terminal()
+            svc.complete_totp_replacement(pending, code, by=by)
+        finally:
+            pending.discard()
+        print(f"{args.name} has a new TOTP secret; the old one no longer works")
+    return 0
+
+
+def cmd_people_disable(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        by = unlock_actor(svc, args)
+        svc.disable_person(args.name, by=by, reason=args.reason or "")
+        print(f"{args.name} is disabled; their past entries still verify")
+    return 0
+
+
+def add_parsers(sub: Subparsers) -> None:
+    ppl = sub.add_parser("people", help="people, roles, signing keys and TOTP").add_subparsers(
+        dest="people_command", metavar="COMMAND", required=True
+    )
+    s = ppl.add_parser("list", help="who is enrolled")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_people_list)
+    s = ppl.add_parser("enrol", help="enrol a person (the first custodian needs no --as)")
+    s.add_argument("name")
+    s.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=["custodian", "operator", "auditor"],
+        help="repeat for several",
+    )
+    s.add_argument(
+        "--service",
+        action="store_true",
+        help="a service identity for cron (operator only, no TOTP, passphrase optional)",
+    )
+    s.add_argument(
+        "--new-passphrase-fd",
+        type=int,
+        metavar="N",
+        help="read the new person's passphrase from file descriptor N",
+    )
+    s.add_argument("--totp-fd", type=int, metavar="N", help="read the first code from fd N")
+    add_acting(s, required=False)
+    s.set_defaults(func=cmd_people_enrol)
+    s = ppl.add_parser("replace-key", help="give a person a new signing key")
+    s.add_argument("name")
+    s.add_argument("--new-passphrase-fd", type=int, metavar="N")
+    add_acting(s)
+    s.set_defaults(func=cmd_people_replace_key)
+    s = ppl.add_parser("replace-totp", help="give a person a new TOTP secret")
+    s.add_argument("name")
+    s.add_argument("--totp-fd", type=int, metavar="N", help="read the first new code from fd N")
+    add_acting(s)
+    s.set_defaults(func=cmd_people_replace_totp)
+    s = ppl.add_parser("disable", help="disable a person (their old entries still verify)")
+    s.add_argument("name")
+    s.add_argument("--reason")
+    add_acting(s)
+    s.set_defaults(func=cmd_people_disable)
