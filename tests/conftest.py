@@ -59,7 +59,8 @@ def enrol(
 
 
 def unlock(svc: Service, who: Enrolled) -> Actor:
-    return svc.auth.unlock(who.name, SecretBytes(who.passphrase.encode()) if who.passphrase else None)
+    pw = SecretBytes(who.passphrase.encode()) if who.passphrase else None
+    return svc.auth.unlock(who.name, pw)
 
 
 @dataclass

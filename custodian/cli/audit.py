@@ -18,7 +18,7 @@ from custodian.cli.common import (
 
 def cmd_audit_show(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
-        rows = svc.audit_entries(
+        rows = svc.audit.entries(
             actor=args.actor,
             action=args.action,
             outcome=args.outcome,
@@ -46,7 +46,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             except (OSError, ValueError) as e:
                 raise usage_error(f"cannot read checkpoint {args.checkpoint}: {e}") from None
         prog = TermProgress("verifying")
-        res = svc.audit_verify(checkpoint=cp, progress=prog)
+        res = svc.audit.verify(checkpoint=cp, progress=prog)
         prog.done()
         if args.json:
             print(
@@ -73,7 +73,7 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
         raise usage_error(f"{out} exists; nothing was written. Use --force to replace it.")
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
-        cp = svc.audit_checkpoint(by=by)
+        cp = svc.audit.checkpoint(by=by)
         out.write_text(json.dumps(cp, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         print(
             f"checkpoint at entry {cp['seq']} (head {cp['head'][:16]}…) signed by "

@@ -26,7 +26,7 @@ def cmd_backup_encrypt(args: argparse.Namespace) -> int:
         by = unlock_actor(svc, args)
         prog = TermProgress("encrypting")
         src: Path | BinaryIO = sys.stdin.buffer if args.src == "-" else Path(args.src)
-        b = svc.encrypt_backup(
+        b = svc.backups.encrypt(
             src,
             Path(args.dst),
             by=by,
@@ -62,7 +62,7 @@ def _backup_json(b: Backup) -> dict[str, Any]:
 
 def cmd_backup_list(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
-        rows = svc.backups(
+        rows = svc.backups.list(
             text=args.filter or "",
             kek=args.kek,
             version=args.version,
@@ -79,7 +79,7 @@ def cmd_backup_list(args: argparse.Namespace) -> int:
                 f"{b.id:<36}  {b.created_at[:19]:<19}  {human(b.size):>10}  "
                 f"{b.kek + ' v' + str(b.kek_version):<16}  {b.label}"
             )
-        print(f"{len(rows)} of {svc.backup_count()} backups")
+        print(f"{len(rows)} of {svc.backups.total()} backups")
     return 0
 
 
@@ -87,7 +87,7 @@ def cmd_backup_import(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
         for f in args.files:
-            b = svc.import_backup(Path(f), by=by, label=args.label)
+            b = svc.backups.import_file(Path(f), by=by, label=args.label)
             print(f"imported {b.id} {b.label} (KEK {b.kek} v{b.kek_version})")
     return 0
 

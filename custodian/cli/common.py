@@ -123,13 +123,13 @@ def unlock_actor(svc: Service, args: argparse.Namespace) -> Actor:
     from custodian.errors import NotFoundError
 
     try:
-        p = svc.person(name)
+        p = svc.people.get(name)
     except NotFoundError:
-        return svc.unlock(name, None)  # records the refusal (name HMAC'd) and raises
+        return svc.auth.unlock(name, None)  # records the refusal (name HMAC'd) and raises
     if p.kind == "service" and p.key is not None and p.key.protection == "none":
-        return svc.unlock(name, None)
+        return svc.auth.unlock(name, None)
     with secret_input(f"passphrase of {name}: ", args.passphrase_fd, "passphrase") as pw:
-        return svc.unlock(name, pw)
+        return svc.auth.unlock(name, pw)
 
 
 def clear_terminal() -> None:

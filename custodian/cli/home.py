@@ -15,7 +15,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     with Service.init(
         args.home, kek=args.kek, suite=args.suite, keyring_backend=args.keyring
     ) as svc:
-        k = svc.kek(args.kek)
+        k = svc.keys.get(args.kek)
         print(f"created home {svc.home.path}")
         print(f"root key stored in keyring: {svc.keyring.description}")
         print(f"KEK {k.name} v1 ({k.suite}) fingerprint {k.versions[0].fingerprint}")
@@ -28,7 +28,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_demo_codes(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
-        for name, code, left in svc.demo_codes():
+        for name, code, left in svc.people.demo_codes():
             print(f"{name:<12} {code}   ({left:2d} s left)")
     return 0
 
@@ -55,7 +55,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         print(f"open it with: {PROG} --home {st.home}")
         print(
-            f"sample people: {', '.join(p.name for p in svc.people())}; "
+            f"sample people: {', '.join(p.name for p in svc.people.list())}; "
             f"their codes: {PROG} --home {st.home} demo codes"
         )
     return 0

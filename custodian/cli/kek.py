@@ -31,7 +31,7 @@ REWRAP_INCOMPLETE = 10  # the rewrap ran, and DEKs stay under older versions (fa
 
 def cmd_kek_list(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
-        keks = svc.keks()
+        keks = svc.keys.list()
         if args.json:
             print(
                 json.dumps(
@@ -80,7 +80,7 @@ def cmd_kek_create(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
         code = _code(args, by)
-        k = svc.create_kek(
+        k = svc.keys.create(
             args.name,
             by=by,
             backend=args.backend,
@@ -141,7 +141,7 @@ def _run_rewrap(svc: Service, args: argparse.Namespace, by: Actor) -> int:
             sys.stderr.write("\n")
         print(f"FAILED  {f.backup}  (v{f.from_version}) {f.reason}", flush=True)
 
-    report = svc.rewrap(
+    report = svc.keys.rewrap(
         args.name,
         by=by,
         workers=args.workers,
@@ -165,7 +165,7 @@ def _run_rewrap(svc: Service, args: argparse.Namespace, by: Actor) -> int:
 def cmd_kek_rotate(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
-        pv = svc.rotate_preview(args.name, batch_size=args.batch)
+        pv = svc.keys.rotate_preview(args.name, batch_size=args.batch)
         print(
             f"rotate KEK {pv.kek} ({pv.backend}, {pv.suite}): v{pv.current_version} -> "
             f"v{pv.new_version}"
@@ -180,8 +180,8 @@ def cmd_kek_rotate(args: argparse.Namespace) -> int:
                 "is superseded: the new job covers its DEKs"
             )
         code = _code(args, by)
-        j = svc.rotate(args.name, code, by=by)
-        nv = svc.kek(args.name).versions[-1]
+        j = svc.keys.rotate(args.name, code, by=by)
+        nv = svc.keys.get(args.name).versions[-1]
         print(
             f"KEK {args.name} v{j.target_version} created, fingerprint {nv.fingerprint}; "
             "it wraps every new DEK from now on"
@@ -202,7 +202,7 @@ def cmd_kek_retire(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
         code = _code(args, by)
-        v = svc.retire_version(args.name, args.version, code, by=by)
+        v = svc.keys.retire(args.name, args.version, code, by=by)
         print(
             f"KEK {args.name} v{v.version} retired; it unwraps nothing from now on. Its key "
             f"material can be destroyed after {svc.config.policy.retirement_wait_days} day(s) "
@@ -214,7 +214,7 @@ def cmd_kek_retire(args: argparse.Namespace) -> int:
 def cmd_kek_destroy(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
-        r = svc.request_destroy(args.name, args.version, args.reason, by=by)
+        r = svc.keys.request_destroy(args.name, args.version, args.reason, by=by)
         print(
             f"request {r.id} opened: destroy KEK {args.name} v{args.version}; needs "
             f"{r.quorum} other custodians' approval before {r.expires_at[:19]}Z"
@@ -225,8 +225,8 @@ def cmd_kek_destroy(args: argparse.Namespace) -> int:
 
 def cmd_kek_jobs(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
-        jobs = svc.rewrap_jobs(args.name)
-        fails = svc.rewrap_failures()
+        jobs = svc.keys.jobs(args.name)
+        fails = svc.keys.failures()
         if args.json:
             print(
                 json.dumps(

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 def cmd_people_list(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
-        people = svc.people()
+        people = svc.people.list()
         if args.json:
             print(
                 json.dumps(
@@ -88,7 +88,7 @@ def cmd_people_enrol(args: argparse.Namespace) -> int:
                 "passphrase",
                 confirm=True,
             )
-        pending = svc.begin_enrolment(
+        pending = svc.people.begin_enrolment(
             args.name, args.role, passphrase=pw, by=by, service=args.service
         )
         if pw is not None:
@@ -99,7 +99,7 @@ def cmd_people_enrol(args: argparse.Namespace) -> int:
                 _show_enrolment(svc, pending)
                 code = code_input(args.totp_fd, args.name)
                 clear_terminal()
-            p = svc.complete_enrolment(pending, code, by=by)
+            p = svc.people.complete_enrolment(pending, code, by=by)
         finally:
             pending.discard()
         print(
@@ -111,7 +111,7 @@ def cmd_people_enrol(args: argparse.Namespace) -> int:
 def cmd_people_replace_key(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
-        target = svc.person(args.name)
+        target = svc.people.get(args.name)
         pw = None
         if target.kind == "person" or args.new_passphrase_fd is not None:
             pw = secret_input(
@@ -120,7 +120,7 @@ def cmd_people_replace_key(args: argparse.Namespace) -> int:
                 "passphrase",
                 confirm=True,
             )
-        p = svc.replace_signing_key(args.name, pw, by=by)
+        p = svc.people.replace_key(args.name, pw, by=by)
         if pw is not None:
             pw.wipe()
         print(
@@ -133,12 +133,12 @@ def cmd_people_replace_key(args: argparse.Namespace) -> int:
 def cmd_people_replace_totp(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
-        pending = svc.begin_totp_replacement(args.name, by=by)
+        pending = svc.people.begin_totp_replacement(args.name, by=by)
         try:
             _show_enrolment(svc, pending)
             code = code_input(args.totp_fd, args.name)
             clear_terminal()
-            svc.complete_totp_replacement(pending, code, by=by)
+            svc.people.complete_totp_replacement(pending, code, by=by)
         finally:
             pending.discard()
         print(f"{args.name} has a new TOTP secret; the old one no longer works")
@@ -148,7 +148,7 @@ def cmd_people_replace_totp(args: argparse.Namespace) -> int:
 def cmd_people_disable(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
-        svc.disable_person(args.name, by=by, reason=args.reason or "")
+        svc.people.disable(args.name, by=by, reason=args.reason or "")
         print(f"{args.name} is disabled; their past entries still verify")
     return 0
 

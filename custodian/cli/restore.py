@@ -90,7 +90,7 @@ def _print_request(svc: Service, r: Request) -> None:
         for bid in r.backups:
             file = r.payload.get("files", {}).get(bid, bid)
             try:
-                b = svc.backup(bid)
+                b = svc.backups.get(bid)
                 what = f"{b.label!r}, {human(b.size)}, created {b.created_at[:19]}"
             except CustodianError:
                 what = "no longer in the catalog"
@@ -117,7 +117,7 @@ def _print_request(svc: Service, r: Request) -> None:
 def cmd_restore_request(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
-        r = svc.request_restore(args.backups, args.reason, args.target, by=by)
+        r = svc.restores.request(args.backups, args.reason, args.target, by=by)
         if args.json:
             print(json.dumps(_request_json(r), indent=2))
             return 0
@@ -131,7 +131,7 @@ def cmd_restore_request(args: argparse.Namespace) -> int:
 
 def cmd_restore_list(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
-        rows = svc.requests(args.state)
+        rows = svc.approvals.requests(args.state)
         if args.json:
             print(json.dumps([_request_json(r) for r in rows], indent=2))
             return 0
@@ -150,7 +150,7 @@ def cmd_restore_list(args: argparse.Namespace) -> int:
 
 def cmd_restore_show(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
-        r = svc.request(args.id)
+        r = svc.approvals.get(args.id)
         if args.json:
             print(json.dumps(_request_json(r), indent=2))
         else:
@@ -161,7 +161,7 @@ def cmd_restore_show(args: argparse.Namespace) -> int:
 def cmd_restore_cancel(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
-        r = svc.cancel(args.id, by=by, reason=args.reason or "")
+        r = svc.approvals.cancel(args.id, by=by, reason=args.reason or "")
         print(
             f"request {r.id} cancelled" + (f"; session {r.session.id} closed" if r.session else "")
         )
@@ -171,15 +171,15 @@ def cmd_restore_cancel(args: argparse.Namespace) -> int:
 def _decide(args: argparse.Namespace, decision: str) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
-        r = svc.request(args.id)
+        r = svc.approvals.get(args.id)
         if sys.stdout.isatty() and args.totp_fd is None:
             _print_request(svc, r)
             print()
         code = code_input(args.totp_fd, by.name)
         if decision == "approve":
-            r = svc.approve(r.id, code, by=by)
+            r = svc.approvals.approve(r.id, code, by=by)
         else:
-            r = svc.deny(r.id, code, args.reason, by=by)
+            r = svc.approvals.deny(r.id, code, args.reason, by=by)
         code = ""
         if r.state == "approved" and r.session is not None:
             print(
@@ -223,7 +223,7 @@ def cmd_restore_run(args: argparse.Namespace) -> int:
             else:
                 print(f"FAILED  {x.backup}  {x.reason}", flush=True)
 
-        report = svc.run_restore(args.id, by=by, progress=prog, on_result=line)
+        report = svc.restores.run(args.id, by=by, progress=prog, on_result=line)
         prog.done()
         print(report.summary())
         return RESTORE_FAILED if report.failed else 0

@@ -377,11 +377,11 @@ def test_restore_request_approve_run_through_the_cli(
     svc: Service, cast: Cast, tmp_path: Path
 ) -> None:
     home = svc.home.path
-    bot = svc.unlock("bot", None)
-    good = svc.encrypt_backup(
+    bot = svc.auth.unlock("bot", None)
+    good = svc.backups.encrypt(
         io.BytesIO(b"rows\n" * 5000), tmp_path / "g.cbk", by=bot, label="db dump"
     )
-    bad = svc.encrypt_backup(
+    bad = svc.backups.encrypt(
         io.BytesIO(os.urandom(100_000)), tmp_path / "b.cbk", by=bot, label="bad"
     )
     target = tmp_path / "restore"
@@ -459,7 +459,7 @@ def test_restore_request_approve_run_through_the_cli(
 
 def test_deny_and_cancel_through_the_cli(svc: Service, cast: Cast, tmp_path: Path) -> None:
     home = svc.home.path
-    b = svc.encrypt_backup(io.BytesIO(b"x"), tmp_path / "x.cbk", by=svc.unlock("bot", None))
+    b = svc.backups.encrypt(io.BytesIO(b"x"), tmp_path / "x.cbk", by=svc.auth.unlock("bot", None))
     r = _as(
         home,
         cast.oscar,

@@ -446,7 +446,8 @@ def test_signer_rewriting_their_own_newest_entry_is_caught_only_by_a_checkpoint(
 
 CP_EDITS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "seq": (lambda cp: cp["seq"] - 1, CP_ALTERED),
-    "head": (lambda cp: "0" + cp["head"][1:], CP_ALTERED),
+    # one hex digit changed (a head that starts with "0" gets a "1": never a no-op edit)
+    "head": (lambda cp: ("1" if cp["head"][0] == "0" else "0") + cp["head"][1:], CP_ALTERED),
     "time": (lambda cp: cp["time"].replace("T", "X"), CP_ALTERED),
     "home_id": (lambda cp: "another home", CP_ALTERED),
     "actor": (lambda cp: "bob", CP_STRANGER),
