@@ -1,36 +1,35 @@
 """The dialogs of the KEK lifecycle: generation, rotation preview, TOTP steps, destruction.
 
 Each dialog is one step of a ceremony that :class:`screens.keys.KeysScreen`
-awaits in order. A step that changes something calls the service itself
-(so a refusal shows inside the dialog and the person can try again) and
-returns what the service returned; escape or Cancel returns None and changes
-nothing. A TOTP code is read once and its field cleared before the service
-sees it, whatever the outcome.
+awaits in order, on the frame of :class:`screens.dialogs.Dialog`. A step that
+changes something calls the service itself, in a thread worker
+(:meth:`~screens.dialogs.Dialog.run_step`), so a refusal shows inside the dialog
+and the person can try again, and returns what the service returned; escape
+or Cancel returns None and changes nothing. A TOTP code is read once and its
+field cleared before the service sees it, whatever the outcome.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Input, Label, RadioButton, RadioSet, Static
 
 from custodian.approvals import Request
 from custodian.catalog import Kek, KekVersion
 from custodian.config import SUITES
-from custodian.errors import CustodianError
 from custodian.rotation import RotationPreview
 from custodian.service import Service
+from screens.dialogs import CodeInput, Dialog, take_code
 from screens.format import safe, when
-from screens.signin import CodeInput
 
 SUITE_NOTES = {
     "mlkem768-x25519": "post-quantum hybrid, ML-KEM-768 + X25519",
@@ -65,8 +64,10 @@ def duration(seconds: float) -> str:
     return f"about {seconds / 3600:.1f} h"
 
 
-class KeyDialog(ModalScreen[Any]):
-    """Shared bits: centred, an error line, escape to cancel."""
+class KeyDialog(Dialog[Any]):
+    """The key dialogs' own looks: centred, 100 columns, the KEK form's radio sets."""
+
+    WIDE = True
 
     DEFAULT_CSS = """
     KeyDialog {
@@ -103,30 +104,6 @@ class KeyDialog(ModalScreen[Any]):
     }
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
-
-    def error(self, message: str) -> None:
-        self.query_one(".error", Static).update(Text(message))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    def buttons(self, ok: str, ok_id: str, *, variant: str = "primary") -> Horizontal:
-        return Horizontal(
-            Button(ok, variant=variant, id=ok_id),  # type: ignore[arg-type]
-            Button("Cancel", id="dialog-cancel"),
-            classes="dialog-buttons",
-        )
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "dialog-cancel":
-            self.action_cancel()
-        else:
-            self.ok()
-
-    def ok(self) -> None:  # pragma: no cover  (every dialog defines it)
-        raise NotImplementedError
-
 
 # ---------------------------------------------------------------- generation
 
@@ -151,60 +128,57 @@ class KekForm(KeyDialog):
         self.backends = list(service.config.backends) or ["local"]
         self.default_suite = service.config.default_suite
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog wide", id="kek-form"):
-            yield Label("Generate a KEK", classes="dialog-title")
-            yield Static(
-                "A key-encryption key wraps the data keys of backups. Its first version is "
-                "made now; you confirm with a code from your authenticator on the next step.",
-                classes="muted",
-                markup=False,
-            )
-            yield Label("Name (letters, digits, . _ -; e.g. archive-2027)", classes="field-name")
-            yield Input(placeholder="name", id="kek-name", max_length=64, restrict=NAME_CHARS)
-            with Horizontal(id="kek-choices"):
-                with Vertical(id="kek-backend-col"):
-                    yield Label("Backend", classes="field-name")
-                    with RadioSet(id="kek-backend"):
-                        for i, b in enumerate(self.backends):
-                            yield RadioButton(
-                                Text(safe(b)), value=(b == "local" or i == 0), id=f"backend-{i}"
-                            )
-                with Vertical(id="kek-suite-col"):
-                    yield Label("Suite", classes="field-name")
-                    with RadioSet(id="kek-suite"):
-                        for s in SUITES:
-                            yield RadioButton(
-                                Text.assemble(
-                                    (s, "bold"),
-                                    "  ",
-                                    (SUITE_NOTES.get(s, ""), "dim"),
-                                    (" (default)" if s == self.default_suite else "", "dim"),
-                                ),
-                                value=s == self.default_suite,
-                                id=f"suite-{s}",
-                            )
-            yield Label("Purpose (shown to custodians and auditors)", classes="field-name")
-            yield Input(
-                placeholder="e.g. long-term archive backups", id="kek-purpose", max_length=200
-            )
-            yield Static("", classes="error", markup=False)
-            yield self.buttons("Next", "kek-next")
+    FRAME_ID = "kek-form"
+    ENTER_MOVES: ClassVar[dict[str, str]] = {"kek-name": "#kek-backend"}
+
+    def heading(self) -> str:
+        return "Generate a KEK"
+
+    def body(self) -> ComposeResult:
+        yield Static(
+            "A key-encryption key wraps the data keys of backups. Its first version is "
+            "made now; you confirm with a code from your authenticator on the next step.",
+            classes="muted",
+            markup=False,
+        )
+        yield Label("Name (letters, digits, . _ -; e.g. archive-2027)", classes="field-name")
+        yield Input(placeholder="name", id="kek-name", max_length=64, restrict=NAME_CHARS)
+        with Horizontal(id="kek-choices"):
+            with Vertical(id="kek-backend-col"):
+                yield Label("Backend", classes="field-name")
+                with RadioSet(id="kek-backend"):
+                    for i, b in enumerate(self.backends):
+                        yield RadioButton(
+                            Text(safe(b)), value=(b == "local" or i == 0), id=f"backend-{i}"
+                        )
+            with Vertical(id="kek-suite-col"):
+                yield Label("Suite", classes="field-name")
+                with RadioSet(id="kek-suite"):
+                    for s in SUITES:
+                        yield RadioButton(
+                            Text.assemble(
+                                (s, "bold"),
+                                "  ",
+                                (SUITE_NOTES.get(s, ""), "dim"),
+                                (" (default)" if s == self.default_suite else "", "dim"),
+                            ),
+                            value=s == self.default_suite,
+                            id=f"suite-{s}",
+                        )
+        yield Label("Purpose (shown to custodians and auditors)", classes="field-name")
+        yield Input(placeholder="e.g. long-term archive backups", id="kek-purpose", max_length=200)
+
+    def button_row(self) -> Horizontal:
+        return self.buttons("Next", "kek-next")
 
     def on_mount(self) -> None:
         self.query_one("#kek-name").focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "kek-name":
-            self.query_one("#kek-backend").focus()
-        else:
-            self.ok()
 
     def _chosen(self, radios: str, choices: list[str]) -> str:
         index = self.query_one(radios, RadioSet).pressed_index
         return choices[index] if 0 <= index < len(choices) else choices[0]
 
-    def ok(self) -> None:
+    def submit(self) -> None:
         from custodian.container import KEK_NAME_RE
 
         name = self.query_one("#kek-name", Input).value.strip()
@@ -238,41 +212,46 @@ class KekForm(KeyDialog):
 class KekCreated(KeyDialog):
     """The last step of generation: the new KEK's fingerprint, to read aloud and compare."""
 
+    FRAME_ID = "kek-created"
+    ERROR_LINE = False
+
     def __init__(self, kek: Kek) -> None:
         super().__init__()
         self.kek = kek
 
-    def compose(self) -> ComposeResult:
+    def heading(self) -> str:
+        return f"KEK {safe(self.kek.name)} is ready"
+
+    def body(self) -> ComposeResult:
         k = self.kek
         v = k.versions[0]
-        with Vertical(classes="dialog wide", id="kek-created"):
-            yield Label(f"KEK {safe(k.name)} is ready", classes="dialog-title", markup=False)
-            yield Static(
-                pairs(
-                    ("KEK", k.name),
-                    ("Version", "v1 (current: wraps every new DEK under this KEK)"),
-                    ("Backend", k.backend),
-                    ("Suite", k.suite),
-                    ("Purpose", k.purpose or "-"),
-                    ("Created (UTC)", when(v.created_at)),
-                ),
-                id="kek-created-pairs",
-            )
-            yield Label("Fingerprint", classes="field-name")
-            yield Static(fingerprint_text(v.fingerprint), id="kek-created-fp", classes="fp")
-            yield Static(
-                "Read the fingerprint aloud to a second custodian, who compares it with the "
-                "dashboard or 'custodian kek list'. It is in the audit log too.",
-                classes="muted",
-                markup=False,
-            )
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Done", variant="primary", id="kek-done")
+        yield Static(
+            pairs(
+                ("KEK", k.name),
+                ("Version", "v1 (current: wraps every new DEK under this KEK)"),
+                ("Backend", k.backend),
+                ("Suite", k.suite),
+                ("Purpose", k.purpose or "-"),
+                ("Created (UTC)", when(v.created_at)),
+            ),
+            id="kek-created-pairs",
+        )
+        yield Label("Fingerprint", classes="field-name")
+        yield Static(fingerprint_text(v.fingerprint), id="kek-created-fp", classes="fp")
+        yield Static(
+            "Read the fingerprint aloud to a second custodian, who compares it with the "
+            "dashboard or 'custodian kek list'. It is in the audit log too.",
+            classes="muted",
+            markup=False,
+        )
+
+    def button_row(self) -> Horizontal:
+        return self.buttons("Done", "kek-done", cancel=None)
 
     def on_mount(self) -> None:
         self.query_one("#kek-done").focus()
 
-    def ok(self) -> None:
+    def submit(self) -> None:
         self.dismiss(self.kek)
 
 
@@ -282,10 +261,13 @@ class KekCreated(KeyDialog):
 class CodeConfirm(KeyDialog):
     """Show what is about to happen, take one TOTP code, and do it.
 
-    ``act(code)`` runs the service call; its result is what the dialog returns.
-    A refusal (a mistyped or replayed code, a rule of the core) shows in the
-    dialog, nothing changes, and the person may type the next code.
+    ``act(code)`` runs the service call, in a thread worker (it must touch no
+    widget); its result is what the dialog returns. A refusal (a mistyped or
+    replayed code, a rule of the core) shows in the dialog, nothing changes,
+    and the person may type the next code.
     """
+
+    FRAME_ID = "code-confirm"
 
     def __init__(
         self,
@@ -300,42 +282,40 @@ class CodeConfirm(KeyDialog):
     ) -> None:
         super().__init__(id=id)
         self.title_text = title
-        self.body = body
+        self.what = body
         self.act = act
         self.ok_label = ok
         self.variant = variant
         self.who = who
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog wide", id="code-confirm"):
-            yield Label(self.title_text, classes="dialog-title", markup=False)
-            yield Static(self.body, id="code-body")
-            label = "Code from your authenticator" + (f" ({safe(self.who)})" if self.who else "")
-            yield Label(label, classes="field-name", markup=False)
-            yield CodeInput(id="code")
-            yield Static("", classes="error", markup=False)
-            yield self.buttons(self.ok_label, "code-ok", variant=self.variant)
+    def heading(self) -> str:
+        return self.title_text
+
+    def body(self) -> ComposeResult:
+        yield Static(self.what, id="code-body")
+        label = "Code from your authenticator" + (f" ({safe(self.who)})" if self.who else "")
+        yield Label(label, classes="field-name", markup=False)
+        yield CodeInput(id="code")
+
+    def button_row(self) -> Horizontal:
+        return self.buttons(self.ok_label, "code-ok", variant=self.variant)
 
     def on_mount(self) -> None:
         self.query_one("#code").focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.ok()
-
-    def ok(self) -> None:
+    def submit(self) -> None:
         field = self.query_one("#code", CodeInput)
-        code, field.value = field.value, ""
-        if len(code) != 6:
-            self.error("Type the 6-digit code your authenticator shows now.")
+        code = take_code(field)
+        if not self.code_ok(code):
             field.focus()
             return
-        try:
-            result = self.act(code)
-        except CustodianError as e:
-            self.error(str(e))
-            field.focus()
-            return
-        self.dismiss(result)
+        # a fixed description: the worker's would otherwise hold the code
+        self.run_step(
+            partial(self.act, code),
+            working="Checking the code…",
+            description="confirm a key ceremony with a code",
+            refocus="#code",
+        )
 
 
 # ---------------------------------------------------------------- rotation
@@ -361,11 +341,16 @@ def census_table(census: dict[int, int], current: int, new: int | None = None) -
 class RotatePreviewDialog(KeyDialog):
     """Step 1 of a rotation: what it will do. Returns True to go on to the code."""
 
+    FRAME_ID = "rotate-preview"
+
     def __init__(self, preview: RotationPreview) -> None:
         super().__init__()
         self.preview = preview
 
-    def compose(self) -> ComposeResult:
+    def heading(self) -> str:
+        return f"Rotate KEK {safe(self.preview.kek)}"
+
+    def body(self) -> ComposeResult:
         p = self.preview
         est = (
             f"{duration(p.estimated_seconds)} at {p.rate:,.0f} DEKs/s "
@@ -380,38 +365,35 @@ class RotatePreviewDialog(KeyDialog):
             ("DEKs to rewrap", Text(f"{p.to_rewrap:,}", style="bold")),
             ("Estimated time", est),
         ]
-        with Vertical(classes="dialog wide", id="rotate-preview"):
-            yield Label(f"Rotate KEK {safe(p.kek)}", classes="dialog-title", markup=False)
-            yield Static(pairs(*rows), id="rotate-pairs")
-            yield Label("DEK census per version", classes="field-name")
+        yield Static(pairs(*rows), id="rotate-pairs")
+        yield Label("DEK census per version", classes="field-name")
+        yield Static(census_table(p.census, p.current_version, p.new_version), id="rotate-census")
+        if p.unfinished is not None:
+            u = p.unfinished
             yield Static(
-                census_table(p.census, p.current_version, p.new_version), id="rotate-census"
+                Text(
+                    f"An unfinished rewrap job ({u.id[:8]}, to v{u.target_version}, "
+                    f"{u.done:,} of {u.total:,} done) is superseded: the new job covers "
+                    "its DEKs too."
+                ),
+                id="rotate-unfinished",
+                classes="warn",
             )
-            if p.unfinished is not None:
-                u = p.unfinished
-                yield Static(
-                    Text(
-                        f"An unfinished rewrap job ({u.id[:8]}, to v{u.target_version}, "
-                        f"{u.done:,} of {u.total:,} done) is superseded: the new job covers "
-                        "its DEKs too."
-                    ),
-                    id="rotate-unfinished",
-                    classes="warn",
-                )
-            yield Static(
-                f"v{p.new_version} wraps every new DEK from the moment you confirm; the rewrap "
-                "job then starts here and can be cancelled and resumed. Old versions keep "
-                "unwrapping until you retire them.",
-                classes="muted note",
-                markup=False,
-            )
-            yield Static("", classes="error", markup=False)
-            yield self.buttons("Next: confirm with a code", "rotate-next")
+        yield Static(
+            f"v{p.new_version} wraps every new DEK from the moment you confirm; the rewrap "
+            "job then starts here and can be cancelled and resumed. Old versions keep "
+            "unwrapping until you retire them.",
+            classes="muted note",
+            markup=False,
+        )
+
+    def button_row(self) -> Horizontal:
+        return self.buttons("Next: confirm with a code", "rotate-next")
 
     def on_mount(self) -> None:
         self.query_one("#rotate-next").focus()
 
-    def ok(self) -> None:
+    def submit(self) -> None:
         self.dismiss(True)
 
 
@@ -450,6 +432,8 @@ def retire_body(k: Kek, v: KekVersion, wait_days: int, quorum: int) -> Renderabl
 class DestroyRequestDialog(KeyDialog):
     """Ask for a retired version's key material to be destroyed. Returns the Request."""
 
+    FRAME_ID = "destroy-request"
+
     def __init__(
         self, service: Service, kek: Kek, version: KekVersion, *, by: Any, quorum: int
     ) -> None:
@@ -460,54 +444,49 @@ class DestroyRequestDialog(KeyDialog):
         self.by = by
         self.quorum = quorum
 
-    def compose(self) -> ComposeResult:
+    def heading(self) -> str:
+        return f"Request destruction of KEK {safe(self.kek.name)} v{self.version.version}"
+
+    def body(self) -> ComposeResult:
         k, v = self.kek, self.version
-        with Vertical(classes="dialog wide", id="destroy-request"):
-            yield Label(
-                f"Request destruction of KEK {safe(k.name)} v{v.version}",
-                classes="dialog-title",
-                markup=False,
-            )
-            yield Static(
-                pairs(
-                    ("KEK", k.name),
-                    ("Version", f"v{v.version} ({v.state})"),
-                    ("Fingerprint", fingerprint_text(v.fingerprint)),
-                    ("Retired (UTC)", when(v.retired_at or "") or "-"),
-                    ("DEKs under it", f"{v.dek_count:,}"),
-                ),
-                id="destroy-pairs",
-            )
-            yield Static(
-                Text.assemble(
-                    ("Destroying the key material cannot be undone. ", "bold"),
-                    f"{self.quorum} other custodians must approve this request, each with a "
-                    "fresh code (Restores inbox, F6, or 'custodian approve'); you cannot "
-                    "approve your own request. At quorum the key material is destroyed.",
-                ),
-                id="destroy-note",
-            )
-            yield Label("Reason (goes into the audit log)", classes="field-name")
-            yield Input(placeholder="e.g. retired after the 2026 rotation", id="destroy-reason")
-            yield Static("", classes="error", markup=False)
-            yield self.buttons("Request destruction", "destroy-ok", variant="error")
+        yield Static(
+            pairs(
+                ("KEK", k.name),
+                ("Version", f"v{v.version} ({v.state})"),
+                ("Fingerprint", fingerprint_text(v.fingerprint)),
+                ("Retired (UTC)", when(v.retired_at or "") or "-"),
+                ("DEKs under it", f"{v.dek_count:,}"),
+            ),
+            id="destroy-pairs",
+        )
+        yield Static(
+            Text.assemble(
+                ("Destroying the key material cannot be undone. ", "bold"),
+                f"{self.quorum} other custodians must approve this request, each with a "
+                "fresh code (Restores inbox, F6, or 'custodian approve'); you cannot "
+                "approve your own request. At quorum the key material is destroyed.",
+            ),
+            id="destroy-note",
+        )
+        yield Label("Reason (goes into the audit log)", classes="field-name")
+        yield Input(placeholder="e.g. retired after the 2026 rotation", id="destroy-reason")
+
+    def button_row(self) -> Horizontal:
+        return self.buttons("Request destruction", "destroy-ok", variant="error")
 
     def on_mount(self) -> None:
         self.query_one("#destroy-reason").focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.ok()
-
-    def ok(self) -> None:
+    def submit(self) -> None:
         reason = " ".join(self.query_one("#destroy-reason", Input).value.split())
         if not reason:
             self.error("Say why, for the audit log and the approving custodians.")
             return
-        try:
-            r: Request = self.service.request_destroy(
-                self.kek.name, self.version.version, reason, by=self.by
-            )
-        except CustodianError as e:
-            self.error(str(e))
-            return
-        self.dismiss(r)
+        k, v, by = self.kek.name, self.version.version, self.by
+
+        def request() -> Request:
+            return self.service.request_destroy(k, v, reason, by=by)
+
+        self.run_step(
+            request, working="Recording the request…", description="request a KEK destruction"
+        )

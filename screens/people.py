@@ -6,9 +6,9 @@ people; anyone may replace their own key or TOTP secret. While the home has no
 custodian, the first one may be enrolled without signing in (the home's own
 key signs that entry).
 
-Each ceremony is a chain of dialogs awaited in order by a small coordinator
-(an async worker of this screen). Secrets cross the dialogs as
-:class:`~custodian.secret.SecretBytes` or inside a
+Each ceremony is a chain of dialogs (on :class:`screens.dialogs.Dialog`)
+awaited in order by a small coordinator (an async worker of this screen).
+Secrets cross the dialogs as :class:`~custodian.secret.SecretBytes` or inside a
 :class:`~custodian.service.PendingEnrolment`, which is discarded whenever its
 dialog closes, done or not. Slow steps (scrypt) run in a thread.
 """
@@ -23,8 +23,8 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Checkbox, DataTable, Footer, Header, Input, Label, Static
+from textual.screen import Screen
+from textual.widgets import Checkbox, DataTable, Footer, Header, Input, Label, Static
 
 from custodian.catalog import Person
 from custodian.errors import CustodianError
@@ -32,9 +32,9 @@ from custodian.people import Actor
 from custodian.secret import SecretBytes
 from custodian.service import PendingEnrolment, Service
 from screens.chrome import SessionBar
+from screens.dialogs import CodeInput, Dialog, take_code
 from screens.format import safe, when
 from screens.secure import SecretInput, ceremony_blocked, take_secret
-from screens.signin import CodeInput
 
 MIN_PASSPHRASE = 12
 ROLES = ("custodian", "operator", "auditor")
@@ -44,19 +44,7 @@ def _roles(p: Person) -> str:
     return ", ".join(p.roles)
 
 
-class _Dialog(ModalScreen[object]):
-    """Shared bits: an error line and escape to cancel."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
-
-    def error(self, message: str) -> None:
-        self.query_one(".error", Static).update(Text(message))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-def _passphrase_pair(screen: ModalScreen[object]) -> SecretBytes | None:
+def _passphrase_pair(screen: Dialog[object]) -> SecretBytes | None:
     """Read the two passphrase fields once (both cleared); None when they do not do."""
     one = screen.query_one("#pw1", SecretInput)
     two = screen.query_one("#pw2", SecretInput)
@@ -70,49 +58,51 @@ def _passphrase_pair(screen: ModalScreen[object]) -> SecretBytes | None:
     b.wipe()
     if problem:
         a.wipe()
-        screen.query_one(".error", Static).update(Text(problem))
+        screen.error(problem)
         one.focus()
         return None
     return a
 
 
-class EnrolForm(_Dialog):
+class EnrolForm(Dialog[object]):
     """Step 1 of an enrolment: name, roles, passphrase. Returns a PendingEnrolment."""
+
+    FRAME_ID = "enrol"
 
     def __init__(self, service: Service, by: Actor | None) -> None:
         super().__init__()
         self.service = service
         self.by = by
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog", id="enrol"):
-            yield Label("Enrol a person", classes="dialog-title")
-            if self.by is None:
-                yield Static(
-                    "This home has no custodian yet: the first person enrolled here must be "
-                    "a custodian; the home's own key signs the entry.",
-                    classes="muted",
-                    markup=False,
-                )
-            yield Label("Name (lowercase letters, digits, . _ -)", classes="field-name")
-            yield Input(placeholder="e.g. carol", id="enrol-name", max_length=32)
-            yield Label("Roles", classes="field-name")
-            with Horizontal(classes="checks"):
-                for role in ROLES:
-                    yield Checkbox(
-                        role, value=role == "custodian" and self.by is None, id=f"role-{role}"
-                    )
-            yield Checkbox(
-                "service identity: a cron job (operator only, no passphrase, no TOTP)",
-                id="enrol-service",
+    def heading(self) -> str:
+        return "Enrol a person"
+
+    def body(self) -> ComposeResult:
+        if self.by is None:
+            yield Static(
+                "This home has no custodian yet: the first person enrolled here must be "
+                "a custodian; the home's own key signs the entry.",
+                classes="muted",
+                markup=False,
             )
-            yield Label("Passphrase (the new person types it)", classes="field-name")
-            yield SecretInput(placeholder=f"at least {MIN_PASSPHRASE} characters", id="pw1")
-            yield SecretInput(placeholder="the same again", id="pw2")
-            yield Static("", classes="error", markup=False)
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Next", variant="primary", id="enrol-next")
-                yield Button("Cancel", id="enrol-cancel")
+        yield Label("Name (lowercase letters, digits, . _ -)", classes="field-name")
+        yield Input(placeholder="e.g. carol", id="enrol-name", max_length=32)
+        yield Label("Roles", classes="field-name")
+        with Horizontal(classes="checks"):
+            for role in ROLES:
+                yield Checkbox(
+                    role, value=role == "custodian" and self.by is None, id=f"role-{role}"
+                )
+        yield Checkbox(
+            "service identity: a cron job (operator only, no passphrase, no TOTP)",
+            id="enrol-service",
+        )
+        yield Label("Passphrase (the new person types it)", classes="field-name")
+        yield SecretInput(placeholder=f"at least {MIN_PASSPHRASE} characters", id="pw1")
+        yield SecretInput(placeholder="the same again", id="pw2")
+
+    def button_row(self) -> Horizontal:
+        return self.buttons("Next", "enrol-next", cancel_id="enrol-cancel")
 
     def on_mount(self) -> None:
         self.query_one("#enrol-name").focus()
@@ -127,16 +117,7 @@ class EnrolForm(_Dialog):
             for f in self.query(SecretInput):
                 f.disabled = service
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.next()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "enrol-cancel":
-            self.action_cancel()
-        else:
-            self.next()
-
-    def next(self) -> None:
+    def submit(self) -> None:
         name = self.query_one("#enrol-name", Input).value.strip()
         service = self.query_one("#enrol-service", Checkbox).value
         roles = [r for r in ROLES if self.query_one(f"#role-{r}", Checkbox).value]
@@ -151,34 +132,21 @@ class EnrolForm(_Dialog):
             passphrase = _passphrase_pair(self)
             if passphrase is None:
                 return
-        self.error("Making the signing key…")
-        self.query_one("#enrol-next", Button).disabled = True
-        self._begin(name, roles, passphrase, service)
+        by = self.by
 
-    @work(exclusive=True, group="enrol")
-    async def _begin(
-        self, name: str, roles: list[str], passphrase: SecretBytes | None, service: bool
-    ) -> None:
-        try:
-            pending = await asyncio.to_thread(
-                self.service.begin_enrolment,
-                name,
-                roles,
-                passphrase=passphrase,
-                by=self.by,
-                service=service,
-            )
-        except CustodianError as e:
-            self.error(str(e))
-            self.query_one("#enrol-next", Button).disabled = False
-            return
-        finally:
-            if passphrase is not None:
-                passphrase.wipe()
-        self.dismiss(pending)
+        def begin() -> PendingEnrolment:  # scrypt: about 0.1 s
+            try:
+                return self.service.begin_enrolment(
+                    name, roles, passphrase=passphrase, by=by, service=service
+                )
+            finally:
+                if passphrase is not None:
+                    passphrase.wipe()
+
+        self.run_step(begin, working="Making the signing key…", description="begin an enrolment")
 
 
-class TotpStep(_Dialog):
+class TotpStep(Dialog[object]):
     """Show the new TOTP secret as a QR code; accept one code back.
 
     Used by enrolment and by TOTP replacement. The secret is on screen only
@@ -190,6 +158,7 @@ class TotpStep(_Dialog):
         self.service = service
         self.pending = pending
         self.by = by
+        self.discard_on_close(pending)
 
     def compose(self) -> ComposeResult:
         label = self.service.home.path.name
@@ -216,30 +185,14 @@ class TotpStep(_Dialog):
                     yield Label("Code now shown", classes="field-name")
                     yield CodeInput(id="totp-code")
                     yield Static("", classes="error", markup=False)
-                    with Horizontal(classes="dialog-buttons"):
-                        yield Button("Confirm", variant="primary", id="totp-ok")
-                        yield Button("Cancel", id="totp-cancel")
+                    yield self.buttons("Confirm", "totp-ok", cancel_id="totp-cancel")
 
     def on_mount(self) -> None:
         self.query_one("#totp-code").focus()
 
-    def on_unmount(self) -> None:
-        self.pending.discard()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.confirm()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "totp-cancel":
-            self.action_cancel()
-        else:
-            self.confirm()
-
-    def confirm(self) -> None:
-        field = self.query_one("#totp-code", CodeInput)
-        code, field.value = field.value, ""
-        if len(code) != 6:
-            self.error("Type the 6-digit code your authenticator shows now.")
+    def submit(self) -> None:
+        code = take_code(self.query_one("#totp-code", CodeInput))
+        if not self.code_ok(code):
             return
         try:
             if self.pending.replace_totp:
@@ -253,85 +206,66 @@ class TotpStep(_Dialog):
         self.dismiss(person)
 
 
-class NewPassphrase(_Dialog):
+class NewPassphrase(Dialog[object]):
     """A new passphrase for a replacement signing key. Returns SecretBytes."""
+
+    ENTER_MOVES: ClassVar[dict[str, str]] = {"pw1": "#pw2"}
 
     def __init__(self, name: str) -> None:
         super().__init__()
         self.person = name
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label(f"New signing key for {self.person}", classes="dialog-title", markup=False)
-            yield Static(
-                "The old key stays known, so entries it signed still verify, but it signs "
-                "nothing more. The person types their new passphrase.",
-                markup=False,
-            )
-            yield SecretInput(placeholder=f"new passphrase, {MIN_PASSPHRASE}+ characters", id="pw1")
-            yield SecretInput(placeholder="the same again", id="pw2")
-            yield Static("", classes="error", markup=False)
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Replace key", variant="warning", id="key-ok")
-                yield Button("Cancel", id="key-cancel")
+    def heading(self) -> str:
+        return f"New signing key for {self.person}"
+
+    def body(self) -> ComposeResult:
+        yield Static(
+            "The old key stays known, so entries it signed still verify, but it signs "
+            "nothing more. The person types their new passphrase.",
+            markup=False,
+        )
+        yield SecretInput(placeholder=f"new passphrase, {MIN_PASSPHRASE}+ characters", id="pw1")
+        yield SecretInput(placeholder="the same again", id="pw2")
+
+    def button_row(self) -> Horizontal:
+        return self.buttons("Replace key", "key-ok", variant="warning", cancel_id="key-cancel")
 
     def on_mount(self) -> None:
         self.query_one("#pw1").focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "pw1":
-            self.query_one("#pw2").focus()
-        else:
-            self._done()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "key-cancel":
-            self.action_cancel()
-        else:
-            self._done()
-
-    def _done(self) -> None:
+    def submit(self) -> None:
         pw = _passphrase_pair(self)
         if pw is not None:
             self.dismiss(pw)
 
 
-class ConfirmDisable(_Dialog):
+class ConfirmDisable(Dialog[object]):
     """Confirm disabling a person, with a reason for the audit log. Returns the reason."""
 
     def __init__(self, person: Person) -> None:
         super().__init__()
         self.person = person
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label(f"Disable {self.person.name}?", classes="dialog-title", markup=False)
-            yield Static(
-                f"{self.person.name} ({_roles(self.person)}) will no longer sign in, approve "
-                "or act. Entries they signed still verify. This cannot be undone; enrol "
-                "them again under a new name if needed.",
-                markup=False,
-            )
-            yield Label("Reason (goes into the audit log)", classes="field-name")
-            yield Input(placeholder="e.g. left the company", id="disable-reason", max_length=200)
-            yield Static("", classes="error", markup=False)
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Disable", variant="error", id="disable-ok")
-                yield Button("Cancel", id="disable-cancel")
+    def heading(self) -> str:
+        return f"Disable {self.person.name}?"
+
+    def body(self) -> ComposeResult:
+        yield Static(
+            f"{self.person.name} ({_roles(self.person)}) will no longer sign in, approve "
+            "or act. Entries they signed still verify. This cannot be undone; enrol "
+            "them again under a new name if needed.",
+            markup=False,
+        )
+        yield Label("Reason (goes into the audit log)", classes="field-name")
+        yield Input(placeholder="e.g. left the company", id="disable-reason", max_length=200)
+
+    def button_row(self) -> Horizontal:
+        return self.buttons("Disable", "disable-ok", variant="error", cancel_id="disable-cancel")
 
     def on_mount(self) -> None:
         self.query_one("#disable-reason").focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._done()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "disable-cancel":
-            self.action_cancel()
-        else:
-            self._done()
-
-    def _done(self) -> None:
+    def submit(self) -> None:
         reason = self.query_one("#disable-reason", Input).value.strip()
         if not reason:
             self.error("Say why, for the audit log.")

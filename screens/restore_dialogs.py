@@ -1,53 +1,56 @@
 """The dialogs of dual control: ask for a restore, approve, deny or cancel one.
 
-Each dialog calls the service itself (in a thread) and stays open on a
-refusal, showing the service's own words, so that what was typed is not lost
-and the person can correct it. The TOTP code is read once from its field,
-which is cleared at that moment: no code stays in any widget after a submit.
-Everything shown from a request (reason, target, labels, names) is plain text.
+Each dialog stands on :class:`screens.dialogs.Dialog`, calls the service
+itself (in a thread, :meth:`~screens.dialogs.Dialog.run_step`) and stays open on
+a refusal, showing the service's own words as a sentence, so that what was
+typed is not lost and the person can correct it. The TOTP code is read once
+from its field, which is cleared at that moment: no code stays in any widget
+after a submit. Everything shown from a request (reason, target, labels,
+names) is plain text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Static
 
 from custodian.approvals import Request
 from custodian.catalog import Backup
-from custodian.errors import CustodianError
 from custodian.people import Actor
 from custodian.service import Service
+from screens.dialogs import CodeInput, Dialog, take_code
 from screens.format import fit, human_size, safe, short_id
 from screens.restore_view import describe_request, sentence
-from screens.signin import CodeInput
 
 SHOWN_BACKUPS = 8  # the request dialog lists this many marked backups, then "and N more"
 
-
-class _Dialog(ModalScreen[Request | None]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
-
-    def error(self, message: str) -> None:
-        self.query_one(".error", Static).update(Text(sentence(safe(message))))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+T = TypeVar("T")
 
 
-class RequestDialog(_Dialog):
+class _RestoreDialog(Dialog[T]):
+    """The restore dialogs' own ways: 100 columns, the core's words as a sentence."""
+
+    WIDE = True
+
+    def error_text(self, message: str) -> Text:
+        return Text(sentence(safe(message)))
+
+
+class RequestDialog(_RestoreDialog[Request | None]):
     """Reason and target for the marked backups; returns the new :class:`Request`.
 
     ``draft`` holds the reason and target as typed; it is updated as they are
     typed, so that cancelling and coming back keeps them.
     """
+
+    FRAME_ID = "request-dialog"
+    ENTER_MOVES: ClassVar[dict[str, str]] = {"request-reason": "#request-target"}
 
     def __init__(
         self, service: Service, by: Actor, backups: list[Backup], draft: dict[str, str]
@@ -58,45 +61,45 @@ class RequestDialog(_Dialog):
         self.backups = backups
         self.draft = draft
 
-    def compose(self) -> ComposeResult:
+    def heading(self) -> str:
+        return "Request a restore"
+
+    def body(self) -> ComposeResult:
         policy = self.service.config.policy
         n = len(self.backups)
         size = sum(b.size for b in self.backups if b.size >= 0)
-        with Vertical(classes="dialog wide", id="request-dialog"):
-            yield Label("Request a restore", classes="dialog-title")
-            yield Static(
-                Text(
-                    f"{n} backup{'s' if n != 1 else ''}, {human_size(size)} in all. "
-                    f"{policy.approval_quorum} custodians other than {self.by.name} approve it, "
-                    "each with a fresh code; then you run it within "
-                    f"{policy.session_minutes} minutes."
-                ),
-                id="request-summary",
-            )
-            yield Static(self._listing(), id="request-backups", classes="muted")
-            yield Label(
-                "Reason (custodians decide on it; it goes into the audit log)", classes="field-name"
-            )
-            yield Input(
-                value=self.draft.get("reason", ""),
-                placeholder="e.g. INC-2041: orders table lost, restore last night's dump",
-                id="request-reason",
-                max_length=2000,
-            )
-            yield Label(
-                "Target directory (it must exist, outside the home; one file per backup)",
-                classes="field-name",
-            )
-            yield Input(
-                value=self.draft.get("target", ""),
-                placeholder="e.g. /srv/restore/INC-2041",
-                id="request-target",
-                max_length=4096,
-            )
-            yield Static("", classes="error", markup=False)
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Request restore", variant="primary", id="request-ok")
-                yield Button("Cancel", id="request-cancel")
+        yield Static(
+            Text(
+                f"{n} backup{'s' if n != 1 else ''}, {human_size(size)} in all. "
+                f"{policy.approval_quorum} custodians other than {self.by.name} approve it, "
+                "each with a fresh code; then you run it within "
+                f"{policy.session_minutes} minutes."
+            ),
+            id="request-summary",
+        )
+        yield Static(self._listing(), id="request-backups", classes="muted")
+        yield Label(
+            "Reason (custodians decide on it; it goes into the audit log)", classes="field-name"
+        )
+        yield Input(
+            value=self.draft.get("reason", ""),
+            placeholder="e.g. INC-2041: orders table lost, restore last night's dump",
+            id="request-reason",
+            max_length=2000,
+        )
+        yield Label(
+            "Target directory (it must exist, outside the home; one file per backup)",
+            classes="field-name",
+        )
+        yield Input(
+            value=self.draft.get("target", ""),
+            placeholder="e.g. /srv/restore/INC-2041",
+            id="request-target",
+            max_length=4096,
+        )
+
+    def button_row(self) -> Horizontal:
+        return self.buttons("Request restore", "request-ok", cancel_id="request-cancel")
 
     def _listing(self) -> Text:
         lines = [
@@ -117,18 +120,6 @@ class RequestDialog(_Dialog):
         elif event.input.id == "request-target":
             self.draft["target"] = event.value
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "request-reason":
-            self.query_one("#request-target").focus()
-        else:
-            self.submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "request-cancel":
-            self.action_cancel()
-        else:
-            self.submit()
-
     def submit(self) -> None:
         reason = self.query_one("#request-reason", Input).value.strip()
         target = self.query_one("#request-target", Input).value.strip()
@@ -140,32 +131,29 @@ class RequestDialog(_Dialog):
             self.error("Type the directory to restore into.")
             self.query_one("#request-target").focus()
             return
-        self.error("Recording the request…")
-        self.query_one("#request-ok", Button).disabled = True
-        self._request([b.id for b in self.backups], reason, target)
+        ids, by = [b.id for b in self.backups], self.by
 
-    @work(thread=True, exclusive=True, group="request")
-    def _request(self, ids: list[str], reason: str, target: str) -> None:
-        try:
-            r = self.service.request_restore(ids, reason, target, by=self.by)
-        except CustodianError as e:
-            self.app.call_from_thread(self._failed, str(e))
-            return
-        self.app.call_from_thread(self.dismiss, r)
+        def request() -> Request:
+            return self.service.request_restore(ids, reason, target, by=by)
 
-    def _failed(self, message: str) -> None:
-        self.error(message)
-        self.query_one("#request-ok", Button).disabled = False
-        self.query_one("#request-target").focus()
+        self.run_step(
+            request,
+            working="Recording the request…",
+            description="request a restore",
+            refocus="#request-target",
+        )
 
 
-class DecisionDialog(_Dialog):
+class DecisionDialog(_RestoreDialog[Request | None]):
     """The whole request, then a fresh TOTP code (and, to deny, a reason).
 
     Returns the request as it stands after the decision. When the screen
     already knows the decision would be refused (the custodian asked for it,
     or decided it already), the dialog says so and asks for no code.
     """
+
+    FRAME_ID = "decide"
+    ENTER_MOVES: ClassVar[dict[str, str]] = {"deny-reason": "#decide-code"}
 
     def __init__(
         self,
@@ -205,33 +193,33 @@ class DecisionDialog(_Dialog):
             )
         return None
 
-    def compose(self) -> ComposeResult:
-        verb = "Approve" if self.approving else "Deny"
-        with Vertical(classes="dialog wide", id="decide"):
-            kind = "restore" if self.request.kind == "restore" else "destruction"
+    @property
+    def verb(self) -> str:
+        return "Approve" if self.approving else "Deny"
+
+    def heading(self) -> str:
+        kind = "restore" if self.request.kind == "restore" else "destruction"
+        return f"{self.verb} {kind} request {short_id(self.request.id)}"
+
+    def body(self) -> ComposeResult:
+        with VerticalScroll(id="decide-request"):
+            yield Static(describe_request(self.request, self.backups, self.now))
+        if not self.approving:
             yield Label(
-                f"{verb} {kind} request {short_id(self.request.id)}",
-                classes="dialog-title",
-                markup=False,
-            )
-            with VerticalScroll(id="decide-request"):
-                yield Static(describe_request(self.request, self.backups, self.now))
-            if not self.approving:
-                yield Label(
-                    "Reason for the denial (final; it goes into the audit log)",
-                    classes="field-name",
-                )
-                yield Input(placeholder="e.g. no ticket for this", id="deny-reason", max_length=500)
-            yield Label(
-                f"{self.by.name}: the code your authenticator shows now (each code counts once)",
+                "Reason for the denial (final; it goes into the audit log)",
                 classes="field-name",
-                markup=False,
             )
-            yield CodeInput(id="decide-code")
-            yield Static("", classes="error", markup=False)
-            with Horizontal(classes="dialog-buttons"):
-                yield Button(verb, variant="success" if self.approving else "error", id="decide-ok")
-                yield Button("Cancel", id="decide-cancel")
+            yield Input(placeholder="e.g. no ticket for this", id="deny-reason", max_length=500)
+        yield Label(
+            f"{self.by.name}: the code your authenticator shows now (each code counts once)",
+            classes="field-name",
+            markup=False,
+        )
+        yield CodeInput(id="decide-code")
+
+    def button_row(self) -> Horizontal:
+        variant = "success" if self.approving else "error"
+        return self.buttons(self.verb, "decide-ok", variant=variant, cancel_id="decide-cancel")
 
     def on_mount(self) -> None:
         refusal = self.known_refusal()
@@ -244,24 +232,11 @@ class DecisionDialog(_Dialog):
             return
         self.query_one("#decide-code" if self.approving else "#deny-reason").focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "deny-reason":
-            self.query_one("#decide-code").focus()
-        else:
-            self.submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "decide-cancel":
-            self.action_cancel()
-        else:
-            self.submit()
-
     def submit(self) -> None:
-        if self.known_refusal() or self.query_one("#decide-ok", Button).disabled:
+        if self.known_refusal():
             return
         field = self.query_one("#decide-code", CodeInput)
-        code = field.value
-        field.value = ""  # the code leaves the widget the moment it is read, whatever follows
+        code = take_code(field)  # the code leaves the widget the moment it is read
         reason = ""
         if not self.approving:
             reason = self.query_one("#deny-reason", Input).value.strip()
@@ -269,35 +244,27 @@ class DecisionDialog(_Dialog):
                 self.error("Say why you deny it, for the requester and the audit log.")
                 self.query_one("#deny-reason").focus()
                 return
-        if len(code) != 6:
-            self.error("Type the 6-digit code your authenticator shows now.")
+        if not self.code_ok(code):
             field.focus()
             return
-        self.error("Checking the code…")
-        self.query_one("#decide-ok", Button).disabled = True
-        self._decide(code, reason)
+        rid, by, approving = self.request.id, self.by, self.approving
 
-    # a fixed description: Textual would otherwise put the arguments (the code) in
-    # the worker's description, which its log writes at every state change
-    @work(thread=True, exclusive=True, group="decide", description="decide a request")
-    def _decide(self, code: str, reason: str) -> None:
-        try:
-            if self.approving:
-                r = self.service.approve(self.request.id, code, by=self.by)
-            else:
-                r = self.service.deny(self.request.id, code, reason, by=self.by)
-        except CustodianError as e:
-            self.app.call_from_thread(self._failed, str(e))
-            return
-        self.app.call_from_thread(self.dismiss, r)
+        def decide() -> Request:
+            if approving:
+                return self.service.approve(rid, code, by=by)
+            return self.service.deny(rid, code, reason, by=by)
 
-    def _failed(self, message: str) -> None:
-        self.error(message)
-        self.query_one("#decide-ok", Button).disabled = False
-        self.query_one("#decide-code").focus()
+        # a fixed description: Textual would otherwise put the arguments (the code) in
+        # the worker's description, which its log writes at every state change
+        self.run_step(
+            decide,
+            working="Checking the code…",
+            description="decide a request",
+            refocus="#decide-code",
+        )
 
 
-class CancelDialog(ModalScreen[str | None]):
+class CancelDialog(_RestoreDialog[str | None]):
     """The whole request, a warning that cancelling is final, and an optional reason.
 
     ``cancel(reason)`` is the screen's own call to the service (the screen
@@ -308,6 +275,7 @@ class CancelDialog(ModalScreen[str | None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "keep", "Keep it")]
+    FRAME_ID = "cancel-dialog"
 
     def __init__(
         self,
@@ -334,65 +302,43 @@ class CancelDialog(ModalScreen[str | None]):
             text += f" Its open session {short_id(r.session.id)} closes at once."
         return text
 
-    def compose(self) -> ComposeResult:
-        r = self.request
-        kind = "restore" if r.kind == "restore" else "destruction"
-        with Vertical(classes="dialog wide", id="cancel-dialog"):
-            yield Label(
-                f"Cancel {kind} request {short_id(r.id)}", classes="dialog-title", markup=False
-            )
-            with VerticalScroll(id="cancel-request"):
-                yield Static(describe_request(r, self.backups, self.now))
-            yield Static(Text(self.warning(), style="bold red"), id="cancel-warning")
-            yield Label(
-                f"Reason (optional; it goes into the audit log as {self.by.name}'s)",
-                classes="field-name",
-                markup=False,
-            )
-            yield Input(
-                placeholder="e.g. restored by other means", id="cancel-reason", max_length=500
-            )
-            yield Static("", classes="error", markup=False)
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Cancel request", variant="error", id="cancel-ok")
-                yield Button("Keep it", id="cancel-keep")
+    def heading(self) -> str:
+        kind = "restore" if self.request.kind == "restore" else "destruction"
+        return f"Cancel {kind} request {short_id(self.request.id)}"
+
+    def body(self) -> ComposeResult:
+        with VerticalScroll(id="cancel-request"):
+            yield Static(describe_request(self.request, self.backups, self.now))
+        yield Static(Text(self.warning(), style="bold red"), id="cancel-warning")
+        yield Label(
+            f"Reason (optional; it goes into the audit log as {self.by.name}'s)",
+            classes="field-name",
+            markup=False,
+        )
+        yield Input(placeholder="e.g. restored by other means", id="cancel-reason", max_length=500)
+
+    def button_row(self) -> Horizontal:
+        return self.buttons(
+            "Cancel request",
+            "cancel-ok",
+            variant="error",
+            cancel="Keep it",
+            cancel_id="cancel-keep",
+        )
 
     def on_mount(self) -> None:
         self.query_one("#cancel-reason").focus()
 
-    def error(self, message: str) -> None:
-        self.query_one(".error", Static).update(Text(sentence(safe(message))))
-
-    def action_keep(self) -> None:
-        self.dismiss(None)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel-keep":
-            self.action_keep()
-        else:
-            self.submit()
+    def action_keep(self) -> None:  # escape: "cancel" would read as cancelling the request
+        self.action_cancel()
 
     def submit(self) -> None:
-        ok = self.query_one("#cancel-ok", Button)
-        if ok.disabled:
-            return
-        self.error("Cancelling…")
-        ok.disabled = True
-        self._cancel(self.query_one("#cancel-reason", Input).value.strip())
+        reason = self.query_one("#cancel-reason", Input).value.strip()
 
-    @work(thread=True, exclusive=True, group="cancel")
-    def _cancel(self, reason: str) -> None:
-        try:
+        def cancel() -> str:
             self.cancel(reason)
-        except CustodianError as e:
-            self.app.call_from_thread(self._failed, str(e))
-            return
-        self.app.call_from_thread(self.dismiss, reason)
+            return reason
 
-    def _failed(self, message: str) -> None:
-        self.error(message)
-        self.query_one("#cancel-ok", Button).disabled = False
-        self.query_one("#cancel-reason").focus()
+        self.run_step(
+            cancel, working="Cancelling…", description="cancel a request", refocus="#cancel-reason"
+        )

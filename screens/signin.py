@@ -23,16 +23,8 @@ from custodian.errors import CustodianError
 from custodian.people import Actor
 from custodian.secret import SecretBytes
 from custodian.service import Service
+from screens.dialogs import CodeInput
 from screens.secure import SecretInput, take_secret
-
-
-class CodeInput(Input):
-    """Six digits, nothing else."""
-
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(
-            placeholder="6-digit code", restrict=r"[0-9]*", max_length=6, type="text", id=id
-        )
 
 
 class SignInScreen(ModalScreen[Actor | None]):
