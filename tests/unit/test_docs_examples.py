@@ -63,3 +63,29 @@ def test_the_independent_verifier_agrees_on_a_log_with_rotation_and_destruction(
     assert theirs.returncode == 0, theirs.stdout + theirs.stderr
     assert theirs.stdout.strip().splitlines()[-1] == ours.summary()
     assert re.search(r"kek\.rewrap\.batch", (svc.home.audit / "segment-000001.jsonl").read_text())
+
+
+def test_the_custody_vector_is_rebuilt_from_the_spec_and_read_by_custodian() -> None:
+    r = subprocess.run(
+        [sys.executable, str(DOCS / "custody_example.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "refuses every tampered variant: OK" in r.stdout
+    values = dict(line.split(": ", 1) for line in r.stdout.splitlines() if ": " in line)
+    spec = (DOCS / "custody.md").read_text()
+    for name in (
+        "DEK",
+        "share 1 (alice)",
+        "share 2 (bob)",
+        "share 3 (carol)",
+        "manifest SHA-256",
+        "commitment 1",
+        "quorum wrap SHA-256",
+        "release 2 (bob) SHA-256",
+    ):
+        assert f"`{values[name]}`" in spec, name
+    assert f"quorum wrap ({values['quorum wrap size']} bytes)" in spec
