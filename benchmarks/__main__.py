@@ -18,13 +18,14 @@ from typing import Any
 
 from benchmarks.common import OUT_DIR, GiB, Report, environment
 
-GROUPS = ("stream", "wrap", "startup", "audit", "rewrap")
+GROUPS = ("stream", "wrap", "startup", "audit", "rewrap", "quorum")
 ABOUT = {
     "stream": "encrypt and decrypt one large file (--size) vs cat and age",
     "wrap": "LocalBackend wrap/unwrap/rewrap per HPKE suite vs bare hpke.Suite calls",
     "startup": "CLI start-up (--help, kek list), no textual import, TUI first frame",
     "audit": "verify a long signed log (--audit-entries) vs raw Ed25519; fsync append latency",
     "rewrap": "svc.keys.rewrap of --deks DEKs after a rotation, 1 and 2 workers, vs bare HPKE",
+    "quorum": "custody v2 core: quorum wrap and holder refresh per suite vs bare HPKE",
 }
 TITLES = {
     "stream": "STREAM: {size} plaintext from the page cache, output on /dev/shm; rate is "
@@ -36,6 +37,8 @@ TITLES = {
     "append latency with fsync (ratio = append / bare fsync)",
     "rewrap": "REWRAP: rotate, then svc.keys.rewrap of every DEK (child process, one run each); "
     "ratios = rate / bare HPKE loop, 2 workers / 1 process",
+    "quorum": "QUORUM: custody v2 core functions, batches of {batch}, best of {wrap_repeat}; "
+    "ratio = custody/bare",
 }
 
 
@@ -170,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
                     suites=args.suites or list(rewrap.SUITES),
                     workdir=args.workdir,
                 )
+            elif g == "quorum":
+                from benchmarks import quorum
+
+                quorum.run(report, batch=args.batch, repeat=args.wrap_repeat)
             else:
                 from benchmarks import audit
 

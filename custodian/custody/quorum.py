@@ -27,6 +27,7 @@ import struct
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from custodian.custody import gf256
@@ -72,6 +73,7 @@ def _uuid(backup_id: str) -> bytes:
     return uuid.UUID(backup_id).bytes
 
 
+@lru_cache(maxsize=256)
 def holder_fingerprint(suite: str, public_key: bytes) -> str:
     """SHA-256 over label, suite and public key: 128 bits in groups of four hex digits."""
     h = hashlib.sha256(lp(HOLDER_KEY_LABEL, suite.encode(), public_key)).hexdigest()[:32]
