@@ -509,7 +509,7 @@ def test_a_missing_word_or_an_empty_share_is_refused(
             r.secret  # noqa: B018
 
 
-def test_one_share_short_gives_no_secret(made: tuple[RecoverySecret, B.ShareSet]) -> None:
+def test_one_share_short_gives_no_secret() -> None:
     secret = secret_of(12)
     ss = B.split(secret, HOME, threshold=3, count=5, iteration_exponent=0)
     with Recovery(HOME, ss.set_id, ss.check_value) as r:
