@@ -7,7 +7,12 @@ their reasons.
 
 Ceremonies are chains of dialogs (:mod:`screens.key_dialogs`) awaited in order
 by an async worker of this screen; only a signed-in custodian may start one,
-and none runs while Textual may be recording. The rewrap job runs in a thread
+and none runs while Textual may be recording. No service call runs on the UI
+thread, where a rewrap holding the catalog lock would stall the screen for up
+to a batch: each dialog's step runs in its own thread worker, and the screen
+reads the keys in one (:meth:`KeysScreen.reload`; a ceremony awaits that read
+with :meth:`KeysScreen.refreshed` before it goes on), except the first read
+when the screen opens, before any rewrap of it can run. The rewrap job runs in a thread
 worker: the core calls ``progress`` and ``on_failure`` from that thread, which
 posts small messages back (progress messages replace each other in the queue),
 and ``cancelled`` reads a flag that the Cancel key sets; the core checks it
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -34,7 +40,13 @@ from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import (
+    Worker,
+    WorkerCancelled,
+    WorkerFailed,
+    WorkerState,
+    get_current_worker,
+)
 
 from custodian.approvals import Request
 from custodian.catalog import Kek, KekVersion
@@ -63,11 +75,32 @@ JOB_STYLE = {"running": "bold yellow", "done": "green", "superseded": "dim"}
 MAX_FAILURES_SHOWN = 12
 PURPOSE_WIDTH = 32
 CENSUS_EVERY = 2.0  # seconds between census reads while a rewrap runs
+READ_GROUP = "keys-read"
 
 
 def fails_of(failures: list[RewrapFailure], jobs: list[RewrapJob]) -> list[RewrapFailure]:
     ids = {j.id for j in jobs}
     return [f for f in failures if f.job in ids]
+
+
+@dataclass(frozen=True)
+class KeysRead:
+    """Everything the screen shows, read in one go."""
+
+    keks: list[Kek]
+    jobs: list[RewrapJob]
+    failures: list[RewrapFailure]
+    destroy_requests: list[Request]
+
+
+def read_keys(service: Service) -> KeysRead:
+    """The service calls behind the screen (in a worker's thread but for the first)."""
+    return KeysRead(
+        service.keks(),
+        service.rewrap_jobs(),
+        service.rewrap_failures(),
+        [r for r in service.requests("open") if r.kind == "kek.destroy"],
+    )
 
 
 # ---------------------------------------------------------------- messages from the worker
@@ -98,6 +131,7 @@ class RewrapEnded(Message):
     kek: str
     report: RewrapReport | None
     error: str | None
+    keys: KeysRead | None = None  # read by the worker once the job let go of the catalog
 
 
 # ---------------------------------------------------------------- the screen
@@ -177,6 +211,9 @@ class KeysScreen(Screen[None]):
         self._last: RewrapProgress | None = None
         self._census_read = 0.0
         self._resumed = False
+        self._read_seq = 0  # reads started
+        self._shown_seq = 0  # the newest read shown
+        self._want: tuple[int, str] | None = None  # (read, KEK) to highlight when it shows
 
     # ------------------------------------------------------------------ layout
 
@@ -216,7 +253,12 @@ class KeysScreen(Screen[None]):
         )
         self.query_one("#keys-rewrap").display = False
         self.watch(self.app, "who", self._signed_in_or_out, init=False)
-        self.reload()
+        # the first read, here on the UI thread: the lists are there for the first frame
+        # (and the first key), and no rewrap of this screen can run before it opens
+        try:
+            self._shown(read_keys(self.service), 0)
+        except CustodianError as e:
+            self._read_failed(str(e))
         self.query_one("#keks-table").focus()
 
     def on_screen_resume(self) -> None:
@@ -226,17 +268,44 @@ class KeysScreen(Screen[None]):
 
     # ------------------------------------------------------------------ reading
 
-    def reload(self, select: str | None = None) -> None:
+    def reload(self, select: str | None = None) -> Worker[None]:
+        """Read the keys again in a thread worker; the screen follows when they come.
+
+        ``select`` is the KEK to highlight then (a new one, say)."""
+        self._read_seq += 1
+        if select is not None:
+            self._want = (self._read_seq, select)
+        return self._read(self._read_seq)
+
+    async def refreshed(self, select: str | None = None) -> None:
+        """:meth:`reload`, and wait until the screen shows what it read."""
+        with suppress(WorkerCancelled, WorkerFailed):  # a failed read said so itself
+            await self.reload(select).wait()
+
+    def _reading(self) -> bool:
+        return any(w.group == READ_GROUP and not w.is_finished for w in self.workers)
+
+    @work(thread=True, exit_on_error=False, group=READ_GROUP, description="read the keys")
+    def _read(self, seq: int) -> None:
         try:
-            self.keks = self.service.keks()
-            self.jobs = self.service.rewrap_jobs()
-            self.failures = self.service.rewrap_failures()
-            self.destroy_requests = [
-                r for r in self.service.requests("open") if r.kind == "kek.destroy"
-            ]
+            keys = read_keys(self.service)
         except CustodianError as e:
-            self.notify(str(e), title="Could not read the keys", severity="error", markup=False)
+            self.app.call_from_thread(self._read_failed, str(e))
             return
+        self.app.call_from_thread(self._shown, keys, seq)
+
+    def _read_failed(self, message: str) -> None:
+        self.notify(message, title="Could not read the keys", severity="error", markup=False)
+
+    def _shown(self, keys: KeysRead, seq: int) -> None:
+        if seq < self._shown_seq:  # an older read answered after a newer one: keep the newer
+            return
+        self._shown_seq = seq
+        self.keks, self.jobs = keys.keks, keys.jobs
+        self.failures, self.destroy_requests = keys.failures, keys.destroy_requests
+        select = None
+        if self._want is not None and seq >= self._want[0]:
+            select, self._want = self._want[1], None
         names = [k.name for k in self.keks]
         want = select or self.selected_name
         self.selected_name = want if want in names else (names[0] if names else None)
@@ -471,10 +540,11 @@ class KeysScreen(Screen[None]):
         )
         return Group(*parts)
 
-    def action_reload(self) -> None:
+    @work(exclusive=True, group="keys-f5")
+    async def action_reload(self) -> None:
         if self.rewrapping is None:
             self._last = None  # the last run's result panel goes, or shows what is unfinished
-        self.reload()
+        await self.refreshed()
         self.notify("Keys reloaded.", timeout=2)
 
     # ------------------------------------------------------------------ bindings
@@ -563,7 +633,7 @@ class KeysScreen(Screen[None]):
         )
         if not isinstance(kek, Kek):
             return
-        self.reload(select=kek.name)
+        await self.refreshed(select=kek.name)
         self.notify(
             f"KEK {kek.name} v1 generated ({kek.suite}); "
             f"fingerprint {kek.versions[0].fingerprint}.",
@@ -605,7 +675,7 @@ class KeysScreen(Screen[None]):
         )
         if not isinstance(job, RewrapJob):
             return
-        self.reload(select=k.name)
+        await self.refreshed(select=k.name)
         new = self.selected
         fp = self._current(new).fingerprint if new and self._current(new) else ""
         self.notify(
@@ -652,7 +722,10 @@ class KeysScreen(Screen[None]):
         self.refresh_bindings()
         self._rewrap(name, actor)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="rewrap")
+    # a fixed description: the arguments (the actor) stay out of Textual's worker log
+    @work(
+        thread=True, exclusive=True, exit_on_error=False, group="rewrap", description="rewrap a KEK"
+    )
     def _rewrap(self, name: str, actor: Actor) -> RewrapReport | None:
         worker = get_current_worker()
         cancel = self._cancel
@@ -676,6 +749,8 @@ class KeysScreen(Screen[None]):
         def cancelled() -> bool:
             return cancel.is_set() or worker.is_cancelled
 
+        report: RewrapReport | None = None
+        error: str | None = None
         try:
             report = self.service.rewrap(
                 name,
@@ -687,9 +762,11 @@ class KeysScreen(Screen[None]):
                 on_failure=on_failure,
             )
         except CustodianError as e:
-            self.post_message(RewrapEnded(name, None, str(e)))
-            return None
-        self.post_message(RewrapEnded(name, report, None))
+            error = str(e)
+        keys: KeysRead | None = None
+        with suppress(CustodianError):  # the screen then reads the keys itself
+            keys = read_keys(self.service)
+        self.post_message(RewrapEnded(name, report, error, keys))
         return report
 
     def on_rewrap_progress(self, m: RewrapProgress) -> None:
@@ -699,7 +776,8 @@ class KeysScreen(Screen[None]):
         self.query_one("#rewrap-bar", ProgressBar).update(total=max(m.total, 1), progress=m.done)
         self._show_stats(m)
         now = time.monotonic()
-        if now - self._census_read >= CENSUS_EVERY:  # the census and the job's row follow
+        # the census and the job's row follow, read in a thread: the job holds the catalog
+        if now - self._census_read >= CENSUS_EVERY and not self._reading():
             self._census_read = now
             self.reload()
 
@@ -752,20 +830,32 @@ class KeysScreen(Screen[None]):
             self._cancel.set()  # the signing key is gone: stop after this batch
 
     def on_rewrap_ended(self, m: RewrapEnded) -> None:
-        self._ended(m.kek, m.report, m.error)
+        self._ended(m.kek, m.report, m.error, m.keys)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         w = event.worker
         if w.group == "rewrap" and event.state == WorkerState.ERROR and self.rewrapping:
             self._ended(self.rewrapping, None, f"the rewrap stopped unexpectedly: {w.error}")
+        elif w.group == READ_GROUP and event.state == WorkerState.ERROR:
+            self._read_failed(f"the keys could not be read: {w.error}")
 
-    def _ended(self, name: str, report: RewrapReport | None, error: str | None) -> None:
+    def _ended(
+        self,
+        name: str,
+        report: RewrapReport | None,
+        error: str | None,
+        keys: KeysRead | None = None,
+    ) -> None:
         if self.rewrapping != name:
             return
         self.rewrapping = None
         self.app.busy = ""  # type: ignore[attr-defined]
         self._cancel.clear()
-        self.reload()
+        if keys is not None:
+            self._read_seq += 1
+            self._shown(keys, self._read_seq)
+        else:
+            self.reload()
         bar = self.query_one("#rewrap-bar", ProgressBar)
         title = self.query_one("#rewrap-title", Static)
         panel = self.query_one("#keys-rewrap")
@@ -902,7 +992,7 @@ class KeysScreen(Screen[None]):
         actor = self._actor("retire a KEK version")
         if actor is None:
             return
-        self.reload()  # the census as it is now
+        await self.refreshed()  # the census as it is now
         k = next((x for x in self.keks if x.name == chosen[0].name), None)
         v = next((x for x in k.versions if x.version == chosen[1].version), None) if k else None
         if k is None or v is None:
@@ -945,7 +1035,7 @@ class KeysScreen(Screen[None]):
         )
         if not isinstance(done, KekVersion):
             return
-        self.reload()
+        await self.refreshed()
         self.notify(
             f"KEK {k.name} v{v.version} is retired; it unwraps nothing from now on. Its key "
             f"material can be destroyed after "
@@ -978,7 +1068,7 @@ class KeysScreen(Screen[None]):
         )
         if not isinstance(r, Request):
             return
-        self.reload()
+        await self.refreshed()
         self.notify(
             f"Request {r.id[:8]} asks to destroy KEK {k.name} v{v.version}. {r.quorum} other "
             f"custodians must approve it, each with a fresh code: Restores inbox (F6) or "

@@ -96,9 +96,21 @@ async def open_keys(pilot: Any) -> KeysScreen:
 
 async def type_code(pilot: Any, code: str) -> None:
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, CodeConfirm))
-    pilot.app.screen.query_one("#code", Input).value = code
+    dialog = pilot.app.screen
+    dialog.query_one("#code", Input).value = code
     await pilot.press("enter")
+    await answered(pilot, dialog)
+
+
+async def answered(pilot: Any, dialog: Any) -> None:
+    """Wait until the service answered the dialog's step (it runs in a thread worker)."""
+    await wait_for(pilot, lambda: not dialog.is_attached or not dialog.ok_button.disabled)
     await pilot.pause()
+
+
+async def noted(pilot: Any, text: str) -> None:
+    """Wait for a notification: a ceremony reads the keys (in a thread) before it says so."""
+    await wait_for(pilot, lambda: any(text in n for n in notes(pilot.app)))
 
 
 def add_deks(svc: Service, n: int, *, version: int | None = None, bad: bool = False) -> None:
@@ -451,10 +463,12 @@ async def test_retire_is_refused_while_deks_remain_and_accepted_after(
         await select_version(pilot, screen, 2)
         await pilot.press("t")
         await pilot.pause(0.2)
+        await noted(pilot, "current version")
         assert any("current version" in n for n in notes(app))
         await select_version(pilot, screen, 1)
         await pilot.press("t")
         await pilot.pause(0.2)
+        await noted(pilot, "Retirement refused")
         assert any(
             "Retirement refused" in n and "v1 still wraps 14 DEK(s)" in n for n in notes(app)
         )
@@ -473,6 +487,7 @@ async def test_retire_is_refused_while_deks_remain_and_accepted_after(
         await pilot.press("t")
         await type_code(pilot, next_code(ui_svc, ui_cast.alice))
         await wait_for(pilot, lambda: app.screen is screen)
+        await noted(pilot, "Version retired")
         v1 = ui_svc.kek("backups").versions[0]
         assert v1.state == "retired" and v1.retired_at
         assert any("Version retired" in n for n in notes(app))
@@ -510,12 +525,13 @@ async def test_destroy_request_waits_for_the_period_then_needs_two_others(
         assert "Say why" in shown(app, ".error")
         app.screen.query_one("#destroy-reason", Input).value = "rotated out in 2026"
         await pilot.press("enter")
-        await pilot.pause()
+        await answered(pilot, app.screen)
         assert "waiting period of 7 day(s)" in shown(app, ".error")  # refused by the core
         assert ui_svc.requests() == []
         ui_svc.clock.advance(8 * 86400)
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is screen)
+        await noted(pilot, "Destruction requested")
         (r,) = ui_svc.requests("open")
         assert r.kind == "kek.destroy" and r.requester == "alice"
         assert r.payload["version"] == 1 and r.payload["reason"] == "rotated out in 2026"
@@ -530,6 +546,7 @@ async def test_destroy_request_waits_for_the_period_then_needs_two_others(
         ui_svc.approve(r.id, next_code(ui_svc, ui_cast.bob), by=bob)
         await pilot.press("f5")
         await pilot.pause()
+        await noted(pilot, "Keys reloaded")
         assert "1 of 2 approvals (bob)" in shown(app, "#versions-note")
     # what the approvals inbox shows of it (markup in the reason stays text)
     console = Console(width=120, file=io.StringIO(), record=True)
