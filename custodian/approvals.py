@@ -19,7 +19,7 @@ from typing import Any
 
 from custodian.errors import NotFoundError
 
-KINDS = ("restore", "kek.destroy")
+KINDS = ("restore", "kek.destroy", "person.unlock", "policy.change")
 REQUEST_STATES = ("open", "approved", "denied", "expired", "cancelled", "done")
 FINAL_STATES = ("denied", "expired", "cancelled", "done")
 

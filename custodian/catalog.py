@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -182,6 +182,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX backups_by_kek_version ON backups(kek_version);
     UPDATE rotation_jobs SET cursor='' WHERE state='running';
     """,
+    # 7: online guessing (custodian.service.attempts): per person and kind of secret
+    # (passphrase, totp), the failures in a row and the time before which no attempt of
+    # that person is even tried (a backoff or a lockout). Times are service-clock stamps.
+    """
+    CREATE TABLE auth_failures (
+        person TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('passphrase', 'totp')),
+        failures INTEGER NOT NULL CHECK (failures >= 0),
+        last_at TEXT NOT NULL,
+        wait_until TEXT NOT NULL,
+        PRIMARY KEY (person, kind)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -321,6 +334,42 @@ class PeopleMixin:
         )
         return cur.rowcount == 1
 
+    def auth_failures(self, person: str) -> dict[str, tuple[int, str]]:
+        """Per kind of secret: (failures in a row, no attempt before this stamp)."""
+        return {
+            kind: (int(n), str(until))
+            for kind, n, until in self.db.execute(
+                "SELECT kind, failures, wait_until FROM auth_failures WHERE person=?", (person,)
+            )
+        }
+
+    def add_auth_failure(self, person: str, kind: str, at: str) -> int:
+        """Count one more failure in a row; returns the new count (call in a transaction)."""
+        self.db.execute(
+            "INSERT INTO auth_failures(person, kind, failures, last_at, wait_until) "
+            "VALUES(?, ?, 1, ?, ?) ON CONFLICT(person, kind) DO UPDATE SET "
+            "failures=failures + 1, last_at=excluded.last_at",
+            (person, kind, at, at),
+        )
+        row = self.db.execute(
+            "SELECT failures FROM auth_failures WHERE person=? AND kind=?", (person, kind)
+        ).fetchone()
+        return int(row[0])
+
+    def set_auth_wait(self, person: str, kind: str, wait_until: str) -> None:
+        self.db.execute(
+            "UPDATE auth_failures SET wait_until=? WHERE person=? AND kind=?",
+            (wait_until, person, kind),
+        )
+
+    def clear_auth_failures(self, person: str, kind: str | None = None) -> None:
+        if kind is None:
+            self.db.execute("DELETE FROM auth_failures WHERE person=?", (person,))
+        else:
+            self.db.execute(
+                "DELETE FROM auth_failures WHERE person=? AND kind=?", (person, kind)
+            )
+
     def set_person_state(self, name: str, state: str) -> None:
         self.db.execute(
             "UPDATE people SET state=?, disabled_at=? WHERE name=?",
@@ -369,6 +418,8 @@ class Catalog(PeopleMixin):
         # in thread workers): transactions take this lock so that a second thread's
         # BEGIN waits instead of failing, or running inside the first one's.
         self._lock = threading.RLock()
+        self._after: list[Callable[[], None]] = []
+        self._owner: int | None = None  # the thread whose transaction is open
         if not create and not path.exists():
             raise CatalogError(
                 f"the catalog {path} is missing. Restore it from a copy (it holds no secret), "
@@ -407,12 +458,52 @@ class Catalog(PeopleMixin):
     def transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("SAVEPOINT body")
+            outer, self._owner = self._owner, threading.get_ident()
             try:
                 yield self.db
             except BaseException:
-                self.db.execute("ROLLBACK")
+                # Undo the body, then keep what must outlast it (after_transaction), all
+                # under the write lock taken at BEGIN: no other writer comes in between.
+                try:
+                    self.db.execute("ROLLBACK TO body")
+                    self.db.execute("RELEASE body")
+                    self._run_after()
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    self._after.clear()
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    raise
+                finally:
+                    self._owner = outer
                 raise
-            self.db.execute("COMMIT")
+            try:
+                self.db.execute("RELEASE body")
+                self._run_after()
+                self.db.execute("COMMIT")
+            finally:
+                self._owner = outer
+
+    def in_transaction(self) -> bool:
+        """Whether the calling thread has a transaction open on this catalog."""
+        return self._owner == threading.get_ident()
+
+    def after_transaction(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` at the end of the transaction this thread is in, whether its body
+        committed or rolled back, inside the same write lock (in a transaction of its
+        own if there is none). For what must outlast a refusal that undoes the rest: a
+        failed attempt's count."""
+        if self.in_transaction():
+            self._after.append(fn)
+            return
+        with self.transaction():
+            fn()
+
+    def _run_after(self) -> None:
+        todo, self._after = self._after, []
+        for fn in todo:
+            fn()
 
     # ------------------------------------------------------------ meta
 

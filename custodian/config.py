@@ -22,6 +22,22 @@ KEYRING_BACKENDS = ("system", "home-file")
 CONTAINER_DIGESTS = ("tags", "sha256")  # custodian.container.DIGESTS
 
 
+# Each policy setting: (lowest, highest, which way is tighter, unit). The bounds hold for
+# every home, whatever its log says: a value outside them is refused with one line,
+# never stored. "up" means a larger value is stricter (a larger quorum, a longer wait).
+POLICY_LIMITS: dict[str, tuple[int, int, str, str]] = {
+    "approval_quorum": (2, 9, "up", "custodians"),
+    "session_minutes": (1, 1440, "down", "minutes"),
+    "request_hours": (1, 168, "down", "hours"),
+    "rotation_days": (1, 730, "down", "days"),
+    "retirement_wait_days": (0, 365, "up", "days"),
+    "auth_backoff_after": (1, 20, "down", "failed attempts"),
+    "auth_backoff_seconds": (1, 3600, "up", "seconds"),
+    "auth_lockout_after": (2, 100, "down", "failed attempts"),
+    "auth_lockout_minutes": (1, 1440, "up", "minutes"),
+}
+
+
 @dataclass(frozen=True)
 class Policy:
     approval_quorum: int = 2
@@ -29,26 +45,76 @@ class Policy:
     request_hours: int = 24
     rotation_days: int = 90
     retirement_wait_days: int = 7
+    # Online guessing (wrong passphrases, wrong TOTP codes), counted per person: after
+    # auth_backoff_after failures in a row each further attempt waits
+    # auth_backoff_seconds, doubling per failure; after auth_lockout_after the person is
+    # locked for auth_lockout_minutes, doubling per further failure up to a day. Only a
+    # success (or an approved person.unlock request) starts the count again. With these
+    # numbers a guesser gets 10 tries in the first quarter hour and about one a day
+    # after the first day: a 6-digit code (3 of 10^6 accepted at a time) falls with odds
+    # of about 1 in 1,000 a year, and every try is in the log.
+    auth_backoff_after: int = 5
+    auth_backoff_seconds: int = 30
+    auth_lockout_after: int = 10
+    auth_lockout_minutes: int = 60
     # Exists only so that a configuration asking for it is refused by name:
     # the person who asked for something never approves it (DESIGN.md).
     requester_may_approve: bool = False
 
     def check(self) -> None:
-        if self.approval_quorum < 2:
-            raise ConfigError(
-                f"policy.approval_quorum is {self.approval_quorum}, but dual control needs "
-                "at least 2 distinct custodians; nothing was done. Set it to 2 or more."
-            )
         if self.requester_may_approve:
             raise ConfigError(
                 "policy.requester_may_approve is true, but the person who asks for a restore "
                 "or a key destruction never approves it; nothing was done. Remove the setting."
             )
-        for name in ("session_minutes", "request_hours", "rotation_days"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"policy.{name} must be positive; nothing was done.")
-        if self.retirement_wait_days < 0:
-            raise ConfigError("policy.retirement_wait_days must be 0 or more; nothing was done.")
+        for name, (low, high, _, unit) in POLICY_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(
+                    f"policy.{name} must be a whole number of {unit} (got {value!r}); "
+                    "nothing was done."
+                )
+            if not low <= value <= high:
+                why = (
+                    " (dual control needs at least 2 distinct custodians)"
+                    if name == "approval_quorum" and value < low
+                    else ""
+                )
+                raise ConfigError(
+                    f"policy.{name} is {value:,}, outside {low:,} to {high:,} {unit}{why}; "
+                    "nothing was done."
+                )
+        if self.auth_lockout_after <= self.auth_backoff_after:
+            raise ConfigError(
+                f"policy.auth_lockout_after ({self.auth_lockout_after}) must be more than "
+                f"policy.auth_backoff_after ({self.auth_backoff_after}); nothing was done."
+            )
+
+    def values(self) -> dict[str, int]:
+        """Every setting the log records (requester_may_approve is always false)."""
+        return {k: int(getattr(self, k)) for k in POLICY_LIMITS}
+
+    def tighter(self, name: str, new: int) -> bool:
+        """Whether changing ``name`` to ``new`` keeps the policy at least as strict."""
+        old = int(getattr(self, name))
+        return new >= old if POLICY_LIMITS[name][2] == "up" else new <= old
+
+
+def parse_policy_value(name: str, text: str | int) -> int:
+    """A setting's value as typed (``policy set``) or read, checked to be a whole number."""
+    if name not in POLICY_LIMITS:
+        raise ConfigError(
+            f"{name!r} is not a policy setting; use one of {', '.join(POLICY_LIMITS)}."
+        )
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    s = str(text).strip().replace("_", "")
+    if not (s.isdigit() and len(s) <= 12):
+        raise ConfigError(
+            f"policy.{name} must be a whole number of {POLICY_LIMITS[name][3]} "
+            f"(got {str(text)[:40]!r}); nothing was done."
+        )
+    return int(s)
 
 
 @dataclass(frozen=True)
@@ -117,9 +183,17 @@ class Config:
                 raise ConfigError(
                     f"unknown policy settings in {path}: {', '.join(sorted(unknown))}"
                 )
-            values: dict[str, Any] = {
-                k: (v if isinstance(v, bool) else int(v)) for k, v in pol.items()
-            }
+            values: dict[str, Any] = {}
+            for k, v in pol.items():
+                if k == "requester_may_approve":
+                    values[k] = v
+                elif isinstance(v, bool) or not isinstance(v, int):
+                    raise ConfigError(
+                        f"policy.{k} in {path} must be a whole number of "
+                        f"{POLICY_LIMITS[k][3]} (got {v!r}); nothing was done."
+                    )
+                else:
+                    values[k] = v
             policy = Policy(**values)
             cfg = cls(
                 home_id=str(data["home_id"]),
@@ -139,7 +213,8 @@ class Config:
     def dumps(self) -> str:
         p = self.policy
         lines = [
-            "# custodian home configuration. Policy is enforced when this file is loaded.",
+            "# custodian home configuration. The [policy] and demo values must be the ones the",
+            "# signed audit log records: change them with 'custodian policy set', not here.",
             f"format = {CONFIG_FORMAT}",
             f'home_id = "{self.home_id}"',
             f"demo = {'true' if self.demo else 'false'}",
@@ -172,6 +247,10 @@ class Config:
             f"request_hours = {p.request_hours}",
             f"rotation_days = {p.rotation_days}",
             f"retirement_wait_days = {p.retirement_wait_days}",
+            f"auth_backoff_after = {p.auth_backoff_after}",
+            f"auth_backoff_seconds = {p.auth_backoff_seconds}",
+            f"auth_lockout_after = {p.auth_lockout_after}",
+            f"auth_lockout_minutes = {p.auth_lockout_minutes}",
             "",
         ]
         return "\n".join(lines)

@@ -87,7 +87,7 @@ class Service(FlatNames):
         self.approvals = Approvals(self.ctx)
         self.keys = Keys(self.ctx, self.approvals)
         self.backups = Backups(self.ctx)
-        self.people = People(self.ctx)
+        self.people = People(self.ctx, self.approvals)
         self.auth = Auth(self.ctx)
         self.restores = Restores(self.ctx, self.approvals)
         self.audit = Audit(self.ctx)

@@ -25,10 +25,14 @@ AtQuorum = Callable[[A.Request, Actor, dict[str, Any]], None]
 AfterCommit = Callable[[A.Request], None]
 
 
+Excluded = Callable[[A.Request], "set[str]"]
+
+
 @dataclass(frozen=True)
 class _Kind:
     at_quorum: AtQuorum | None
     after_commit: AfterCommit | None
+    excluded: Excluded | None = None
 
 
 class Approvals:
@@ -45,9 +49,12 @@ class Approvals:
         *,
         at_quorum: AtQuorum | None = None,
         after_commit: AfterCommit | None = None,
+        excluded: Excluded | None = None,
     ) -> None:
-        """Say what happens when a request of ``kind`` reaches its quorum."""
-        self._kinds[kind] = _Kind(at_quorum, after_commit)
+        """Say what happens when a request of ``kind`` reaches its quorum, and who besides
+        its requester may not decide it (``excluded``: the subject of a change about a
+        person)."""
+        self._kinds[kind] = _Kind(at_quorum, after_commit, excluded)
 
     def on_housekeeping(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` (best effort) before every read of the requests."""
@@ -164,6 +171,17 @@ class Approvals:
                     "two other custodians must. Nothing was done.",
                     AuthError,
                 )
+            kind = self._kinds.get(r.kind)
+            if kind is not None and kind.excluded is not None and by.name in kind.excluded(r):
+                raise ctx.refused(
+                    by,
+                    action,
+                    subject,
+                    f"{by.name} is the subject of the request",
+                    f"request {rid[:8]} is about {by.name}, who therefore cannot {decision} "
+                    "it; other custodians must. Nothing was done.",
+                    AuthError,
+                )
             earlier = [d for d in r.decisions if d.custodian == by.name]
             if earlier:
                 raise ctx.refused(
@@ -188,7 +206,6 @@ class Approvals:
                 if n >= q:
                     A.set_request_state(db, rid, "approved", now)
                     details["state"] = "approved"
-                    kind = self._kinds.get(r.kind)
                     if kind is not None and kind.at_quorum is not None:
                         kind.at_quorum(r, by, details)
             ctx.record(by, action, subject, "ok", details)

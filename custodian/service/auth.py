@@ -11,6 +11,7 @@ from custodian import people as P
 from custodian.errors import CustodianError, NotFoundError
 from custodian.people import Actor, AuthError
 from custodian.secret import SecretBytes
+from custodian.service.attempts import Lockout, until_stamp
 from custodian.service.context import HomeContext
 
 
@@ -39,12 +40,35 @@ class Auth:
                 f"{name}'s signing key is not in this keyring ({ctx.keyring.description}); "
                 "use the workstation where they enrolled, or have a custodian replace the key."
             )
+        n, until = 0, 0.0
+        if passphrase is not None:  # nothing typed, nothing to guess: a service identity
+            # Counted before the key derivation, under the catalog's lock, so that
+            # attempts in parallel each find those before them; a success clears it.
+            with ctx.catalog.transaction():
+                ctx.attempts.gate(name, "person.unlock", subject, None)
+                n = ctx.catalog.add_auth_failure(name, "passphrase", ctx.now())
+                wait = ctx.attempts.wait_after(n)
+                until = ctx.clock() + wait
+                ctx.catalog.set_auth_wait(name, "passphrase", until_stamp(ctx.clock(), wait))
         try:
             key = P.open_signing_key(name, k.key_id, blob, passphrase)
         except AuthError as e:
-            ctx.record_refusal(None, "person.unlock", subject, "wrong passphrase")
-            raise e from None
+            ctx.record_refusal(
+                None, "person.unlock", subject, "wrong passphrase", {"failures": n} if n else None
+            )
+            if not n:
+                raise e from None
+            err = AuthError(str(e) + ctx.attempts.next_try(name, n, until, ctx.clock()))
+            err.logged = True
+            raise err from None
+        if n:
+            with ctx.catalog.transaction():
+                ctx.catalog.clear_auth_failures(name, "passphrase")
         return Actor(name, p.roles, k.key_id, key)
+
+    def lockout(self, name: str) -> Lockout | None:
+        """``name``'s failed attempts in a row and the wait they impose (None: none)."""
+        return self._ctx.attempts.status(name)
 
     def check_totp(
         self, actor: Actor, code: str, action: str = "totp.check", subject: str | None = None

@@ -30,6 +30,7 @@ from custodian.home import Home
 from custodian.keystore import Keyring, SealedStore
 from custodian.people import Actor, AuthError
 from custodian.secret import SecretBytes
+from custodian.service.attempts import Attempts
 
 Progress = Callable[[int, int], None]
 HOME = "home"  # the home's own identity: signs init, bootstrap enrolment, refused sign-ins
@@ -49,6 +50,7 @@ class HomeContext:
         self._ksk: SecretBytes | None = None
         self._backends: dict[str, KekBackend] = {}
         self._home: Actor | None = None
+        self.attempts = Attempts(self)
         # Seconds since the epoch: TOTP steps and request/session expiry follow it.
         # Tests replace it (through Service.clock) to move time on; nothing else should.
         self.clock: Callable[[], float] = time.time
@@ -235,25 +237,35 @@ class HomeContext:
     ) -> int:
         """Accept ``code`` for ``actor`` once: current step or one either side, never reused.
 
-        Call inside the transaction of the action it confirms, or on its own
-        (the step is then burned at once). A refusal is logged under ``action``
-        and ``subject`` (default ``person:<name>``).
+        Call inside the transaction of the action it confirms, or on its own (the step
+        is then burned at once). A refusal is logged under ``action`` and ``subject``
+        (default ``person:<name>``). Every check counts against the person's attempts
+        (:mod:`custodian.service.attempts`): while they must wait, no code is even
+        looked at, and a wrong code counts even though the action rolls back.
         """
+        if self.catalog.in_transaction():
+            return self._check_totp(actor, code, action, subject or f"person:{actor.name}")
+        with self.catalog.transaction():  # attempts of one person queue on its lock
+            return self._check_totp(actor, code, action, subject or f"person:{actor.name}")
+
+    def _check_totp(self, actor: Actor, code: str, action: str, subject: str) -> int:
         p = self.catalog.person(actor.name)
         if p.totp_generation == 0:
             raise AuthError(f"{actor.name} has no TOTP secret (a service identity cannot confirm).")
+        self.attempts.gate(actor.name, action, subject, actor)
         with self.sealed.unseal(self.load_ksk(), totp_name(actor.name, p.totp_generation)) as s:
             step = P.match_step(s, code, self.clock())
-        subject = subject or f"person:{actor.name}"
         if step is None:
+            more = self.attempts.count_failure(actor.name, "totp")
             self.record_refusal(actor, action, subject, "TOTP code did not match")
             err = AuthError(
                 "that code is not valid now (mistyped, or older than 30 seconds); nothing was "
-                "done. Type the code your authenticator shows now."
+                "done. Type the code your authenticator shows now." + more
             )
             err.logged = True
             raise err
         if not self.catalog.use_totp_step(actor.name, step):
+            # a code that was right a moment ago is not a guess: not counted
             self.record_refusal(actor, action, subject, "TOTP code replayed", {"step": step})
             wait = P.TOTP_PERIOD - int(self.clock()) % P.TOTP_PERIOD
             err = AuthError(
@@ -262,6 +274,7 @@ class HomeContext:
             )
             err.logged = True
             raise err
+        self.attempts.succeeded(actor.name, "totp")
         return step
 
     def confirm(self, by: Actor, code: str | None, action: str, subject: str) -> int:
@@ -280,8 +293,5 @@ def totp_name(person: str, generation: int) -> str:
 
 
 def policy_dict(p: Policy) -> dict[str, int]:
-    """The policy as the ``home.init`` entry records it."""
-    # requester_may_approve is always false once loaded (check() refuses true): not recorded
-    return {
-        k: int(getattr(p, k)) for k in Policy.__dataclass_fields__ if k != "requester_may_approve"
-    }
+    """The policy as the ``home.init`` entry records it (every setting, as integers)."""
+    return p.values()

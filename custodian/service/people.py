@@ -11,13 +11,18 @@ from __future__ import annotations
 import base64
 import builtins
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from custodian import approvals as A
 from custodian import people as P
 from custodian.catalog import Person
 from custodian.errors import ConflictError, CustodianError
 from custodian.people import Actor, AuthError
 from custodian.secret import SecretBytes
 from custodian.service.context import HOME, HomeContext, totp_name
+
+if TYPE_CHECKING:
+    from custodian.service.approvals import Approvals
 
 
 @dataclass
@@ -62,8 +67,15 @@ class PendingEnrolment:
 class People:
     """Who is enrolled, with which roles, keys and TOTP secrets."""
 
-    def __init__(self, ctx: HomeContext) -> None:
+    def __init__(self, ctx: HomeContext, approvals: Approvals | None = None) -> None:
         self._ctx = ctx
+        if approvals is not None:
+            self._approvals = approvals
+            approvals.register(
+                "person.unlock",
+                at_quorum=self._unlock_at_quorum,
+                excluded=lambda r: {str(r.payload.get("person", ""))},
+            )
 
     def list(self, *, include_home: bool = False) -> builtins.list[Person]:
         return [p for p in self._ctx.catalog.people() if include_home or p.kind != "home"]
@@ -181,6 +193,7 @@ class People:
         ctx = self._ctx
         subject = f"person:{name}"
         ctx.require(by, None if by.name == name else "custodian", "person.key.replace", subject)
+        self._not_home(name, by, "person.key.replace")
         p = ctx.catalog.person(name)
         if p.kind == "person" and passphrase is None:
             raise CustodianError("a person's signing key needs a passphrase.")
@@ -208,6 +221,7 @@ class People:
         self._ctx.require(
             by, None if by.name == name else "custodian", "person.totp.replace", f"person:{name}"
         )
+        self._not_home(name, by, "person.totp.replace")
         p = self._ctx.catalog.person(name)
         if p.kind != "person":
             raise CustodianError(f"{name} is a service identity and has no TOTP.")
@@ -244,6 +258,7 @@ class People:
         ctx = self._ctx
         subject = f"person:{name}"
         ctx.require(by, "custodian", "person.disable", subject)
+        self._not_home(name, by, "person.disable")
         p = ctx.catalog.person(name)
         if not p.active:
             raise ConflictError(f"{name} is already disabled.")
@@ -256,6 +271,77 @@ class People:
         with ctx.audited(by, "person.disable", subject, {"reason": reason}):
             ctx.catalog.set_person_state(name, "disabled")
         return ctx.catalog.person(name)
+
+    def _not_home(self, name: str, by: Actor, action: str) -> None:
+        """The home identity is not a person: its key is never replaced and it is never
+        disabled (either would break verification from its next entry on)."""
+        if name == HOME:
+            raise self._ctx.refused(
+                by,
+                action,
+                f"person:{name}",
+                "the home identity is not a person",
+                f"{HOME!r} is the home's own identity, not a person: its key and state "
+                "change only with the home itself. Nothing was done.",
+                AuthError,
+            )
+
+    # ------------------------------------------------------------ lockouts
+
+    def request_unlock(self, name: str, reason: str, *, by: Actor) -> A.Request:
+        """Ask to lift ``name``'s lockout (or backoff) before it ends: a custodian asks,
+        custodians other than the requester and ``name`` approve with TOTP
+        (``svc.approvals.approve``); at quorum the count starts again."""
+        ctx = self._ctx
+        action = "person.unlock.request"
+        subject = f"person:{name}"
+        ctx.require(by, "custodian", action, subject)
+        self._not_home(name, by, action)
+        reason = " ".join(reason.split())
+        if not reason:
+            raise ctx.refused(
+                by,
+                action,
+                subject,
+                "no reason given",
+                "lifting a lockout needs a reason (--reason TEXT); nothing was done.",
+            )
+        if len(reason) > 2000:
+            raise ctx.refused(
+                by, action, subject, "reason too long", "the reason is longer than 2,000 "
+                "characters; shorten it. Nothing was done."
+            )
+        ctx.catalog.person(name)  # NotFoundError names who is enrolled
+        if by.name == name:
+            raise ctx.refused(
+                by,
+                action,
+                subject,
+                "a person cannot lift their own lockout",
+                f"{name} cannot ask to lift their own lockout; another custodian asks. "
+                "Nothing was done.",
+                AuthError,
+            )
+        st = ctx.attempts.status(name)
+        if st is None or not st.waiting(ctx.clock()):
+            raise ctx.refused(
+                by,
+                action,
+                subject,
+                "not locked out",
+                f"{name} is not locked out and has no wait; nothing was done.",
+                ConflictError,
+            )
+        payload = {"person": name, "reason": reason, "failures": st.failures, "until": st.until}
+        return self._approvals.open_request("person.unlock", payload, by=by, action=action)
+
+    def _unlock_at_quorum(self, r: A.Request, by: Actor, details: dict[str, Any]) -> None:
+        """Inside the approving transaction: the person's count starts again."""
+        ctx = self._ctx
+        name = str(r.payload["person"])
+        ctx.attempts.lift(name)
+        A.set_request_state(ctx.catalog.db, r.id, "done", ctx.now())
+        details.update(state="done", unlocked=name)
 
     def demo_codes(self) -> builtins.list[tuple[str, str, int]]:
         """Current TOTP codes of every person, on a demo home only: (name, code, seconds left)."""
