@@ -159,6 +159,23 @@ class Keyring:
                 "stored. Unlock the keyring and try again."
             ) from None
 
+    def delete(self, what: str) -> None:
+        """Remove an entry (nothing happens if it is not there)."""
+        import contextlib
+
+        try:
+            kr = self._get()
+            if kr.get_password(SERVICE, self._user(what)) is not None:
+                with contextlib.suppress(Exception):
+                    kr.delete_password(SERVICE, self._user(what))
+        except KeyringError:
+            raise
+        except Exception as e:
+            raise KeyringError(
+                f"the keyring refused to remove {what!r} ({type(e).__name__}); nothing was "
+                "changed. Unlock the keyring and try again."
+            ) from None
+
     def load_ksk(self, expected_check: str) -> SecretBytes:
         raw = self.get("ksk")
         if raw is None:

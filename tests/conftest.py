@@ -11,6 +11,7 @@ import pytest
 
 from custodian import people as P
 from custodian.approvals import Session
+from custodian.custody import personal
 from custodian.people import Actor
 from custodian.secret import SecretBytes
 from custodian.service import Service
@@ -26,6 +27,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # scrypt at full cost (2**15) takes 0.1 s a call; the format carries the cost,
     # so in-process tests use a cheaper one. Subprocess tests use the real cost.
     monkeypatch.setattr(P, "SCRYPT_LOG_N", 10)
+    # The same for Argon2id (512 MiB, 2 passes): the blob records its parameters, so
+    # in-process tests use the cheap ones a demo home uses.
+    monkeypatch.setattr(P, "KDF", personal.CHEAP_KDF)
 
 
 @dataclass

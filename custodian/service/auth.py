@@ -7,6 +7,8 @@ logged; a code counts once.
 
 from __future__ import annotations
 
+from typing import Any
+
 from custodian import people as P
 from custodian.errors import CustodianError, NotFoundError
 from custodian.people import Actor, AuthError
@@ -51,7 +53,14 @@ class Auth:
                 until = ctx.clock() + wait
                 ctx.catalog.set_auth_wait(name, "passphrase", until_stamp(ctx.clock(), wait))
         try:
-            key = P.open_signing_key(name, k.key_id, blob, passphrase)
+            opened = P.open_signing_key(
+                name,
+                k.key_id,
+                blob,
+                passphrase,
+                home_id=ctx.config.home_id,
+                personal_blob=ctx.keyring.get(f"personal:{name}:{k.key_id}"),
+            )
         except AuthError as e:
             ctx.record_refusal(
                 None, "person.unlock", subject, "wrong passphrase", {"failures": n} if n else None
@@ -64,7 +73,34 @@ class Auth:
         if n:
             with ctx.catalog.transaction():
                 ctx.catalog.clear_auth_failures(name, "passphrase")
-        return Actor(name, p.roles, k.key_id, key)
+        actor = Actor(name, p.roles, k.key_id, opened.key, opened.personal)
+        if opened.from_v1 and passphrase is not None:
+            self._upgrade(actor, opened.key, passphrase)
+        return actor
+
+    def _upgrade(self, actor: Actor, key: Any, passphrase: SecretBytes) -> None:
+        """A version 1 (scrypt) key blob becomes version 2 (a personal key under Argon2id)
+        at its first unlock, under the same passphrase; the entry says so."""
+        ctx = self._ctx
+        with P.private_raw(key) as raw:
+            blob, pblob, pk = P.seal_signing_key(
+                actor.name,
+                raw,
+                passphrase,
+                home_id=ctx.config.home_id,
+                kdf=P.kdf_params(ctx.config.demo),
+            )
+        params = P.kdf_params(ctx.config.demo)
+        with ctx.audited(
+            actor,
+            "person.key.protect",
+            f"person:{actor.name}",
+            {"key_id": actor.key_id, "protection": "personal key", "kdf": params.label},
+        ):
+            if pblob is not None:
+                ctx.keyring.set(f"personal:{actor.name}:{actor.key_id}", pblob)
+            ctx.keyring.set(f"sign:{actor.name}:{actor.key_id}", blob)
+        actor._personal = pk
 
     def lockout(self, name: str) -> Lockout | None:
         """``name``'s failed attempts in a row and the wait they impose (None: none)."""

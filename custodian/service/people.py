@@ -117,7 +117,7 @@ class People:
                 raise CustodianError("a service identity holds the operator role only.")
         elif passphrase is None:
             raise CustodianError("a person needs a passphrase; only service identities may not.")
-        key = P.new_signing_key(name, passphrase)
+        key = _new_key(self._ctx, name, passphrase)
         totp = None if service else P.new_totp_secret()
         return PendingEnrolment(
             name, roles, "service" if service else "person", actor.name, key, totp
@@ -153,7 +153,7 @@ class People:
         key = pending.key
         if key is None:
             raise CustodianError("this enrolment was discarded; start again.")
-        ctx.keyring.set(f"sign:{pending.name}:{key.key_id}", key.blob)
+        store_key(ctx, pending.name, key)
         with ctx.audited(
             actor,
             "person.enrol",
@@ -198,8 +198,8 @@ class People:
         if p.kind == "person" and passphrase is None:
             raise CustodianError("a person's signing key needs a passphrase.")
         old = p.key
-        key = P.new_signing_key(name, passphrase)
-        ctx.keyring.set(f"sign:{name}:{key.key_id}", key.blob)
+        key = _new_key(ctx, name, passphrase)
+        store_key(ctx, name, key)
         prot = "passphrase" if key.blob_protected else "none"
         with ctx.audited(
             by,
@@ -358,3 +358,20 @@ class People:
                 with ctx.sealed.unseal(ctx.load_ksk(), totp_name(p.name, p.totp_generation)) as s:
                     out.append((p.name, P.hotp(s, P.current_step(now)), left))
         return out
+
+
+def _new_key(ctx: HomeContext, name: str, passphrase: SecretBytes | None) -> P.NewKey:
+    """A signing key under a new personal key (Argon2id; cheap parameters on a demo home)."""
+    key, pk = P.new_signing_key(
+        name, passphrase, home_id=ctx.config.home_id, kdf=P.kdf_params(ctx.config.demo)
+    )
+    if pk is not None:
+        pk.wipe()
+    return key
+
+
+def store_key(ctx: HomeContext, name: str, key: P.NewKey) -> None:
+    """Put a signing key's blob (and its personal key blob) into the keyring."""
+    if key.personal_blob is not None:
+        ctx.keyring.set(f"personal:{name}:{key.key_id}", key.personal_blob)
+    ctx.keyring.set(f"sign:{name}:{key.key_id}", key.blob)

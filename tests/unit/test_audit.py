@@ -92,6 +92,7 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Golden]:
         mp.setenv("XDG_DATA_HOME", str(base / "xdg-data"))
         mp.setenv("XDG_CONFIG_HOME", str(base / "xdg-config"))
         mp.setattr(P, "SCRYPT_LOG_N", 10)
+        mp.setattr(P, "KDF", P.personal.CHEAP_KDF)
         svc, cast = _make(base / "home", "x25519")
         try:
             alice = unlock(svc, cast.alice)
