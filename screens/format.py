@@ -80,3 +80,14 @@ def fit(text: str, width: int, *, align_right: bool = False) -> str:
         return set_cell_size(text, width)
     pad = " " * (width - cell_len(text))
     return pad + text if align_right else text + pad
+
+
+def duration(seconds: float) -> str:
+    """About how long: 'under a second', 'about 40 s', 'about 12 min', 'about 1.5 h'."""
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"about {seconds:.0f} s"
+    if seconds < 5400:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"

@@ -29,7 +29,7 @@ from custodian.config import SUITES
 from custodian.rotation import RotationPreview
 from custodian.service import Service
 from screens.dialogs import CodeInput, Dialog, take_code
-from screens.format import safe, when
+from screens.format import duration, safe, when
 
 SUITE_NOTES = {
     "mlkem768-x25519": "post-quantum hybrid, ML-KEM-768 + X25519",
@@ -52,16 +52,6 @@ def pairs(*rows: tuple[str, str | Text]) -> Table:
 def fingerprint_text(fp: str) -> Text:
     """A fingerprint in bold, its groups of four spaced for reading aloud."""
     return Text("  ".join(safe(fp).split()), style="bold")
-
-
-def duration(seconds: float) -> str:
-    if seconds < 1:
-        return "under a second"
-    if seconds < 90:
-        return f"about {seconds:.0f} s"
-    if seconds < 5400:
-        return f"about {seconds / 60:.0f} min"
-    return f"about {seconds / 3600:.1f} h"
 
 
 class KeyDialog(Dialog[Any]):

@@ -44,7 +44,7 @@ from tests.ui.test_keys import (
     wait_for,
 )
 
-KEYS_MODULES = ("key_dialogs.py", "keys.py")
+KEYS_MODULES = ("key_dialogs.py", "key_view.py", "keys.py", "rewrap_pane.py")
 
 
 class Slow:
