@@ -300,13 +300,15 @@ class VerifyResult:
     checkpoint: str = ""
     keys: int = 0
     problems: list[str] = field(default_factory=list)
+    aborted: int = 0  # ok entries a later compensating entry cancels (the action did not happen)
 
     def summary(self) -> str:
         if self.ok:
             cp = f"; {self.checkpoint}" if self.checkpoint else ""
+            ab = f", {self.aborted} cancelled by a later entry" if self.aborted else ""
             return (
-                f"audit log verified: {self.entries} entries, chain and signatures intact, "
-                f"{self.keys} signing keys known{cp}; head {self.head[:16]}…"
+                f"audit log verified: {self.entries} entries{ab}, chain and signatures "
+                f"intact, {self.keys} signing keys known{cp}; head {self.head[:16]}…"
             )
         where = f"entry {self.first_bad}" if self.first_bad is not None else "the log"
         return f"audit log does NOT verify: {where}: {self.reason}"
@@ -344,6 +346,11 @@ def verify(
             False, 0, GENESIS, None, "the checkpoint file is not a custodian audit checkpoint"
         )
     want_seq = int(checkpoint["seq"]) if checkpoint else None
+    # Entries that a later compensating entry cancels (section "Compensating entries"):
+    # known before the pass, so that a cancelled entry never takes effect; each
+    # compensating entry is then checked where it stands.
+    cancelled_by = _compensated(log)
+    voided: dict[int, tuple[str, str, str, str]] = {}  # seq -> action, subject, hash, key
 
     def bad(seq: int | None, why: str) -> VerifyResult:
         return VerifyResult(False, expect_seq - 1, last_hash, seq, why, keys=len(keys))
@@ -396,9 +403,16 @@ def verify(
                 why = _unauthorised(e, roles, disabled)
                 if why:
                     return bad(seq, why)
-                _learn(e, keys, disabled, ed25519)
-                if e["action"] == "person.enrol":
-                    roles[e["subject"].removeprefix("person:")] = set(e["details"]["roles"])
+                if seq in cancelled_by:  # it did not happen: nothing to learn from it
+                    voided[seq] = (e["action"], e["subject"], e["hash"], kid)
+                else:
+                    _learn(e, keys, disabled, ed25519)
+                    if e["action"] == "person.enrol":
+                        roles[e["subject"].removeprefix("person:")] = set(e["details"]["roles"])
+            elif e["outcome"] == "failed" and "aborts" in e["details"]:
+                why = _bad_compensation(e, voided, cancelled_by)
+                if why:
+                    return bad(seq, why)
         except (KeyError, TypeError, ValueError) as ex:
             return bad(expect_seq, f"malformed entry ({type(ex).__name__}: {ex})")
         prev = last_hash = e["hash"]
@@ -412,13 +426,62 @@ def verify(
         return VerifyResult(
             False, 0, GENESIS, None, "the log is empty; every home's log starts with home.init"
         )
-    res = VerifyResult(True, n, last_hash, keys=len(keys))
+    res = VerifyResult(True, n, last_hash, keys=len(keys), aborted=len(voided))
     if checkpoint is not None:
         problem, where = _check_checkpoint(checkpoint, keys, hashes_at, n)
         if problem:
             return VerifyResult(False, n, last_hash, where, problem, keys=len(keys))
         res.checkpoint = f"checkpoint at entry {want_seq} by {checkpoint['actor']} holds"
     return res
+
+
+def _compensated(log: AuditLog) -> dict[int, int]:
+    """seq of each entry a compensating entry cancels -> seq of the first that does.
+
+    A compensating entry has ``outcome: "failed"`` and ``details.aborts``; only
+    lines that hold the bytes ``"aborts":`` are parsed. What is found here is
+    trusted only once the main pass has verified the compensating entry itself.
+    """
+    out: dict[int, int] = {}
+    for seg in log.segments():
+        data = seg.read_bytes()
+        if b'"aborts":' not in data:
+            continue
+        for line in data.split(b"\n"):
+            if b'"aborts":' not in line:
+                continue
+            try:
+                e = json.loads(line)
+                target, seq = e["details"]["aborts"], e["seq"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if (
+                e.get("outcome") == "failed"
+                and type(target) is int
+                and type(seq) is int
+                and target not in out
+            ):
+                out[target] = seq
+    return out
+
+
+def _bad_compensation(
+    e: dict[str, Any], cancelled: dict[int, tuple[str, str, str, str]], by: dict[int, int]
+) -> str:
+    """Why a compensating entry is not acceptable ('' when it is)."""
+    target, d = e["details"]["aborts"], e["details"]
+    if type(target) is not int:
+        raise TypeError("details.aborts is not an integer")
+    if by.get(target) != e["seq"]:
+        return f"cancels entry {target}, which entry {by.get(target)} already cancelled"
+    if target not in cancelled:
+        return f"cancels entry {target}, which is not an earlier entry with outcome ok"
+    action, subject, h, kid = cancelled[target]
+    if (action, subject, h) != (e["action"], e["subject"], d.get("aborts_hash")):
+        return f"cancels entry {target} but names another action, subject or hash"
+    if action.startswith("person.") and e["key_id"] != kid:
+        return f"cancels entry {target}, a change of keys or roles, signed by another key"
+    return ""
 
 
 CHECKPOINT_FIELDS = {"format", "home_id", "seq", "head", "time", "actor", "key_id", "sig"}

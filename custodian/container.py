@@ -29,7 +29,6 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
@@ -37,7 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from custodian.errors import ConflictError, ContainerError
+from custodian.errors import ContainerError
 from custodian.secret import SecretBytes
 
 MAGIC = b"CUSTODBK"
@@ -507,44 +506,3 @@ def file_digest(f: BinaryIO, header: Header, kind: str, name: str = "the contain
         t1.size += n
         pos += n
     return t1.value()
-
-
-def write_new_file(dst: Path, force: bool, fill: Callable[[BinaryIO], None]) -> None:
-    """Write ``dst`` through a temporary file in its directory, fsync, then rename.
-
-    Without ``force`` an existing ``dst`` is never replaced (link, not rename, so
-    a file appearing meanwhile is not clobbered either). On any error the
-    temporary file is removed and ``dst`` is untouched.
-    """
-    dst = dst.absolute()
-    if not force and dst.exists():
-        raise ConflictError(
-            f"{dst} already exists; nothing was written. Use --force to replace it."
-        )
-    if not dst.parent.is_dir():
-        raise ConflictError(f"the directory {dst.parent} does not exist; nothing was written.")
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb", buffering=0) as f:
-            fill(f)
-            os.fsync(f.fileno())
-        if force:
-            os.replace(tmp, dst)
-        else:
-            try:
-                os.link(tmp, dst)
-            except FileExistsError:
-                raise ConflictError(
-                    f"{dst} appeared while writing; nothing was replaced. "
-                    "Use --force to replace it."
-                ) from None
-            os.unlink(tmp)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(dst.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)

@@ -79,3 +79,9 @@ class CatalogError(CustodianError):
     """The catalog cannot be opened or has an unknown schema."""
 
     exit_code = 3
+
+
+class InputError(CustodianError):
+    """A value given on the command line or in a dialog is unusable (too long, not text)."""
+
+    exit_code = 2

@@ -110,6 +110,18 @@ class Verifier:
                         yield f"{seg.name} line {number}", raw
 
     def run(self, audit_dir: Path, want_seq: int | None) -> None:
+        # section 7, "Compensating entries": which ok entries a later entry cancels
+        self.cancelled_by: dict[int, int] = {}
+        self.voided: dict[int, tuple[str, str, str, str]] = {}
+        for _, raw in self.lines(audit_dir):
+            if b'"aborts":' in raw:
+                try:
+                    c = json.loads(raw)
+                    t = c["details"]["aborts"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if c.get("outcome") == "failed" and type(t) is int:
+                    self.cancelled_by.setdefault(t, c["seq"])
         for where, raw in self.lines(audit_dir):
             expect = self.n + 1
             try:
@@ -166,8 +178,19 @@ class Verifier:
             k.public.verify(b64(e["sig"]), SIG_PREFIX + bytes.fromhex(e["hash"]))
         except (InvalidSignature, ValueError):
             raise Bad(seq, "signature does not verify") from None
-        if e["outcome"] == "ok":
+        if e["outcome"] == "ok" and seq in self.cancelled_by:
+            self.voided[seq] = (e["action"], e["subject"], e["hash"], kid)  # did not happen
+        elif e["outcome"] == "ok":
             self.learn(e, seq)
+        elif e["outcome"] == "failed" and "aborts" in e["details"]:
+            t = e["details"]["aborts"]
+            if self.cancelled_by.get(t) != seq or t not in self.voided:
+                raise Bad(seq, f"cancels entry {t}, which is not an earlier ok entry it may cancel")
+            action, subject, h, signer = self.voided[t]
+            if (action, subject, h) != (e["action"], e["subject"], e["details"].get("aborts_hash")):
+                raise Bad(seq, f"cancels entry {t} but names another action, subject or hash")
+            if action.startswith("person.") and kid != signer:
+                raise Bad(seq, f"cancels entry {t}, a change of keys or roles, by another key")
 
     def learn(self, e: dict[str, Any], seq: int) -> None:
         """Section 6: what an accepted entry teaches about keys and people."""

@@ -20,7 +20,9 @@ from custodian.catalog import Backup, Kek, utcnow
 from custodian.errors import ConflictError, ContainerError, NotFoundError
 from custodian.people import Actor
 from custodian.secret import SecretBytes, new_dek
+from custodian.service.aborts import CommitFailed, abort_unrecorded
 from custodian.service.context import HomeContext, Progress
+from custodian.text import check_label, default_label
 
 if TYPE_CHECKING:
     from custodian import container
@@ -85,10 +87,14 @@ class Backups:
         """Encrypt ``src`` into a new container at ``dst`` under a fresh DEK.
 
         The DEK is wrapped under the KEK's current version (no secret needed on
-        the local backend) and the backup is recorded in the catalog only after
-        the container is complete and fsynced.
+        the local backend). The container has no name while it is written
+        (:mod:`custodian.safefile`); once complete and fsynced it takes ``dst``
+        (keeping a private second name) and the backup is recorded; only then
+        does the private name go. With ``force`` an existing ``dst`` is replaced
+        only after the backup is recorded. Whatever a killed run left in the
+        destination directory is swept first (:meth:`_sweep`).
         """
-        from custodian import container
+        from custodian import safefile
 
         ctx = self._ctx
         ctx.require(by, "operator", "backup.encrypt", f"file:{Path(dst).name}")
@@ -101,23 +107,25 @@ class Backups:
             if not src.is_file():
                 raise NotFoundError(f"{src} is not a readable file; nothing was written.")
             total = src.stat().st_size
-            name = label or src.name
+            name = check_label(label) if label else default_label(src.name)
         else:
             total = 0
-            name = label or "stdin"
-        result: builtins.list[container.Written] = []
-        with new_dek() as dek:
-            wrapped = be.wrap(k.name, version, [(str(backup_id), dek)])[0]
+            name = check_label(label) if label else "stdin"
+        self._sweep(dst.parent, by)
+        hf = safefile.open_new_file(dst, force)
+        committed = False
+        try:
+            with new_dek() as dek:
+                wrapped = be.wrap(k.name, version, [(str(backup_id), dek)])[0]
 
-            def step(done: int) -> None:
-                if progress is not None:
-                    progress(done, max(total, done))
+                def step(done: int) -> None:
+                    if progress is not None:
+                        progress(done, max(total, done))
 
-            def encrypt(f: BinaryIO, out: BinaryIO) -> None:
-                result.append(
-                    _encrypt(
+                def encrypt(f: BinaryIO) -> container.Written:
+                    return _encrypt(
                         f,
-                        out,
+                        hf.file,
                         dek,
                         backup_id,
                         be,
@@ -128,47 +136,89 @@ class Backups:
                         step,
                         ctx.config.container_digest,
                     )
-                )
 
-            def fill(out: BinaryIO) -> None:
                 if isinstance(src, Path):
                     with open(src, "rb", buffering=0) as f:
-                        encrypt(f, out)
+                        w = encrypt(f)
                 else:
-                    encrypt(src, out)
-
-            # a file that --force replaces keeps a second name until the entry is written
-            kept = _link_aside(dst) if force else None
-            try:
-                container.write_new_file(dst, force, fill)
-            except BaseException:
-                _unlink(kept)
-                raise
-        w = result[0]
-        b = Backup(
-            id=str(backup_id),
-            label=name,
-            created_at=created_at or utcnow(),
-            size=w.plaintext_size,
-            container_size=w.container_size,
-            container_sha256=w.sha256,
-            location=str(dst),
-            kek=k.name,
-            kek_version=version,
-            wrapped_dek=wrapped,
-            chunk_size=chunk_size,
-        )
-        try:
+                    w = encrypt(src)
+            hf.keep()
+            if not force:
+                hf.publish(False)  # takes dst; the private name says "not recorded yet"
+            b = Backup(
+                id=str(backup_id),
+                label=name,
+                created_at=created_at or utcnow(),
+                size=w.plaintext_size,
+                container_size=w.container_size,
+                container_sha256=w.sha256,
+                location=str(dst),
+                kek=k.name,
+                kek_version=version,
+                wrapped_dek=wrapped,
+                chunk_size=chunk_size,
+            )
             with ctx.audited(by, "backup.encrypt", f"backup:{b.id}", _backup_details(b)):
                 ctx.catalog.add_backups([b])
-        except BaseException:
-            if kept is not None:
-                os.replace(kept, dst)  # the action did not happen: the replaced file is back
+            committed = True
+            if force:
+                hf.publish(True)
+        except BaseException as e:
+            if committed:
+                hf.abandon()  # recorded: the next run in this directory puts it in place
             else:
-                dst.unlink(missing_ok=True)  # never leave a container the catalog does not know
+                hf.discard()  # never leave a container the catalog does not know
+                if isinstance(e, CommitFailed) and not e.marked:
+                    e.mark()  # the container's space is free again: try the log once more
             raise
-        _unlink(kept)
+        hf.done()
         return b
+
+    def _sweep(self, directory: Path, by: Actor) -> None:
+        """Finish or undo what a killed ``backup encrypt`` left in ``directory``.
+
+        A dead writer's private file is a complete container once it has its
+        private name (O_TMPFILE), or a partial one (file systems without it).
+        If the catalog has its backup, the run was killed after recording it:
+        the container is put at the catalogued location if it is not there
+        yet, and the private name goes. Otherwise it goes, with the public name
+        it shares an inode with (published, never recorded), and if the log
+        says that backup was made, a compensating entry says it was not.
+        """
+        from custodian import container, safefile
+
+        ctx = self._ctx
+        for lo in safefile.leftovers(directory):
+            try:
+                try:
+                    with os.fdopen(os.dup(lo.fd), "rb") as f:
+                        bid = str(container.read_header(f, str(lo.path)).backup_id)
+                except (ContainerError, OSError):
+                    bid = ""
+                b: Backup | None = None
+                if bid:
+                    try:
+                        b = ctx.catalog.backup(bid)
+                    except NotFoundError:
+                        b = None
+                if b is None:
+                    lo.remove(linked=True)
+                    if bid:
+                        abort_unrecorded(
+                            ctx,
+                            by,
+                            "backup.encrypt",
+                            f"backup:{bid}",
+                            "the run was killed before its catalog commit; the next run in "
+                            "the directory removed its container",
+                            since=os.fstat(lo.fd).st_ctime,
+                        )
+                elif lo.linked is None and Path(b.location).parent == directory:
+                    os.replace(lo.path, b.location)  # killed between commit and --force's rename
+                else:
+                    lo.remove(linked=False)
+            finally:
+                lo.close()
 
     def import_file(self, path: Path, *, by: Actor, label: str | None = None) -> Backup:
         """Register a container made elsewhere (or a catalog rebuilt from containers).
@@ -214,7 +264,7 @@ class Backups:
             )
         b = Backup(
             id=bid,
-            label=label or path.name,
+            label=check_label(label) if label else default_label(path.name),
             created_at=utcnow(),
             size=-1,
             container_size=size,
@@ -270,17 +320,3 @@ def _backup_details(b: Backup) -> dict[str, Any]:
         "kek": b.kek,
         "kek_version": b.kek_version,
     }
-
-
-def _link_aside(path: Path) -> Path | None:
-    """A second, hidden name for an existing file, so that it can be put back."""
-    if not path.is_file():
-        return None
-    aside = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.replaced")
-    os.link(path, aside)
-    return aside
-
-
-def _unlink(path: Path | None) -> None:
-    if path is not None:
-        path.unlink(missing_ok=True)

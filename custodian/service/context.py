@@ -23,11 +23,12 @@ from custodian import approvals as A
 from custodian import people as P
 from custodian.audit import AuditError, AuditLog
 from custodian.backends.base import KekBackend
-from custodian.catalog import Catalog
+from custodian.catalog import Catalog, Kek, Person
 from custodian.config import Config, Policy
 from custodian.errors import BackendError, CustodianError, NotFoundError
 from custodian.home import Home
 from custodian.keystore import Keyring, SealedStore
+from custodian.ledger import Ledger, LogState
 from custodian.people import Actor, AuthError
 from custodian.secret import SecretBytes
 from custodian.service.attempts import Attempts
@@ -47,6 +48,9 @@ class HomeContext:
         self.keyring = Keyring(config.keyring_backend, home.keyring_dir, config.home_id)
         self.sealed = SealedStore(home.sealed)
         self.log = AuditLog(home.audit)
+        # What the signed log says (people, keys, KEK versions, policy, requests): the
+        # catalog and the configuration are compared with it before each decision.
+        self.ledger = Ledger(self.log)
         self._ksk: SecretBytes | None = None
         self._backends: dict[str, KekBackend] = {}
         self._home: Actor | None = None
@@ -93,6 +97,17 @@ class HomeContext:
                 raise AuditError("the home's signing key is missing from the catalog.")
             with self.sealed.unseal(self.load_ksk(), HOME_KEY) as raw:
                 key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(raw.reveal()))
+            logged = self.ledger.light().people.get(HOME)
+            kid = P.key_id(key.public_key().public_bytes_raw())
+            if logged is not None and not (kid == k.key_id == logged.key_id):
+                from custodian.service.reconcile import MismatchError
+
+                raise MismatchError(
+                    f"the home's signing key in the catalog ({k.key_id[:12]}…) or the sealed "
+                    f"store ({kid[:12]}…) is not the one home.init announced "
+                    f"({logged.key_id[:12]}…); nothing was done. Run 'custodian audit "
+                    "reconcile', and restore the catalog and the sealed store from a copy."
+                )
             self._home = Actor(HOME, (), k.key_id, key)
         return self._home
 
@@ -187,19 +202,28 @@ class HomeContext:
 
         If the body raises a CustodianError the transaction rolls back and a
         refusal is logged; if the audit entry cannot be written, the action
-        rolls back and the caller gets an AuditError.
+        rolls back and the caller gets an AuditError. If the commit fails after
+        the entry was written (a full disk), a compensating entry cancels it and
+        the caller gets a CatalogError (:mod:`custodian.service.aborts`).
         """
         d: dict[str, Any] = dict(details or {})
+        entry: dict[str, Any] | None = None
         try:
             with self.catalog.transaction():
                 yield d
-                self.record(actor, action, subject, "ok", d)
+                entry = self.record(actor, action, subject, "ok", d)
         except AuditError:
             raise
         except CustodianError as e:
             if not getattr(e, "logged", False):
                 self.record_refusal(actor, action, subject, str(e), d)
             raise
+        except Exception as e:
+            if entry is None:
+                raise
+            from custodian.service.aborts import commit_failed
+
+            raise commit_failed(self, actor, entry, e) from None
 
     def require(
         self, actor: Actor, role: str | None, action: str, subject: str, *, allow_home: bool = False
@@ -220,6 +244,8 @@ class HomeContext:
                 reason = f"{actor.name} is not an active person in this home"
             elif cur is None or cur.key_id != actor.key_id:
                 reason = f"{actor.name}'s signing key was replaced; sign in again"
+            elif self._differs_from_log(p, actor, action, subject):
+                pass  # raised
             elif role is not None and not p.has(role):
                 reason = f"{actor.name} does not hold the {role} role"
                 signer = actor
@@ -229,6 +255,101 @@ class HomeContext:
             raise AuthError(f"{reason}; nothing was done.")
         self.record_refusal(None, action, subject, reason)
         raise AuthError(f"{reason}; nothing was done.")
+
+    # ------------------------------------------------------------ the signed log
+
+    def log_state(self) -> LogState:
+        """The home as the signed log says it is (signatures checked), with the
+        configuration held to it: a policy changed by another process is read again."""
+        st = self.ledger.verified()
+        from custodian.service.reconcile import config_differences, config_refusal
+
+        if config_differences(self.config, st):
+            fresh = Config.load(self.home.config)
+            diffs = config_differences(fresh, st)
+            if diffs:
+                raise config_refusal(diffs, self.home.config)
+            self.config = fresh
+        return st
+
+    def check_open(self) -> None:
+        """At open: the catalog belongs to this home, and the configuration's policy and
+        demo flag are the ones the log records (read without signatures: no cryptography
+        for a listing; each decision checks them again with signatures)."""
+        from custodian.service.reconcile import MismatchError, config_differences, config_refusal
+
+        meta = self.catalog.get_meta("home_id")
+        if meta != self.config.home_id:
+            raise MismatchError(
+                f"the catalog {self.home.catalog} belongs to home {meta or '(none)'}, not to "
+                f"this one ({self.config.home_id}); nothing was read or changed. Restore this "
+                "home's catalog from a copy."
+            )
+        st = self.ledger.light()
+        if self.ledger.light_problem or not st.home_id:
+            return  # verify names what is wrong; every decision refuses until it is fixed
+        diffs = config_differences(self.config, st)
+        if diffs:
+            raise config_refusal(diffs, self.home.config)
+
+    def _differs_from_log(self, p: Person, actor: Actor, action: str, subject: str) -> bool:
+        """Refuse (raise) when the catalog's record of ``p`` is not the signed log's."""
+        from custodian.service.reconcile import person_differences, refuse
+
+        st = self.log_state()
+        diffs = person_differences(p, st.people.get(p.name), st)
+        if not diffs:
+            return False
+        self.record_refusal(
+            None,
+            action,
+            subject,
+            "the catalog differs from the signed log",
+            {"claimed_actor": actor.name, "differences": [str(d) for d in diffs[:10]]},
+        )
+        raise refuse(diffs, f"{action} by {actor.name}")
+
+    def check_kek(self, kek: Kek, version: int, by: Actor | None, action: str) -> None:
+        """Before a wrap to (or a rewrap under) ``kek`` ``version``: its public key,
+        fingerprint, suite and state are the ones signed entries recorded."""
+        from custodian.service.reconcile import kek_differences, refuse
+
+        st = self.log_state()
+        diffs = kek_differences(kek, st, version)
+        if diffs:
+            self.record_refusal(
+                by,
+                action,
+                f"kek:{kek.name}/v{version}",
+                "the catalog differs from the signed log",
+                {"differences": [str(d) for d in diffs[:10]]},
+            )
+            raise refuse(diffs, f"{action} under KEK {kek.name} v{version}")
+
+    def check_request(self, r: A.Request, by: Actor | None, action: str) -> None:
+        """Before a decision on ``r``: the catalog's request and its decisions are the
+        log's (a decision added to the catalog would count towards a quorum)."""
+        from custodian.service.reconcile import refuse, request_differences
+
+        st = self.log_state()
+        diffs = request_differences(r, st.requests.get(r.id))
+        if diffs:
+            self.record_refusal(
+                by,
+                action,
+                f"request:{r.id}",
+                "the catalog differs from the signed log",
+                {"differences": [str(d) for d in diffs[:10]]},
+            )
+            raise refuse(diffs, f"{action} on request {r.id[:8]}")
+
+    def session_differs(self, s: A.Session) -> str:
+        """Why the catalog's restore session is not one a quorum opened ('' if it is)."""
+        from custodian.service.reconcile import session_differences
+
+        st = self.log_state()
+        diffs = session_differences(s, st.requests.get(s.request))
+        return f"the catalog differs from the signed log ({diffs[0]})" if diffs else ""
 
     # ------------------------------------------------------------ TOTP
 

@@ -31,6 +31,7 @@ from custodian.service.context import HomeContext, Progress
 
 if TYPE_CHECKING:
     from custodian import container
+    from custodian.safefile import HiddenFile
     from custodian.service.approvals import Approvals
 
 
@@ -171,10 +172,13 @@ class Restores:
     ) -> A.RestoreReport:
         """Restore every backup of an approved request into its target, in its open session.
 
-        Only the requester runs it. Each backup is decrypted to a temporary file
-        that is renamed into place only after its last chunk authenticated and
-        its container hash matched the catalog; a backup that fails leaves
-        nothing at the target and the others carry on. Each outcome is recorded
+        Only the requester runs it. Each backup is decrypted to a file that has
+        no name until its last chunk authenticated and its container digest
+        matched the catalog (:mod:`custodian.safefile`), and that keeps a private
+        second name until its result is recorded; a backup that fails leaves
+        nothing at the target and the others carry on. What a killed run left in
+        the target (a file published but not recorded, or a private file without
+        O_TMPFILE) is swept first. Each outcome is recorded
         (catalog and audit log). ``progress(done, total)`` counts plaintext bytes
         over the whole run; ``cancelled()`` is checked between backups (a cancelled
         run keeps the session open, and running again does the rest); ``on_result``
@@ -230,6 +234,7 @@ class Restores:
                 "again and run the session before it expires.",
                 NotFoundError,
             )
+        self._sweep(target)
         done_ok = {x.backup for x in r.results if x.outcome == "ok"}
         todo = [b for b in r.backups if b not in done_ok]
         report = A.RestoreReport(
@@ -278,6 +283,7 @@ class Restores:
         dst = target / str(r.payload.get("files", {}).get(bid, bid))
         size: int | None = None
         reason = ""
+        held: list[HiddenFile] = []  # the restored file, published but not yet recorded
         try:
             b = ctx.catalog.backup(bid)
             if dst.exists() or dst.is_symlink():
@@ -285,8 +291,12 @@ class Restores:
                     f"{dst} already exists; it was left as it is and this backup was not "
                     "restored. Move that file away and ask for a new restore of this backup."
                 )
-            size = self._decrypt_backup(b, dst, session=s, progress=progress).plaintext_size
+            w = self._decrypt_backup(b, dst, session=s, progress=progress, hold=held)
+            size = w.plaintext_size
         except (CustodianError, OSError) as e:
+            for hf in held:
+                hf.discard()
+            held.clear()
             reason = str(e) if isinstance(e, CustodianError) else f"{e.strerror or e} ({dst})"
         ok = not reason
         res = A.RestoreResult(
@@ -302,10 +312,38 @@ class Restores:
                 A.add_result(ctx.catalog.db, res)
                 ctx.record(by, "restore.backup", f"backup:{bid}", res.outcome, details)
         except BaseException:
-            if ok:
-                dst.unlink(missing_ok=True)  # not recorded, so not restored (fail-closed)
+            for hf in held:
+                hf.discard()  # not recorded, so not restored (fail-closed)
             raise
+        for hf in held:
+            hf.done()  # recorded: the private second name goes
         return res
+
+    def _sweep(self, target: Path) -> None:
+        """Remove what a killed run left in ``target``.
+
+        A dead writer's private file that shares its inode with a public name was
+        published and perhaps recorded: if a restore result records that path as
+        restored, only the private name goes; otherwise both do (not recorded, so
+        not restored) and this run restores the backup again. A private file with
+        no public name is an unfinished plaintext (file systems without O_TMPFILE)
+        or a finished one never published: it goes.
+        """
+        from custodian import safefile
+
+        db = self._ctx.catalog.db
+        for lo in safefile.leftovers(target):
+            try:
+                recorded = lo.linked is not None and (
+                    db.execute(
+                        "SELECT 1 FROM restore_results WHERE outcome='ok' AND path=? LIMIT 1",
+                        (str(lo.linked),),
+                    ).fetchone()
+                    is not None
+                )
+                lo.remove(linked=not recorded)
+            finally:
+                lo.close()
 
     def _close_session(self, s: A.Session, r: A.Request, report: A.RestoreReport, by: Actor) -> str:
         ctx = self._ctx
@@ -388,16 +426,20 @@ class Restores:
         *,
         session: A.Session,
         progress: Progress | None = None,
+        hold: list[HiddenFile] | None = None,
     ) -> container.Written:
         """Decrypt one catalogued backup to ``target``, inside an open restore session.
 
         The session must be open, unexpired and cover ``b`` and ``target``'s
         directory (checked against the catalog, whoever calls). Plaintext goes to
-        a temporary file that is renamed into place only after the last chunk
-        authenticated and the container hash matched the catalog; an existing
-        ``target`` is never replaced. Restores go through :meth:`run`.
+        a file with no name (O_TMPFILE) that is linked into place only after the
+        last chunk authenticated and the container digest matched the catalog;
+        an existing ``target`` is never replaced. With ``hold`` the published
+        file keeps its private second name (appended to ``hold``) until the
+        caller records it (``done()``) or takes it back (``discard()``).
+        Restores go through :meth:`run`.
         """
-        from custodian import container
+        from custodian import container, safefile
 
         self._check_session(session, b, Path(target))
         src_path = Path(b.location)
@@ -435,7 +477,18 @@ class Restores:
                         )
                     out.append(w)
 
-                container.write_new_file(Path(target), False, fill)
+                if hold is None:
+                    safefile.write_new_file(Path(target), False, fill)
+                else:
+                    hf = safefile.open_new_file(Path(target), False)
+                    try:
+                        fill(hf.file)
+                        hf.keep()
+                        hf.publish(False)
+                    except BaseException:
+                        hf.discard()
+                        raise
+                    hold.append(hf)
         return out[0]
 
 

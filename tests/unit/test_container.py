@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from custodian import container
+from custodian import container, safefile
 from custodian.errors import ContainerError
 from custodian.secret import SecretBytes, new_dek
 
@@ -146,14 +146,14 @@ def test_write_new_file_refuses_to_overwrite_and_leaves_nothing(tmp_path: Path) 
     dst = tmp_path / "out"
     dst.write_bytes(b"keep me")
     with pytest.raises(Exception, match="already exists"):
-        container.write_new_file(dst, False, lambda f: f.write(b"new"))
+        safefile.write_new_file(dst, False, lambda f: f.write(b"new"))
     assert dst.read_bytes() == b"keep me"
 
     def boom(f: object) -> None:
         raise ContainerError("bad chunk")
 
     with pytest.raises(ContainerError):
-        container.write_new_file(tmp_path / "other", False, boom)
+        safefile.write_new_file(tmp_path / "other", False, boom)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
