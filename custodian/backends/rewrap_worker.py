@@ -242,4 +242,7 @@ class Pool:
 
 
 if __name__ == "__main__":
+    from custodian.hardening import no_core_dumps
+
+    no_core_dumps()  # before the first frame (the KEK private keys) is read
     serve(sys.stdin.buffer, sys.stdout.buffer)

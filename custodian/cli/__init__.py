@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, tui: TuiRunner | None = None) -> int:
     """Run the command line. ``tui`` opens the TUI; the core cannot import it, so the
     ``custodian`` console script (:mod:`screens.entry`) passes it in."""
+    from custodian.hardening import no_core_dumps
+
+    no_core_dumps()  # before any secret is read: no core of this process holds one
     parser = build_parser()
     args = parser.parse_args(argv)
     args.tui = tui
