@@ -1,8 +1,9 @@
 """How a restore request reads on screen: states, times left, the whole request.
 
 Pure functions over :mod:`custodian.approvals` dataclasses, shared by the
-Restores screen and its dialogs, so that the inbox, the decision dialog and
-the session pane describe a request the same way. Reasons, labels, names and
+Restores screen, its panes and its dialogs, so that the inbox, the decision
+dialog and the session pane describe a request the same way (and agree on who
+is signed in: :func:`signed_in`, :func:`acting`). Reasons, labels, names and
 paths are untrusted: every one goes into a ``Text`` after :func:`safe`, never
 through markup.
 """
@@ -10,6 +11,7 @@ through markup.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -17,10 +19,23 @@ from rich.text import Text
 
 from custodian.approvals import Request, RestoreResult
 from custodian.catalog import Backup
+from custodian.people import Actor
 from screens.format import human_size, parse_stamp, safe, short_id, when
 
 FINAL_NOTE = "final"
 DECIDED = {"approve": "approved", "deny": "denied"}
+
+
+def signed_in(app: Any) -> Actor | None:
+    """Who is signed in to ``app`` (the Restores screens act as them), if anyone."""
+    actor = getattr(app, "actor", None)
+    return actor if isinstance(actor, Actor) else None
+
+
+def acting(app: Any, role: str | None, doing: str) -> Actor | None:
+    """The signed-in actor if they hold ``role``; otherwise the app says why not."""
+    check = getattr(app, "acting", None)
+    return check(role, doing) if check else None
 
 
 def sentence(message: str) -> str:

@@ -8,11 +8,12 @@ two panes:
   requester, times, reason, target, every backup with its label, size and KEK
   version, the decisions so far and the quorum. Ctrl+A approves and Ctrl+D
   denies, each in a dialog that asks a fresh TOTP code.
-- **Sessions**: the requests of the home, newest first, with the ones the
-  signed-in person may run now on top. Ctrl+R runs the session in a thread
-  worker (progress bar, one row per backup, ok or failed with the reason); Esc
-  stops it between backups, which keeps the session open. Ctrl+N asks for a
-  new restore on :class:`RequestScreen`, the catalog table with marks.
+- **Sessions** (:mod:`screens.restore_sessions`): the requests of the home,
+  newest first, with the ones the signed-in person may run now on top. Ctrl+R
+  runs the session in a thread worker (progress bar, one row per backup, ok or
+  failed with the reason); Esc stops it between backups, which keeps the
+  session open. Ctrl+N asks for a new restore on
+  :class:`~screens.restore_request.RequestScreen`, the catalog table with marks.
 
 On both panes Ctrl+K cancels the highlighted request (the requester or any
 custodian; final, and an open session closes), after :class:`CancelDialog`
@@ -28,115 +29,40 @@ shown as plain text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import (
-    DataTable,
-    Footer,
-    Header,
-    Input,
-    ProgressBar,
-    Static,
-    TabbedContent,
-    TabPane,
-)
-from textual.worker import get_current_worker
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from custodian.approvals import Request, RestoreReport, RestoreResult
+from custodian.approvals import Request
 from custodian.catalog import Backup
 from custodian.errors import CustodianError
 from custodian.people import Actor
 from custodian.service import Service
-from screens.backup_table import BackupQuery, BackupTable, MarkingBackupTable
 from screens.chrome import SessionBar
-from screens.format import fit, human_size, safe, short_id, when
-from screens.restore_dialogs import CancelDialog, DecisionDialog, RequestDialog
+from screens.format import safe, short_id, when
+from screens.restore_dialogs import CancelDialog, DecisionDialog
+from screens.restore_request import RequestScreen, may_request
+from screens.restore_sessions import RunEnded, SessionsPane, restore_cursor, selected_id
 from screens.restore_view import (
     DECIDED,
+    acting,
     describe_request,
-    latest_results,
-    results_note,
     runnable_by,
     sentence,
-    session_note,
+    signed_in,
     state_line,
-    time_left,
     what,
 )
 from screens.secure import ceremony_blocked
 
 TICK = 30.0  # seconds between refreshes of times left (and of the lists, when idle)
-FILTER_DELAY = 0.25
-SHOWN_MARKS = 5
-RESULT_LABEL = 40  # the Label column of the results table
-BOX_CHROME = 6  # the session box's border and padding, and the pane's margins
-
-
-# ------------------------------------------------------------------ run messages
-
-
-@dataclass(eq=False)
-class RunProgress(Message):
-    """Plaintext bytes restored so far in a run (a newer one replaces an older one)."""
-
-    request: str
-    done: int
-    total: int
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, RunProgress) and message.request == self.request
-
-
-@dataclass(eq=False)
-class RunResult(Message):
-    """One backup of a run is restored or failed, and recorded."""
-
-    request: str
-    result: RestoreResult
-
-
-@dataclass(eq=False)
-class RunEnded(Message):
-    """A run is over: its report, or why it could not run."""
-
-    request: str
-    report: RestoreReport | None
-    error: str
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def _me(app: Any) -> Actor | None:
-    actor = getattr(app, "actor", None)
-    return actor if isinstance(actor, Actor) else None
-
-
-def _acting(app: Any, role: str | None, doing: str) -> Actor | None:
-    acting = getattr(app, "acting", None)
-    return acting(role, doing) if acting else None
-
-
-def _may_request(app: Any, actor: Actor) -> bool:
-    if actor.has("operator") or actor.has("custodian"):
-        return True
-    app.notify(
-        f"Only operators and custodians may request a restore; {actor.name} is "
-        f"{', '.join(actor.roles)}.",
-        severity="warning",
-        markup=False,
-    )
-    return False
 
 
 class RestoresScreen(Screen[None]):
@@ -167,29 +93,16 @@ class RestoresScreen(Screen[None]):
         self.requests: list[Request] = []
         self.waiting: set[str] = set()  # ids the signed-in custodian may decide
         self.approval_rows: list[Request] = []
-        self.session_rows: list[Request] = []
         self._backups: dict[str, Backup | None] = {}
-        # the session pane
-        self.shown: str | None = None  # the request whose session box is shown
-        self.running: str | None = None  # the request whose session is running now
-        self.run_for: str | None = None  # the request the progress bar and status belong to
-        self.run_results: dict[str, RestoreResult] = {}
-        # the results table, row by row: the request, the backup, its latest result
-        self._result_rows: list[tuple[Request, str, RestoreResult | None]] = []
-        self.run_status = ""
-        self.run_style = ""
-        self.stopping = False
         # a new request in the making: kept while it is not submitted
         self.marks: dict[str, Backup] = {}
         self.draft: dict[str, str] = {"reason": "", "target": ""}
         self._tick: Timer | None = None
-        self._reason_column: Any = None  # the results table's last column, set on mount
-        self._reason_width = 30
 
     # ------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        me = _me(self.app)
+        me = signed_in(self.app)
         initial = "sessions" if me is not None and not me.has("custodian") else "approvals"
         yield Header()
         yield SessionBar()
@@ -199,15 +112,7 @@ class RestoresScreen(Screen[None]):
                 yield DataTable(id="approvals-table", cursor_type="row", zebra_stripes=True)
                 with VerticalScroll(id="approvals-detail", classes="box"):
                     yield Static("", id="approvals-request")
-            with TabPane("Sessions", id="sessions"):
-                yield DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
-                with Vertical(id="session-box", classes="box"):
-                    yield Static("", id="session-summary")
-                    with Horizontal(id="session-progress-row"):
-                        yield ProgressBar(id="session-progress", show_eta=False)
-                        yield Static("", id="session-status")
-                    yield DataTable(id="results-table", cursor_type="row")
-                    yield Static("", id="result-reason")
+            yield SessionsPane(self.service, backup=self._backup, now=self._now)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -224,34 +129,34 @@ class RestoresScreen(Screen[None]):
             ("For you", "note", 18),
         ):
             a.add_column(title, key=key, width=width)
-        s = self.query_one("#sessions-table", DataTable)
-        s.add_column("", key="mark", width=1)
-        for title, key, width in (
-            ("Request", "id", 8),
-            ("Asked by", "by", 12),
-            ("Created (UTC)", "created", 16),
-            ("State", "state", 9),
-            ("Backups", "n", 7),
-            ("Session", "session", 26),
-            ("Results", "results", 16),
-        ):
-            s.add_column(title, key=key, width=width)
-        r = self.query_one("#results-table", DataTable)
-        for title, key, width in (
-            ("Backup", "id", 8),
-            ("Label", "label", RESULT_LABEL),
-            ("Outcome", "outcome", 11),
-            ("Size", "size", 10),
-            ("Reason (the highlighted one in full below)", "reason", 30),
-        ):
-            column = r.add_column(title, key=key, width=width)
-        self._reason_column = column  # the last one
-        self.query_one("#session-box").border_title = "Session"
+        self.sessions.set_up()
         self.query_one("#approvals-detail").border_title = "Request"
-        self.query_one("#session-progress-row").display = False
         self.watch(self.app, "who", self._who_changed, init=False)
         self._tick = self.set_interval(TICK, self._on_tick)
         self.reload()
+
+    @property
+    def sessions(self) -> SessionsPane:
+        return self.query_one(SessionsPane)
+
+    # what the Sessions pane holds, as the screen's own
+    @property
+    def running(self) -> str | None:
+        """The request whose session is running now, if any."""
+        panes = self.query(SessionsPane)  # none before the screen is composed
+        return panes.first().running if panes else None
+
+    @property
+    def shown(self) -> str | None:
+        return self.sessions.shown
+
+    @property
+    def session_rows(self) -> list[Request]:
+        return self.sessions.rows
+
+    @property
+    def run_status(self) -> str:
+        return self.sessions.run_status
 
     @property
     def pane(self) -> str:
@@ -303,7 +208,7 @@ class RestoresScreen(Screen[None]):
         """Read the requests again (not while a run goes on: its messages tell the story)."""
         if self.running:
             return
-        me = _me(self.app)
+        me = signed_in(self.app)
         try:
             reqs = self.service.requests()
             waiting = (
@@ -322,21 +227,21 @@ class RestoresScreen(Screen[None]):
         self.requests, self.waiting = reqs, waiting
         self._backups = {}
         self._fill_approvals(select)
-        self._fill_sessions(select)
+        self.sessions.fill(self.requests, select)
 
     def _on_tick(self) -> None:
         if self.running is None and self.app.screen is self:
             self.reload()
         else:
-            self._show_session()
+            self.sessions.show()
 
     def _who_changed(self, who: str) -> None:
         if self.running:
             return
-        self.shown = None  # someone else: start from the top (what they may run comes first)
-        self.run_for = None
+        # someone else: start from the top (what they may run comes first)
+        self.sessions.shown = self.sessions.run_for = None
         self.reload()
-        me = _me(self.app)
+        me = signed_in(self.app)
         if me is None:
             return
         if me.has("custodian") and self.waiting:
@@ -360,8 +265,8 @@ class RestoresScreen(Screen[None]):
 
     def _fill_approvals(self, select: str | None) -> None:
         table = self.query_one("#approvals-table", DataTable)
-        current = select or self._selected_id(table, self.approval_rows)
-        me = _me(self.app)
+        current = select or selected_id(table, self.approval_rows)
+        me = signed_in(self.app)
         rows = [r for r in self.requests if r.state == "open"]
         rows.sort(key=lambda r: (r.id not in self.waiting, r.created_at))
         self.approval_rows = rows
@@ -379,7 +284,7 @@ class RestoresScreen(Screen[None]):
                 Text(self._note(r, me), style="bold" if waiting else "dim"),
                 key=r.id,
             )
-        self._restore_cursor(table, rows, current)
+        restore_cursor(table, rows, current)
         count = len(self.waiting) if me is not None and me.has("custodian") else len(rows)
         self.query_one(TabbedContent).get_tab("approvals").label = (  # waiting for you
             f"Approvals ({count})" if count else "Approvals"
@@ -404,18 +309,6 @@ class RestoresScreen(Screen[None]):
             hint.update(Text("Nothing is waiting for your decision."))
         self._show_request()
 
-    @staticmethod
-    def _selected_id(table: DataTable[Any], rows: list[Request]) -> str | None:
-        if rows and 0 <= table.cursor_row < len(rows):
-            return rows[table.cursor_row].id
-        return None
-
-    @staticmethod
-    def _restore_cursor(table: DataTable[Any], rows: list[Request], rid: str | None) -> None:
-        ids = [r.id for r in rows]
-        if rid in ids:
-            table.move_cursor(row=ids.index(rid))
-
     @property
     def selected_approval(self) -> Request | None:
         table = self.query_one("#approvals-table", DataTable)
@@ -423,14 +316,8 @@ class RestoresScreen(Screen[None]):
         return rows[table.cursor_row] if rows and 0 <= table.cursor_row < len(rows) else None
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table.id == "approvals-table":
+        if event.data_table.id == "approvals-table":  # the Sessions pane follows its own
             self._show_request()
-        elif event.data_table.id == "sessions-table":
-            if self.running is None:
-                self.shown = self._selected_id(event.data_table, self.session_rows)
-            self._show_session()
-        elif event.data_table.id == "results-table":
-            self._show_reason()
 
     def _show_request(self) -> None:
         detail = self.query_one("#approvals-request", Static)
@@ -440,180 +327,8 @@ class RestoresScreen(Screen[None]):
             return
         detail.update(describe_request(r, self._backups_of(r), self._now()))
 
-    # ------------------------------------------------------------ sessions pane
-
-    def _fill_sessions(self, select: str | None) -> None:
-        table = self.query_one("#sessions-table", DataTable)
-        current = select or self.shown
-        me = _me(self.app)
-        name = me.name if me is not None else None
-        now = self._now()
-        restores = [r for r in self.requests if r.kind == "restore"]  # others have no session
-        rows = sorted(restores, key=lambda r: r.created_at, reverse=True)
-        rows.sort(key=lambda r: not runnable_by(r, name))
-        if current is None:
-            current = next((r.id for r in rows if runnable_by(r, name)), None)
-        self.session_rows = rows
-        table.clear()
-        for r in rows:
-            ready = runnable_by(r, name)
-            table.add_row(
-                Text("▶", style="bold green") if ready else Text(""),
-                Text(short_id(r.id)),
-                Text(safe(r.requester)),
-                Text(when(r.created_at)),
-                Text(r.state, style=STATE_STYLE.get(r.state, "")),
-                Text(str(len(r.backups)), justify="right"),
-                Text(session_note(r, now)),
-                Text(results_note(r)),
-                key=r.id,
-            )
-        self._restore_cursor(table, rows, current)
-        self.shown = self._selected_id(table, rows)
-        ready = sum(1 for r in rows if runnable_by(r, name))
-        self.query_one(TabbedContent).get_tab("sessions").label = (
-            f"Sessions ({ready} ready)" if ready else "Sessions"
-        )
-        self._show_session()
-
-    def _shown_request(self) -> Request | None:
-        return next((r for r in self.requests if r.id == self.shown), None)
-
-    def _show_session(self) -> None:
-        r = self._shown_request()
-        summary = self.query_one("#session-summary", Static)
-        results = self.query_one("#results-table", DataTable)
-        box = self.query_one("#session-box")
-        row = self.query_one("#session-progress-row")
-        if r is None:
-            box.border_title = "Session"
-            summary.update(
-                Text(
-                    "No restore has been requested in this home yet. Ctrl+N asks for one: mark "
-                    "backups, give a reason and a target; two custodians approve it.",
-                    style="dim",
-                )
-            )
-            results.clear()
-            results.display = False
-            row.display = False
-            self.query_one("#result-reason", Static).update("")
-            return
-        results.display = True
-        me = _me(self.app)
-        now = self._now()
-        n = len(r.backups)
-        size = sum(b.size for b in self._backups_of(r).values() if b is not None and b.size >= 0)
-        box.border_title = (
-            f"Session {short_id(r.session.id)} of request {short_id(r.id)}"
-            if r.session is not None
-            else f"Request {short_id(r.id)}: no session yet"
-        )
-        lines = Text()
-        lines.append(safe(state_line(r, now)), style="bold")
-        lines.append(
-            f"\n{n} backup{'s' if n != 1 else ''}, {human_size(size)}, asked by "
-            f"{safe(r.requester)}, into {safe(r.target)}"
-        )
-        lines.append("\nreason  ", style="dim")
-        lines.append(safe(r.reason))
-        hint = self._session_hint(r, me)
-        if hint:
-            lines.append("\n" + hint, style="dim")
-        summary.update(lines)
-        row.display = self.run_for == r.id
-        if self.run_for == r.id:
-            self._status()
-        self._fill_results(r)
-
-    def _session_hint(self, r: Request, me: Actor | None) -> str:
-        if self.running == r.id:
-            return "Esc stops after the backup in progress; the session stays open."
-        if runnable_by(r, me.name if me else None) and r.session is not None:
-            left = time_left(r.session.expires_at, self._now())
-            return (
-                f"Ctrl+R runs the session ({left}): each backup is decrypted into the target and "
-                "checked; one that fails leaves nothing behind."
-            )
-        if r.state == "open":
-            return f"Waiting for custodians: {len(r.approvals)} of {r.quorum} approvals."
-        if r.state == "approved" and (me is None or me.name != r.requester):
-            return f"Only {safe(r.requester)}, who asked, may run this session."
-        return ""
-
-    def _fill_results(self, r: Request) -> None:
-        table = self.query_one("#results-table", DataTable)
-        cursor = table.cursor_row
-        recorded = latest_results(r)
-        recorded.update(self.run_results if self.run_for == r.id else {})
-        in_progress = None
-        if self.running == r.id:  # the first backup this run has not reported on yet
-            earlier = {b for b, x in latest_results(r).items() if x.outcome == "ok"}
-            in_progress = next(
-                (b for b in r.backups if b not in self.run_results and b not in earlier), None
-            )
-        table.clear()
-        self._result_rows = []
-        for bid in r.backups:
-            b = self._backup(bid)
-            res = recorded.get(bid)
-            if res is not None and res.outcome == "ok":
-                outcome = Text("✓ restored", style="green")
-                size = human_size(res.plaintext_size or 0)
-            elif res is not None:
-                outcome = Text("✗ failed", style="bold red")
-                size = human_size(b.size) if b else ""
-            elif bid == in_progress:
-                outcome = Text("… restoring", style="yellow")
-                size = human_size(b.size) if b else ""
-            else:
-                outcome = Text("waiting" if self.running == r.id else "-", style="dim")
-                size = human_size(b.size) if b else ""
-            reason = res.reason if res is not None and res.outcome != "ok" else ""
-            table.add_row(
-                Text(short_id(bid)),
-                Text(
-                    fit(safe(b.label), RESULT_LABEL) if b else "not in the catalog",
-                    style="" if b else "red",
-                ),
-                outcome,
-                Text(size, justify="right"),
-                Text(fit(safe(reason), self._reason_width) if reason else ""),
-                key=bid,
-            )
-            self._result_rows.append((r, bid, res))
-        if 0 <= cursor < table.row_count:
-            table.move_cursor(row=cursor)
-        self._show_reason()
-
-    def _show_reason(self) -> None:
-        label = self.query_one("#result-reason", Static)
-        table = self.query_one("#results-table", DataTable)
-        rows = self._result_rows
-        if not rows or not 0 <= table.cursor_row < len(rows):
-            label.update("")
-            return
-        r, bid, res = rows[table.cursor_row]
-        if res is None:
-            file = str(r.payload.get("files", {}).get(bid, bid))
-            label.update(Text(f"restores to {safe(str(Path(r.target) / file))}", style="dim"))
-        elif res.outcome == "ok":
-            label.update(
-                Text(f"✓ {human_size(res.plaintext_size or 0)} written to {safe(res.path or '')}")
-            )
-        else:
-            label.update(Text(f"✗ {safe(res.reason)}", style="red"))
-
     def on_resize(self) -> None:
-        """The Reason column takes the width the others leave (the full text is shown below)."""
-        table = self.query_one("#results-table", DataTable)
-        reason = table.columns.get(self._reason_column)
-        if reason is None:
-            return
-        others = sum(c.width + 2 for key, c in table.columns.items() if key != self._reason_column)
-        reason.auto_width = False
-        reason.width = self._reason_width = max(20, self.size.width - BOX_CHROME - others - 2)
-        table.refresh()
+        self.sessions.fit_reason_column(self.size.width)
 
     # ------------------------------------------------------------ ceremonies
 
@@ -639,7 +354,7 @@ class RestoresScreen(Screen[None]):
             return
         if not self._ceremony_ok():
             return
-        by = _acting(self.app, "custodian", f"{decision} restores")
+        by = acting(self.app, "custodian", f"{decision} restores")
         if by is None:
             return
         dialog = DecisionDialog(self.service, r, self._backups_of(r), decision, by, self._now())
@@ -678,8 +393,8 @@ class RestoresScreen(Screen[None]):
         if self.running:
             self.notify("A restore is running; ask for another when it ends.", severity="warning")
             return
-        by = _acting(self.app, None, "request a restore")
-        if by is None or not _may_request(self.app, by):
+        by = acting(self.app, None, "request a restore")
+        if by is None or not may_request(self.app, by):
             return
         result = await self.app.push_screen_wait(
             RequestScreen(self.service, self.marks, self.draft)
@@ -698,7 +413,7 @@ class RestoresScreen(Screen[None]):
 
     @work(exclusive=True, group="ceremony")
     async def action_cancel_request(self) -> None:
-        r = self.selected_approval if self.pane == "approvals" else self._shown_request()
+        r = self.selected_approval if self.pane == "approvals" else self.sessions.shown_request()
         if r is None:
             self.notify("No request is selected.", severity="warning")
             return
@@ -717,7 +432,7 @@ class RestoresScreen(Screen[None]):
                 markup=False,
             )
             return
-        by = _acting(self.app, None, "cancel a request")
+        by = acting(self.app, None, "cancel a request")
         if by is None:
             return
         if by.name != r.requester and not by.has("custodian"):
@@ -744,7 +459,7 @@ class RestoresScreen(Screen[None]):
             self.requests = [result if x.id == result.id else x for x in self.requests]
             self.waiting.discard(result.id)
             self._fill_approvals(None)
-            self._fill_sessions(None)
+            self.sessions.fill(self.requests, None)
         else:
             self.reload(select=r.id)
         closed = r.session is not None and r.session.state == "open"
@@ -763,12 +478,12 @@ class RestoresScreen(Screen[None]):
     # ------------------------------------------------------------ the session run
 
     def action_run(self) -> None:
-        r = self._shown_request()
+        r = self.sessions.shown_request()
         if r is None or self.running:
             return
         if not self._ceremony_ok():
             return
-        by = _acting(self.app, None, "run a restore")
+        by = acting(self.app, None, "run a restore")
         if by is None:
             return
         if by.name != r.requester:
@@ -785,280 +500,12 @@ class RestoresScreen(Screen[None]):
                 markup=False,
             )
             return
-        self.running = self.run_for = self.shown = r.id
-        self.run_results = {}
-        self.stopping = False
-        self.run_status, self.run_style = "Starting…", ""
-        self.app.busy = (  # type: ignore[attr-defined]
-            f"the restore of request {short_id(r.id)} is running (Esc on Restores, F6, stops it "
-            "between backups)"
-        )
-        bar = self.query_one("#session-progress", ProgressBar)
-        bar.update(total=None, progress=0)
-        self.refresh_bindings()
-        self._show_session()
-        self._run(r.id, by)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="restore-run")
-    def _run(self, rid: str, by: Actor) -> None:
-        worker = get_current_worker()
-        report: RestoreReport | None = None
-        error = "the run stopped on an unexpected error"
-        try:
-            report = self.service.run_restore(
-                rid,
-                by=by,
-                progress=lambda done, total: self.post_message(RunProgress(rid, done, total)),
-                cancelled=lambda: worker.is_cancelled,
-                on_result=lambda res: self.post_message(RunResult(rid, res)),
-            )
-            error = ""
-        except CustodianError as e:
-            error = str(e)
-        except Exception as e:
-            error = f"the run stopped on an unexpected error: {e}"
-            raise
-        finally:
-            self.post_message(RunEnded(rid, report, error))
+        self.sessions.start(r, by)
 
     def action_stop(self) -> None:
-        if self.running is None or self.stopping:
-            return
-        for w in self.workers:
-            if w.group == "restore-run" and not w.is_finished:
-                w.cancel()
-        self.stopping = True
-        self._status("Stopping after the backup in progress…", "yellow")
-
-    def on_run_progress(self, message: RunProgress) -> None:
-        bar = self.query_one("#session-progress", ProgressBar)
-        bar.update(total=max(message.total, 1), progress=message.done)
-        if not self.stopping:
-            done = len(self.run_results)
-            r = self._shown_request()
-            n = len(r.backups) if r is not None else done
-            self._status(f"Restoring: {done} of {n} done, {human_size(message.done)} written")
-
-    def _status(self, text: str | None = None, style: str | None = None) -> None:
-        """Set (when given) and show the line beside the progress bar."""
-        if text is not None:
-            self.run_status, self.run_style = text, style or ""
-        line = Text(safe(self.run_status), style=self.run_style)
-        self.query_one("#session-status", Static).update(line)
-
-    def on_run_result(self, message: RunResult) -> None:
-        self.run_results[message.result.backup] = message.result
-        self._show_session()
+        self.sessions.stop()
 
     def on_run_ended(self, message: RunEnded) -> None:
-        self.running = None
-        self.stopping = False
-        self.app.busy = ""  # type: ignore[attr-defined]
-        report = message.report
-        bar = self.query_one("#session-progress", ProgressBar)
-        if report is None:
-            self.run_status, self.run_style = f"Did not run: {message.error}", "bold red"
-            self.notify(
-                sentence(message.error),
-                title="Restore not run",
-                severity="error",
-                markup=False,
-                timeout=10,
-            )
-        else:
-            ok, failed = len(report.ok), len(report.failed)
-            if report.cancelled:
-                self.run_style = "yellow"
-                self.run_status = (
-                    f"Stopped: {ok} restored, {failed} failed. The session stays open; "
-                    "Ctrl+R runs the rest."
-                )
-            else:
-                total = bar.total or 1
-                bar.update(total=total, progress=total)
-                self.run_style = "bold red" if failed else "green"
-                self.run_status = (
-                    f"Done: {ok} restored, {failed} failed"
-                    + (f", {len(report.skipped)} restored earlier" if report.skipped else "")
-                    + f". The session is {report.session_state}."
-                )
-            self.notify(
-                sentence(safe(report.summary())),
-                title="Restore finished" if not report.cancelled else "Restore stopped",
-                severity="warning" if failed else "information",
-                markup=False,
-                timeout=10,
-            )
-        self.refresh_bindings()
-        self.run_results = {}  # from here on the catalog's record is what is shown
+        # after the pane told how the run went: the catalog's record from here on
         self.reload(select=message.request)
-        r = self._shown_request()
-        if report is not None and report.failed and r is not None:
-            recorded = latest_results(r)  # the first failure, with its reason shown below
-            first = next(
-                (
-                    i
-                    for i, b in enumerate(r.backups)
-                    if b in recorded and recorded[b].outcome != "ok"
-                ),
-                None,
-            )
-            if first is not None:
-                self.query_one("#results-table", DataTable).move_cursor(row=first)
-
-
-STATE_STYLE = {
-    "open": "yellow",
-    "approved": "bold green",
-    "done": "",
-    "denied": "red",
-    "expired": "dim",
-    "cancelled": "dim",
-}
-
-
-class RequestScreen(Screen[Request | None]):
-    """Mark backups in the catalog table, then ask for their restore (Ctrl+R).
-
-    Returns the new :class:`Request`, or None when the person goes back. The
-    marks and the draft reason and target belong to the caller, so they are
-    still there when this screen opens again.
-    """
-
-    TITLE = "custodian"
-    SUB_TITLE = "Restores: new request"
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f5", "reload", "Reload"),
-        Binding("ctrl+r", "request", "Request restore…"),
-        Binding("ctrl+u", "clear_marks", "Unmark all"),
-        Binding("ctrl+f", "focus_filter", "Filter", show=False),  # the filter box says so
-        Binding("escape", "back", "Back"),
-    ]
-
-    def __init__(self, service: Service, marks: dict[str, Backup], draft: dict[str, str]) -> None:
-        super().__init__()
-        self.service = service
-        self.marks = marks
-        self.draft = draft
-        self.query_state = BackupQuery()
-        self._timer: Timer | None = None
-        self._current_versions: dict[str, int] = {}
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield SessionBar()
-        with Horizontal(id="request-bar"):
-            yield Input(
-                placeholder="Filter by label or id (Ctrl+F)",
-                id="request-filter",
-                select_on_focus=False,
-            )
-        yield Static("", id="request-counts")
-        yield MarkingBackupTable(self.service, marked=self.marks, id="request-table")
-        yield Static("", id="request-marked", classes="box")
-        yield Footer(compact=True)
-
-    @property
-    def table(self) -> MarkingBackupTable:
-        return self.query_one(MarkingBackupTable)
-
-    def on_mount(self) -> None:
-        self.query_one("#request-marked").border_title = "Marked for restore"
-        self.reload()
-        self.table.focus()
-
-    def reload(self) -> None:
-        try:
-            self._current_versions = {k.name: k.current_version for k in self.service.keks()}
-        except CustodianError as e:
-            self.notify(str(e), title="Cannot read the KEKs", severity="error", markup=False)
-        self._apply(self.query_state)
-
-    def action_reload(self) -> None:
-        self.reload()
-
-    def _apply(self, query: BackupQuery) -> None:
-        self.query_state = query
-        self.table.load(query, current_versions=self._current_versions)
-        self._counts()
-
-    def _counts(self) -> None:
-        t = self.table
-        n = len(self.marks)
-        text = Text(f"{t.total:,} backup{'s' if t.total != 1 else ''}")
-        if self.query_state.text:
-            text.append(f" matching “{safe(self.query_state.text)}”")
-        text.append("  ·  ")
-        text.append(f"{n} marked", style="bold" if n else "")
-        text.append("  ·  space or enter marks a backup; Ctrl+R asks for their restore")
-        self.query_one("#request-counts", Static).update(text)
-        marked = self.query_one("#request-marked", Static)
-        if not n:
-            marked.update(Text("Nothing marked yet.", style="dim"))
-            return
-        backups = list(self.marks.values())
-        size = sum(b.size for b in backups if b.size >= 0)
-        lines = [
-            f"● {short_id(b.id)}  {fit(safe(b.label), 48)}  {human_size(b.size):>10}  "
-            f"{safe(b.kek)} v{b.kek_version}"
-            for b in backups[:SHOWN_MARKS]
-        ]
-        if n > SHOWN_MARKS:
-            lines.append(f"  and {n - SHOWN_MARKS} more")
-        marked.update(Text("\n".join(lines)))
-        marked.border_subtitle = f"{n} backup{'s' if n != 1 else ''}, {human_size(size)}"
-
-    def on_marking_backup_table_marks_changed(self, event: MarkingBackupTable.MarksChanged) -> None:
-        self._counts()
-
-    def on_backup_table_failed(self, event: BackupTable.Failed) -> None:
-        self.notify(event.message, title="Catalog error", severity="error", markup=False)
-
-    # filter, as on the backups screen
-    def on_input_changed(self, event: Input.Changed) -> None:
-        if self._timer is not None:
-            self._timer.stop()
-        self._timer = self.set_timer(FILTER_DELAY, self._apply_filter)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._apply_filter()
-        self.table.focus()
-
-    def _apply_filter(self) -> None:
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-        text = self.query_one("#request-filter", Input).value
-        if text != self.query_state.text:
-            self._apply(replace(self.query_state, text=text))
-
-    def action_focus_filter(self) -> None:
-        self.query_one("#request-filter").focus()
-
-    def action_back(self) -> None:
-        box = self.query_one("#request-filter", Input)
-        if box.has_focus and box.value:
-            box.value = ""
-            self._apply_filter()
-            return
-        self.dismiss(None)
-
-    def action_clear_marks(self) -> None:
-        self.table.clear_marks()
-
-    @work(exclusive=True, group="request")
-    async def action_request(self) -> None:
-        if not self.marks:
-            self.notify(
-                "Mark at least one backup first: space or enter on its row.", severity="warning"
-            )
-            return
-        by = _acting(self.app, None, "request a restore")
-        if by is None or not _may_request(self.app, by):
-            return
-        result = await self.app.push_screen_wait(
-            RequestDialog(self.service, by, list(self.marks.values()), self.draft)
-        )
-        if isinstance(result, Request):
-            self.dismiss(result)
+        self.sessions.point_at_first_failure(message.report)

@@ -24,7 +24,9 @@ from custodian.service import Service
 from screens.app import CustodianApp
 from screens.backup_table import MarkingBackupTable
 from screens.restore_dialogs import CancelDialog, DecisionDialog, RequestDialog
-from screens.restores import RequestScreen, RestoresScreen, RunProgress
+from screens.restore_request import RequestScreen
+from screens.restore_sessions import RunProgress, SessionsPane
+from screens.restores import RestoresScreen
 from tests.conftest import Cast, Clock, approved_session, enrol, next_code, unlock
 from tests.ui.conftest import fixed_clock, sign_in_directly
 
@@ -402,13 +404,13 @@ async def test_run_a_session_with_progress_and_a_tampered_backup(
     session = approved_session(svc, cast, ids, target, reason="INC-9 [/b] restore test")
     tamper(svc, ids[1])
     seen: list[tuple[int, int]] = []
-    on_progress = RestoresScreen.on_run_progress
+    on_progress = SessionsPane.on_run_progress  # the Sessions pane runs the session
 
-    def spy(screen: RestoresScreen, message: RunProgress) -> None:
+    def spy(pane: SessionsPane, message: RunProgress) -> None:
         seen.append((message.done, message.total))
-        on_progress(screen, message)
+        on_progress(pane, message)
 
-    monkeypatch.setattr(RestoresScreen, "on_run_progress", spy)
+    monkeypatch.setattr(SessionsPane, "on_run_progress", spy)
     app = app_for(svc)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         sign_in_directly(app, unlock(svc, cast.oscar))
