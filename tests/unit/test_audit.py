@@ -164,6 +164,8 @@ def _value_at(line: bytes, field: str) -> int:
     if field == "details":
         i = line.index(b'"details":{') + len(b'"details":{')
         i = line.index(b'":', i) + 2  # the first value inside details
+        while line[i : i + 4] in (b"true", b"fals", b"null"):  # a literal: the next value
+            i = line.index(b'":', i) + 2
     else:
         key = b'"' + field.encode() + b'":'
         i = (line.rindex(key) if field > "details" else line.index(key)) + len(key)

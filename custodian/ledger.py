@@ -1,0 +1,688 @@
+"""What the signed audit log says the home is, and the rules its entries obey.
+
+:class:`LogState` applies, entry by entry, the rules of docs/audit-format.md
+section 7 (who may announce, replace, disable and enable which key; who may
+create, rotate and retire KEK versions; how the policy changes; who decides a
+request) and learns from each entry that passes them: people with their roles,
+kinds, states and signing keys, KEKs with their versions' fingerprints and
+states, the policy and the demo flag, and the requests with their decisions.
+It checks no hash or signature itself: :func:`custodian.audit.verify` and
+:class:`Ledger` do that before they hand it an entry.
+
+:class:`Ledger` is what the service compares the catalog and the configuration
+with before a security decision. It replays the log once per process, reading
+every line but decoding only those whose action changes that state (a line
+starts with its action: the canonical encoding sorts the members), checks each
+such entry's hash, and keeps two states: one at once, without signatures, for
+the cheap check at open (policy and demo: ``custodian kek list`` loads no
+cryptography), and one whose entries' signatures were checked, built when a
+decision first asks for it. Both grow with the log: a later call reads only the
+bytes appended since (by this process or another).
+
+What the ledger does not do, and ``custodian audit verify`` does: check the
+hash chain and the signatures of the entries it skips. Removing an entry (a
+``person.disable``, say) from the log and the catalog together is found by
+verify and by ``custodian audit reconcile``, which verifies first.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from custodian.config import POLICY_LIMITS, Policy
+from custodian.errors import CustodianError
+
+if TYPE_CHECKING:
+    from custodian.audit import AuditLog
+
+HOME = "home"
+ROLES = ("custodian", "operator", "auditor")  # custodian.people.ROLES (a test keeps them equal)
+NAME_RE = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")  # custodian.people.NAME_RE
+KEY_ID_PREFIX = b"custodian signing key v1\0"
+KEY_ACTIONS = ("person.enrol", "person.key.replace", "person.disable", "person.enable")
+STATE_ACTIONS = frozenset(
+    {
+        "home.init",
+        *KEY_ACTIONS,
+        "kek.create",
+        "kek.version.create",
+        "kek.rotate",
+        "kek.version.retire",
+        "policy.set",
+        "request.approve",
+        "request.deny",
+        "request.cancel",
+        "request.expire",
+        "restore.session.expire",
+        "restore.session.close",
+    }
+)
+# Kinds whose request is finished by the approval that completes the quorum.
+DONE_AT_QUORUM = ("kek.destroy", "person.unlock", "policy.change")
+
+
+def changes_state(action: str) -> bool:
+    """Whether an entry of ``action`` (outcome ok) teaches :class:`LogState` anything."""
+    return action in STATE_ACTIONS or action.endswith(".request")
+
+
+def key_id(public_raw: bytes) -> str:
+    return hashlib.sha256(KEY_ID_PREFIX + public_raw).hexdigest()[:32]
+
+
+@dataclass
+class KeyInfo:
+    person: str
+    public: bytes
+    since: int
+    replaced_at: int | None = None
+
+
+@dataclass
+class PersonInfo:
+    name: str
+    roles: tuple[str, ...]
+    kind: str  # person | service | home
+    state: str  # active | disabled
+    key_id: str
+    enrolled_at: int
+    state_at: int
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+
+@dataclass
+class VersionInfo:
+    version: int
+    fingerprint: str
+    state: str  # active | retired | destroyed
+    at: int  # the entry that made it so
+
+
+@dataclass
+class KekInfo:
+    name: str
+    backend: str
+    suite: str
+    created_at: int
+    versions: dict[int, VersionInfo] = field(default_factory=dict)
+
+    @property
+    def current(self) -> int:
+        return max(self.versions) if self.versions else 0
+
+
+@dataclass
+class RequestInfo:
+    id: str
+    kind: str
+    requester: str
+    details: dict[str, Any]
+    opened_at: int
+    state: str = "open"
+    decisions: dict[str, str] = field(default_factory=dict)  # custodian -> approve | deny
+    session: str | None = None
+    session_expires_at: str | None = None
+    session_state: str | None = None
+
+    @property
+    def approvals(self) -> tuple[str, ...]:
+        return tuple(n for n, d in self.decisions.items() if d == "approve")
+
+
+class LogState:
+    """The home as the log's accepted entries describe it, and the rules they obey."""
+
+    def __init__(self) -> None:
+        self.home_id = ""
+        self.demo = False
+        self.keyring = ""
+        self.keys: dict[str, KeyInfo] = {}
+        self.people: dict[str, PersonInfo] = {}
+        self.keks: dict[str, KekInfo] = {}
+        self.policy: dict[str, int] = Policy().values()
+        self.policy_at: dict[str, int] = {}
+        self.requests: dict[str, RequestInfo] = {}
+        self.last_seq = 0
+
+    # ------------------------------------------------------------ reading it
+
+    def active_custodians(self) -> list[str]:
+        return [
+            p.name
+            for p in self.people.values()
+            if p.active and p.kind != HOME and "custodian" in p.roles
+        ]
+
+    def is_custodian(self, name: str) -> bool:
+        p = self.people.get(name)
+        return p is not None and p.active and p.kind != HOME and "custodian" in p.roles
+
+    def policy_object(self) -> Policy:
+        return Policy(**self.policy)
+
+    def person_keys(self, name: str) -> dict[str, KeyInfo]:
+        return {k: v for k, v in self.keys.items() if v.person == name}
+
+    # ------------------------------------------------------------ the signer
+
+    def signer(self, e: dict[str, Any]) -> tuple[str, bytes | None]:
+        """(why the entry's signer may not sign it, '' if they may; their public key)."""
+        seq, kid, actor = int(e["seq"]), e["key_id"], e["actor"]
+        if seq == 1:
+            if e["action"] != "home.init":
+                return "the log does not start with home.init", None
+            pub = base64.b64decode(e["details"]["public_key"], validate=True)
+            if actor != HOME:
+                return f"home.init is signed by {actor}, not by the home identity", None
+            if not (kid == e["details"]["key_id"] == key_id(pub)):
+                return "the home key's id is not the hash of its public key", None
+            return "", pub
+        k = self.keys.get(kid)
+        if k is None:
+            return f"signed by key {kid[:12]}…, which no earlier entry enrolled", None
+        if k.person != actor:
+            return (
+                f"actor is {actor} but the key belongs to {k.person} (re-signed by someone else)",
+                None,
+            )
+        if k.replaced_at is not None and seq > k.replaced_at:
+            return f"signed with {k.person}'s key replaced at entry {k.replaced_at}", None
+        p = self.people.get(actor)
+        if p is not None and not p.active and seq > p.state_at:
+            return f"signed by {actor}, disabled at entry {p.state_at}", None
+        return "", k.public
+
+    # ------------------------------------------------------------ the rules
+
+    def apply(self, e: dict[str, Any]) -> str:
+        """Learn from an entry whose hash and signature were checked; returns why it
+        breaks a rule ('' when it does not). Entries not ``ok`` change nothing."""
+        seq = int(e["seq"])
+        if seq <= self.last_seq:
+            return f"entry {seq} comes after entry {self.last_seq}"
+        self.last_seq = seq
+        action = e["action"]
+        if e["outcome"] != "ok":
+            return ""
+        if action == "home.init":
+            return self._home_init(e) if seq == 1 else "home.init appears only as entry 1"
+        if action.endswith(".request"):
+            return self._request(e)
+        if action in KEY_ACTIONS:
+            return self._person(e)
+        if action.startswith("kek."):
+            return self._kek(e)
+        if action == "policy.set":
+            return self._policy_set(e)
+        if action.startswith(("request.", "restore.session.")):
+            return self._decision(e)
+        return ""
+
+    def _home_init(self, e: dict[str, Any]) -> str:
+        d = e["details"]
+        pub = base64.b64decode(d["public_key"], validate=True)
+        self.home_id = str(d["home_id"])
+        self.keyring = str(d.get("keyring", ""))
+        demo = d.get("demo", False)
+        if not isinstance(demo, bool):
+            return "home.init's demo is not true or false"
+        self.demo = demo
+        pol = d.get("policy", {})
+        if not isinstance(pol, dict):
+            return "home.init's policy is not an object"
+        for name, value in pol.items():
+            why = _policy_value(name, value)
+            if why:
+                return f"home.init records {why}"
+            self.policy[name] = value
+            self.policy_at[name] = 1
+        self.keys[e["key_id"]] = KeyInfo(HOME, pub, 1)
+        self.people[HOME] = PersonInfo(HOME, (), HOME, "active", e["key_id"], 1, 1)
+        return ""
+
+    def _person(self, e: dict[str, Any]) -> str:
+        action, actor, seq, d = e["action"], e["actor"], int(e["seq"]), e["details"]
+        subject = _subject(e, "person:")
+        custodian = self.is_custodian(actor)
+        p = self.people.get(subject)
+        if subject == HOME:
+            if action == "person.enrol":
+                return "'home' is the home's own identity: no person is enrolled under that name"
+            what = {"person.key.replace": "its key is never replaced"}.get(
+                action, "it is never disabled or enabled"
+            )
+            return f"the home identity is not a person: {what}"
+        if action == "person.enrol":
+            if not NAME_RE.fullmatch(subject):
+                return f"{subject!r} is not a valid person name"
+            if actor == HOME:
+                if self.active_custodians():
+                    return "the home key enrolled someone after the home had a custodian"
+            elif not custodian:
+                return f"{actor} enrolled {subject} without holding the custodian role"
+            if p is not None:
+                return f"{subject} was already enrolled"
+            roles, kind = d["roles"], d["kind"]
+            if (
+                not isinstance(roles, list)
+                or not roles
+                or any(r not in ROLES for r in roles)
+                or roles != sorted(set(roles))
+            ):
+                return f"{subject}'s roles are not one or more of {', '.join(ROLES)}"
+            if kind not in ("person", "service"):
+                return f"{subject}'s kind is {kind!r}, not person or service"
+            if kind == "service" and roles != ["operator"]:
+                return f"{subject} is a service identity, which holds the operator role only"
+            why = self._new_key(subject, d, seq)
+            if why:
+                return why
+            self.people[subject] = PersonInfo(
+                subject, tuple(roles), kind, "active", d["key_id"], seq, seq
+            )
+            return ""
+        if p is None:
+            verb = {"person.key.replace": "a key was announced for"}.get(action, "the state of")
+            tail = "" if action == "person.key.replace" else " was changed"
+            return f"{verb} {subject}{tail}, who was never enrolled"
+        if action == "person.key.replace":
+            if actor != subject and not custodian:
+                return f"{actor} replaced {subject}'s key without holding the custodian role"
+            prev = d.get("previous_key_id")
+            if prev is not None and prev != p.key_id:
+                return f"previous_key_id is not {subject}'s current key"
+            why = self._new_key(subject, d, seq)
+            if why:
+                return why
+            p.key_id = d["key_id"]
+            return ""
+        if not custodian:
+            return f"{actor} changed {subject}'s state without holding the custodian role"
+        if action == "person.disable":
+            if not p.active:
+                return f"{subject} was already disabled (entry {p.state_at})"
+            if "custodian" in p.roles and self.active_custodians() == [subject]:
+                return f"disabling {subject} leaves the home with no active custodian"
+            p.state, p.state_at = "disabled", seq
+        else:
+            if p.active:
+                return f"{subject} is not disabled"
+            p.state, p.state_at = "active", seq
+        return ""
+
+    def _new_key(self, person: str, d: dict[str, Any], seq: int) -> str:
+        pub = base64.b64decode(d["public_key"], validate=True)
+        kid = d["key_id"]
+        if len(pub) != 32 or key_id(pub) != kid:
+            return "the announced key id is not the hash of the announced public key"
+        old = self.keys.get(kid)
+        if old is not None:
+            owner = "the home identity" if old.person == HOME else old.person
+            if old.person == person:
+                return f"{person}'s key {kid[:12]}… was announced before (keys are never reused)"
+            return f"the key {kid[:12]}… announced for {person} already belongs to {owner}"
+        for k in self.keys.values():
+            if k.person == person and k.replaced_at is None:
+                k.replaced_at = seq
+        self.keys[kid] = KeyInfo(person, pub, seq)
+        return ""
+
+    def _kek(self, e: dict[str, Any]) -> str:
+        action, actor, seq, d = e["action"], e["actor"], int(e["seq"]), e["details"]
+        if action not in ("kek.create", "kek.version.create", "kek.rotate", "kek.version.retire"):
+            return ""
+        if action == "kek.create" and actor == HOME:
+            pass  # the home key creates the first KEK at init (and may create others)
+        elif not self.is_custodian(actor):
+            return f"{actor} changed KEK versions without holding the custodian role"
+        if action == "kek.version.retire":
+            name, _, v = _subject(e, "kek:").rpartition("/v")
+            k = self.keks.get(name)
+            ver = k.versions.get(int(v)) if k is not None and v.isdigit() else None
+            if k is None or ver is None:
+                return f"{_subject(e, 'kek:')} was retired but never created"
+            if ver.state != "active" or ver.version == k.current:
+                return f"KEK {name} v{v} was retired while {ver.state} or current"
+            ver.state, ver.at = "retired", seq
+            return ""
+        name = _subject(e, "kek:")
+        version, fp = d["version"], d["fingerprint"]
+        if not isinstance(version, int) or isinstance(version, bool) or not isinstance(fp, str):
+            raise TypeError("a KEK version's number or fingerprint has the wrong type")
+        k = self.keks.get(name)
+        if action == "kek.create":
+            if k is not None:
+                return f"KEK {name} was already created (entry {k.created_at})"
+            if version != 1:
+                return f"KEK {name} was created at version {version}, not 1"
+            k = self.keks[name] = KekInfo(name, str(d["backend"]), str(d["suite"]), seq)
+        elif k is None:
+            return f"a version of KEK {name} was created, but the KEK never was"
+        elif version != k.current + 1:
+            return f"KEK {name} got version {version} after version {k.current}"
+        k.versions[version] = VersionInfo(version, fp, "active", seq)
+        return ""
+
+    def _policy_set(self, e: dict[str, Any]) -> str:
+        d, actor = e["details"], e["actor"]
+        name, old, new = d["setting"], d["from"], d["to"]
+        why = _policy_value(name, new)
+        if why:
+            return f"policy.set records {why}"
+        if not self.is_custodian(actor):
+            return f"{actor} changed the policy without holding the custodian role"
+        if old != self.policy[name]:
+            return f"policy.set says policy.{name} was {old}, but it was {self.policy[name]}"
+        if not self.policy_object().tighter(name, new):
+            return f"policy.{name} was loosened from {old} to {new} without a quorum"
+        self.policy[name], self.policy_at[name] = new, int(e["seq"])
+        return ""
+
+    def _request(self, e: dict[str, Any]) -> str:
+        rid = _subject(e, "request:")
+        d = e["details"]
+        if rid in self.requests:
+            return f"request {rid[:8]} was opened twice"
+        kind = d["kind"]
+        if not isinstance(kind, str):
+            raise TypeError("a request's kind is not a string")
+        if d.get("quorum") != self.policy["approval_quorum"]:
+            return (
+                f"request {rid[:8]} records quorum {d.get('quorum')!r}, but the policy's is "
+                f"{self.policy['approval_quorum']}"
+            )
+        if kind == "policy.change":
+            why = _policy_value(d["setting"], d["to"])
+            if why:
+                return f"the request asks for {why}"
+            if not self.is_custodian(e["actor"]):
+                return f"{e['actor']} asked to change the policy without the custodian role"
+        self.requests[rid] = RequestInfo(rid, kind, e["actor"], d, int(e["seq"]))
+        return ""
+
+    def _decision(self, e: dict[str, Any]) -> str:
+        action, actor, seq, d = e["action"], e["actor"], int(e["seq"]), e["details"]
+        if action.startswith("restore.session."):
+            rid = str(d["request"])
+        else:
+            rid = _subject(e, "request:")
+        r = self.requests.get(rid)
+        if r is None:
+            return f"{action} of request {rid[:8]}, which was never opened"
+        if action == "restore.session.close":
+            r.session_state = "closed"
+            r.state = "done" if r.state == "approved" else r.state
+            return ""
+        if action == "restore.session.expire":
+            r.session_state, r.state = "expired", "expired"
+            return ""
+        if action == "request.cancel":
+            if r.state not in ("open", "approved"):
+                return f"request {rid[:8]} was cancelled while {r.state}"
+            if actor != r.requester and not self.is_custodian(actor):
+                return f"{actor} cancelled request {rid[:8]}: neither its requester nor a custodian"
+            r.state = "cancelled"
+            if r.session_state == "open":
+                r.session_state = "closed"
+            return ""
+        if action == "request.expire":
+            if actor != HOME:
+                return f"request {rid[:8]} was expired by {actor}, not the home identity"
+            if r.state == "open":
+                r.state = "expired"
+            return ""
+        # request.approve, request.deny
+        if r.state != "open":
+            return f"{actor} decided request {rid[:8]} while it was {r.state}"
+        if not self.is_custodian(actor):
+            return f"{actor} decided request {rid[:8]} without holding the custodian role"
+        if actor == r.requester:
+            return f"{actor} decided their own request {rid[:8]}"
+        if actor in r.decisions:
+            return f"{actor} decided request {rid[:8]} twice"
+        if r.kind == "person.unlock" and actor == r.details.get("person"):
+            return f"{actor} decided the request to lift their own lockout"
+        if action == "request.deny":
+            r.decisions[actor] = "deny"
+            r.state = "denied"
+            return ""
+        r.decisions[actor] = "approve"
+        if len(r.approvals) < self.policy["approval_quorum"]:
+            if d.get("state") != "open" or "destroyed" in d or "policy" in d:
+                return f"request {rid[:8]} acted on before its quorum"
+            return ""
+        r.state = "done" if r.kind in DONE_AT_QUORUM else "approved"
+        if r.kind == "restore":
+            r.session = str(d["session"])
+            r.session_expires_at = str(d["session_expires_at"])
+            r.session_state = "open"
+        elif r.kind == "kek.destroy":
+            name, version = str(r.details["kek"]), r.details["version"]
+            k = self.keks.get(name)
+            ver = k.versions.get(version) if k is not None else None
+            if ver is None or d.get("destroyed") != f"{name}/v{version}":
+                return f"request {rid[:8]} destroyed something other than it asked"
+            if ver.state != "retired":
+                return f"KEK {name} v{version} was destroyed while {ver.state}"
+            ver.state, ver.at = "destroyed", seq
+        elif r.kind == "policy.change":
+            name, new = r.details["setting"], r.details["to"]
+            if d.get("policy") != {name: new}:
+                return f"request {rid[:8]} changed the policy other than it asked"
+            self.policy[name], self.policy_at[name] = new, seq
+        elif r.kind == "person.unlock" and d.get("unlocked") != r.details.get("person"):
+            return f"request {rid[:8]} lifted the lockout of someone other than it named"
+        return ""
+
+
+def _subject(e: dict[str, Any], prefix: str) -> str:
+    s = e["subject"]
+    if not isinstance(s, str) or not s.startswith(prefix):
+        raise ValueError(f"the subject of {e['action']} does not start with {prefix!r}")
+    return s[len(prefix) :]
+
+
+def _policy_value(name: Any, value: Any) -> str:
+    if name not in POLICY_LIMITS:
+        return f"an unknown policy setting {str(name)[:40]!r}"
+    low, high, _, unit = POLICY_LIMITS[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return f"policy.{name} = {value!r}, outside {low} to {high} {unit}"
+    return ""
+
+
+# ---------------------------------------------------------------- the per-process replay
+
+
+class LedgerError(CustodianError):
+    """The log's entries that the catalog is checked against do not hold together."""
+
+    exit_code = 8
+
+
+@dataclass
+class _Segment:
+    path: Path
+    offset: int = 0
+
+
+class _Replay:
+    """One state built from the ledger's entries, with the check each entry passes first."""
+
+    def __init__(self, check: Callable[[LogState, dict[str, Any]], str]) -> None:
+        self.check = check
+        self.state = LogState()
+        self.upto = 0
+        self.problem = ""
+        self.cancelled: set[int] = set()
+
+    def advance(self, entries: list[dict[str, Any]]) -> None:
+        while not self.problem and self.upto < len(entries):
+            e = entries[self.upto]
+            self.upto += 1
+            try:
+                why = self.check(self.state, e)
+                if not why and _seq(e) not in self.cancelled:
+                    why = self.state.apply(e)
+                target = _aborts(e, entries)
+                if not why and target is not None and target not in self.cancelled:
+                    # A compensating entry (the commit after entry `target` failed): the
+                    # state is built again without it.
+                    self.cancelled.add(target)
+                    self.state, self.upto, done = LogState(), 0, self.upto
+                    while self.upto < done and not self.problem:
+                        x = entries[self.upto]
+                        self.upto += 1
+                        if _seq(x) not in self.cancelled:
+                            why = self.state.apply(x)
+                            if why:
+                                break
+            except (KeyError, TypeError, ValueError) as ex:
+                why = f"malformed entry ({type(ex).__name__}: {ex})"
+            if why:
+                self.problem = f"entry {e.get('seq')}: {why}"
+
+
+def _aborts(e: dict[str, Any], entries: list[dict[str, Any]]) -> int | None:
+    """The seq of the entry that ``e`` cancels, if ``e`` is a compensating entry naming an
+    earlier entry of the same action, subject and hash (docs/audit-format.md)."""
+    d = e.get("details")
+    if e.get("outcome") != "failed" or not isinstance(d, dict) or "aborts" not in d:
+        return None
+    target = d["aborts"]
+    if type(target) is not int:
+        raise TypeError("details.aborts is not an integer")
+    for x in entries:
+        if x.get("seq") == target:
+            if (x["action"], x["subject"], x["hash"]) == (
+                e["action"],
+                e["subject"],
+                d.get("aborts_hash"),
+            ) and x["outcome"] == "ok":
+                return target
+            break
+    return None
+
+
+def _hash_only(st: LogState, e: dict[str, Any]) -> str:
+    from custodian.audit import entry_hash
+
+    return "content does not match its hash" if entry_hash(e) != e["hash"] else ""
+
+
+class Ledger:
+    """The log's state for one process, read once and extended as the log grows."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self._log = log
+        self._segments: list[_Segment] = []
+        self._entries: list[dict[str, Any]] = []  # state-changing entries, in order
+        self._light = _Replay(_hash_only)
+        self._full = _Replay(self._hash_and_signature)
+        self._pubs: dict[str, Any] = {}
+
+    def refresh(self) -> None:
+        """Read what was appended since the last call (one stat when nothing was)."""
+        try:
+            names = self._log.segments()
+        except OSError:
+            return  # an unreadable log: the entry of any action cannot be written either
+        known = {s.path for s in self._segments}
+        for p in names:
+            if p not in known:
+                self._segments.append(_Segment(p))
+        for seg in self._segments:
+            try:
+                size = seg.path.stat().st_size
+                if size <= seg.offset:
+                    continue
+                with open(seg.path, "rb") as f:
+                    f.seek(seg.offset)
+                    data = f.read(size - seg.offset)
+            except OSError:
+                continue  # the same: verify and the writer name what is wrong
+            end = data.rfind(b"\n") + 1
+            self._scan(data[:end])
+            seg.offset += end
+            if data[end:].strip():  # a last line with no line end: read it, keep the offset
+                self._scan(data[end:])
+
+    def _scan(self, data: bytes) -> None:
+        prefix = b'{"action":"'
+        for line in data.split(b"\n"):
+            if not line.strip():
+                continue
+            if line.startswith(prefix):
+                end = line.find(b'"', len(prefix))
+                action = line[len(prefix) : end].decode("utf-8", "replace")
+                if not changes_state(action):
+                    continue
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue  # verify names it; what it would have said is not known
+            if not isinstance(e, dict) or not changes_state(str(e.get("action", ""))):
+                continue
+            if self._entries and _seq(e) <= _seq(self._entries[-1]):
+                continue  # the unterminated last line, read before (verify names disorder)
+            self._entries.append(e)
+
+    def light(self) -> LogState:
+        """The state from every entry read so far, hashes checked, signatures not: what the
+        check at open compares the configuration with (no cryptography loaded)."""
+        self.refresh()
+        self._light.advance(self._entries)
+        return self._light.state
+
+    @property
+    def light_problem(self) -> str:
+        return self._light.problem
+
+    def verified(self) -> LogState:
+        """The state from every entry read so far whose hash and signature hold and whose
+        signer was allowed to make it; LedgerError at the first one that is not."""
+        self.refresh()
+        self._full.advance(self._entries)
+        if self._full.problem:
+            raise LedgerError(
+                f"the signed audit log does not hold together at {self._full.problem}, so "
+                "the catalog cannot be checked against it; nothing was done. Run "
+                "'custodian audit verify' and restore the log from a copy."
+            )
+        return self._full.state
+
+    def _hash_and_signature(self, st: LogState, e: dict[str, Any]) -> str:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        from custodian.audit import SIG_PREFIX, _b64_strict
+
+        why = _hash_only(st, e)
+        if why:
+            return why
+        why, pub = st.signer(e)
+        if why or pub is None:
+            return why or "no key to check the signature with"
+        key = self._pubs.get(e["key_id"])
+        if key is None:
+            key = self._pubs[e["key_id"]] = ed25519.Ed25519PublicKey.from_public_bytes(pub)
+        try:
+            key.verify(_b64_strict(e["sig"]), SIG_PREFIX + bytes.fromhex(e["hash"]))
+        except (InvalidSignature, ValueError):
+            return "signature does not verify"
+        return ""
+
+
+def _seq(e: dict[str, Any]) -> int:
+    s = e.get("seq")
+    return s if isinstance(s, int) and not isinstance(s, bool) else 0
