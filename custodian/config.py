@@ -170,6 +170,11 @@ class Config:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ConfigError(f"cannot read the configuration {path}: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"the configuration {path} is not UTF-8 text (byte {e.start} is not), so it "
+                "is not a custodian.toml; nothing was done. Restore it from a copy."
+            ) from None
         if data.get("format") != CONFIG_FORMAT:
             raise ConfigError(
                 f"{path} has configuration format {data.get('format')!r}; this custodian "

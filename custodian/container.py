@@ -424,6 +424,8 @@ def decrypt_stream(
             nxt = 1 - cur
             m = read_into(ins[nxt]) if n == size else 0
             last = m == 0
+            if last and n == TAG_SIZE and counter > 0:
+                raise ContainerError(_empty_final(name, counter))
             chunk = memoryview(ins[cur])[:n]
             if hash_c is not None:
                 hash_c.q.put(chunk)
@@ -473,20 +475,23 @@ def decrypt_stream(
     return Written(total, consumed, value)
 
 
+def _empty_final(name: str, counter: int) -> str:
+    return (
+        f"{name} ends with an empty final chunk (chunk {counter}) after full chunks, which "
+        "no writer makes: the same plaintext would have a second encoding and a second "
+        "digest. It is refused as altered. No plaintext was written."
+    )
+
+
 def file_digest(f: BinaryIO, header: Header, kind: str, name: str = "the container") -> str:
     """The container digest of the file ``f`` (any position), without any key.
 
     For t1 only the header and the chunk tags are read (16 bytes per chunk); the
     chunk layout follows from the header's chunk size and the file's size, and
-    a layout that cannot be a container is refused.
+    a layout that cannot be a container is refused, for either digest: a final
+    segment under 16 bytes, or an empty final chunk after full ones.
     """
-    if kind == DIGEST_SHA256:
-        h = hashlib.sha256()
-        f.seek(0)
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-        return h.hexdigest()
-    if kind != DIGEST_TAGS:
+    if kind not in DIGESTS:
         raise ValueError(f"unknown container digest {kind!r}")
     f.seek(0, os.SEEK_END)
     end = f.tell()
@@ -494,6 +499,14 @@ def file_digest(f: BinaryIO, header: Header, kind: str, name: str = "the contain
     sealed = header.chunk_size + TAG_SIZE
     if body < TAG_SIZE or 0 < body % sealed < TAG_SIZE:
         raise ContainerError(f"{name} is truncated: it ends before its last chunk.")
+    if body > TAG_SIZE and body % sealed == TAG_SIZE:
+        raise ContainerError(_empty_final(name, body // sealed))
+    if kind == DIGEST_SHA256:
+        h = hashlib.sha256()
+        f.seek(0)
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+        return h.hexdigest()
     t1 = _T1(header.body + header.mac)
     pos = header.size
     while pos < end:

@@ -49,17 +49,17 @@ def check_label(label: str) -> str:
     if len(label) > MAX_LABEL:
         raise InputError(
             f"the label is {len(label):,} characters long; a label has at most {MAX_LABEL}. "
-            "Nothing was written: give a shorter --label."
+            "Nothing was done: give a shorter --label."
         )
     if any(0xD800 <= ord(ch) <= 0xDFFF for ch in label):
         raise InputError(
             "the label is not valid UTF-8 text (it holds undecodable bytes); nothing was "
-            "written. Give a --label in UTF-8."
+            "done. Give a --label in UTF-8."
         )
     if not label.isprintable():
         raise InputError(
             f"the label '{printable(label)}' holds control or formatting characters "
-            "(a newline, an escape, a bidi override...); nothing was written. Give a "
+            "(a newline, an escape, a bidi override...); nothing was done. Give a "
             "--label of plain, printable text."
         )
     return label

@@ -177,6 +177,13 @@ def check(container: bytes, wrapped: bytes) -> None:
     refused(container[:8] + b"\2" + container[9:], "uses container format 2")
     refused(container[:9] + b"\1" + container[10:], "unknown header flags")
     refused(container[:30] + b"\0" + container[31:], "header of the container does not")
+    # two full chunks not marked last, then an empty last one: only a DEK holder can make
+    # it, no writer does (section 4), and it would be a second encoding of the same bytes
+    aead = AESGCM(derive(b"payload"))
+    mac = two[hdr - 32 : hdr]
+    alt = [aead.encrypt(i.to_bytes(11, "big") + b"\0", b"x" * CHUNK, mac) for i in (0, 1)]
+    alt.append(aead.encrypt((2).to_bytes(11, "big") + b"\1", b"", mac))
+    refused(two[:hdr] + b"".join(alt), "empty final chunk (chunk 2) after full chunks")
     print("custodian reads the vector and refuses every tampered variant: OK")
 
 

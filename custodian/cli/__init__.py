@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 from custodian.cli import audit, backup, home, kek, people, restore
 from custodian.cli.common import PROG, TuiRunner
-from custodian.errors import CustodianError
+from custodian.errors import CatalogError, CustodianError
 
 __all__ = ["PROG", "TuiRunner", "build_parser", "main"]
 
@@ -65,16 +65,32 @@ def main(argv: Sequence[str] | None = None, *, tui: TuiRunner | None = None) -> 
     try:
         return func(args)
     except CustodianError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        _error(str(e))
         return e.exit_code
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing half-done was recorded.", file=sys.stderr)
+        _error("interrupted; nothing half-done was recorded.", prefix=f"{PROG}: ")
         return 130
     except BrokenPipeError:
         return 0
     except OSError as e:
-        print(
-            f"{PROG}: error: {e.strerror or e} ({e.filename or 'no file'}); nothing was recorded.",
-            file=sys.stderr,
-        )
+        _error(f"{e.strerror or e} ({e.filename or 'no file'}); nothing was recorded.")
         return 1
+    except Exception as e:
+        import sqlite3
+
+        if not isinstance(e, sqlite3.DatabaseError):
+            raise
+        # a damaged page read in the middle of a command (the catalog opened fine)
+        _error(
+            f"the catalog of this home could not be read ({e}); nothing was changed. It is "
+            "damaged: restore catalog.db from its last copy (it holds no secret), or "
+            "rebuild it with 'custodian backup import' of the containers."
+        )
+        return CatalogError.exit_code
+
+
+def _error(message: str, *, prefix: str = f"{PROG}: error: ") -> None:
+    """One line on standard error; the message can quote untrusted text, so it is escaped."""
+    from custodian.text import printable
+
+    print(prefix + printable(message), file=sys.stderr)

@@ -11,6 +11,7 @@ from custodian.cli.common import (
     TermProgress,
     add_acting,
     open_service,
+    say,
     unlock_actor,
     usage_error,
 )
@@ -30,7 +31,7 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
                 print(json.dumps(e, sort_keys=True))
             return 0
         for e in rows:
-            print(
+            say(
                 f"{e['seq']:>7} {e['time'][:19]} {e['actor']:<12} {e['outcome']:<8} "
                 f"{e['action']:<22} {e['subject']}"
             )
@@ -63,7 +64,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                 )
             )
         else:
-            print(res.summary())
+            say(res.summary())
         return 0 if res.ok else 8
 
 
@@ -75,7 +76,7 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
         by = unlock_actor(svc, args)
         cp = svc.audit.checkpoint(by=by)
         out.write_text(json.dumps(cp, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        print(
+        say(
             f"checkpoint at entry {cp['seq']} (head {cp['head'][:16]}…) signed by "
             f"{cp['actor']} written to {out}; keep it outside this home"
         )

@@ -14,6 +14,7 @@ from custodian.cli.common import (
     add_acting,
     human,
     open_service,
+    say,
     unlock_actor,
 )
 
@@ -39,7 +40,7 @@ def cmd_backup_encrypt(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(_backup_json(b)))
         else:
-            print(
+            say(
                 f"{b.id} {b.label} {human(b.size)} -> {b.location} "
                 f"(KEK {b.kek} v{b.kek_version}, digest {b.container_sha256[:19]}…)"
             )
@@ -73,13 +74,13 @@ def cmd_backup_list(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([_backup_json(b) for b in rows], indent=2))
             return 0
-        print(f"{'ID':<36}  {'CREATED':<19}  {'SIZE':>10}  {'KEK':<16}  LABEL")
+        say(f"{'ID':<36}  {'CREATED':<19}  {'SIZE':>10}  {'KEK':<16}  LABEL")
         for b in rows:
-            print(
+            say(
                 f"{b.id:<36}  {b.created_at[:19]:<19}  {human(b.size):>10}  "
                 f"{b.kek + ' v' + str(b.kek_version):<16}  {b.label}"
             )
-        print(f"{len(rows)} of {svc.backups.total()} backups")
+        say(f"{len(rows)} of {svc.backups.total()} backups")
     return 0
 
 
@@ -88,7 +89,7 @@ def cmd_backup_import(args: argparse.Namespace) -> int:
         by = unlock_actor(svc, args)
         for f in args.files:
             b = svc.backups.import_file(Path(f), by=by, label=args.label)
-            print(f"imported {b.id} {b.label} (KEK {b.kek} v{b.kek_version})")
+            say(f"imported {b.id} {b.label} (KEK {b.kek} v{b.kek_version})")
     return 0
 
 

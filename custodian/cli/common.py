@@ -39,6 +39,16 @@ def open_service(args: argparse.Namespace) -> Service:
     return Service.open(args.home)
 
 
+def say(text: object = "", *, flush: bool = False) -> None:
+    """Print one line for a person: untrusted text in it (labels, reasons, names from the
+    catalog or the log, paths) is escaped so that it cannot drive the terminal or forge a
+    line (:func:`custodian.text.printable`). JSON output is printed as it is: ``json.dumps``
+    escapes every control character itself."""
+    from custodian.text import printable
+
+    print(printable(text), flush=flush)
+
+
 def human(n: int) -> str:
     if n < 0:
         return "?"
@@ -94,7 +104,13 @@ def secret_input(prompt: str, fd: int | None, what: str, *, confirm: bool = Fals
     from custodian.secret import SecretBytes
 
     if fd is not None:
-        return SecretBytes(read_fd(fd), what)
+        raw = read_fd(fd)
+        if not raw:
+            raise usage_error(
+                f"the {what} read from file descriptor {fd} is empty; nothing was done. "
+                f"Write the {what} and a newline to it."
+            )
+        return SecretBytes(raw, what)
     if not sys.stdin.isatty():
         raise usage_error(
             f"{what} needed and no terminal to ask on: pass it on a file descriptor "
@@ -103,6 +119,8 @@ def secret_input(prompt: str, fd: int | None, what: str, *, confirm: bool = Fals
     import getpass
 
     first = getpass.getpass(prompt)
+    if not first:
+        raise usage_error(f"no {what} was typed; nothing was done.")
     if confirm and getpass.getpass("again: ") != first:
         raise usage_error(f"the two {what}s differ; nothing was done.")
     return SecretBytes(first.encode(), what)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from custodian.cli.common import PROG, Subparsers, TermProgress, TuiRunner, open_service
+from custodian.cli.common import PROG, Subparsers, TermProgress, TuiRunner, open_service, say
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -16,10 +16,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         args.home, kek=args.kek, suite=args.suite, keyring_backend=args.keyring
     ) as svc:
         k = svc.keys.get(args.kek)
-        print(f"created home {svc.home.path}")
-        print(f"root key stored in keyring: {svc.keyring.description}")
-        print(f"KEK {k.name} v1 ({k.suite}) fingerprint {k.versions[0].fingerprint}")
-        print(
+        say(f"created home {svc.home.path}")
+        say(f"root key stored in keyring: {svc.keyring.description}")
+        say(f"KEK {k.name} v1 ({k.suite}) fingerprint {k.versions[0].fingerprint}")
+        say(
             f"next: enrol the first custodian with '{PROG} --home {svc.home.path} people "
             "enrol NAME --role custodian'"
         )
@@ -29,7 +29,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_demo_codes(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         for name, code, left in svc.people.demo_codes():
-            print(f"{name:<12} {code}   ({left:2d} s left)")
+            say(f"{name:<12} {code}   ({left:2d} s left)")
     return 0
 
 
@@ -49,12 +49,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     prog.done()
     with svc:
         st = svc.status()
-        print(
+        say(
             f"demo home ready at {st.home}: {st.backup_count} backups, "
             f"{sum(len(k.versions) for k in st.keks)} KEK versions"
         )
-        print(f"open it with: {PROG} --home {st.home}")
-        print(
+        say(f"open it with: {PROG} --home {st.home}")
+        say(
             f"sample people: {', '.join(p.name for p in svc.people.list())}; "
             f"their codes: {PROG} --home {st.home} demo codes"
         )

@@ -18,6 +18,7 @@ from custodian.cli.common import (
     add_totp_fd,
     code_input,
     open_service,
+    say,
     unlock_actor,
 )
 
@@ -60,15 +61,15 @@ def cmd_kek_list(args: argparse.Namespace) -> int:
                 )
             )
             return 0
-        print(f"{'KEK':<20} {'VER':>4} {'STATE':<10} {'DEKS':>8}  {'CREATED':<20} FINGERPRINT")
+        say(f"{'KEK':<20} {'VER':>4} {'STATE':<10} {'DEKS':>8}  {'CREATED':<20} FINGERPRINT")
         for k in keks:
             for v in reversed(k.versions):
                 cur = "*" if v.version == k.current_version else " "
-                print(
+                say(
                     f"{k.name:<20} {cur}{v.version:>3} {v.state:<10} {v.dek_count:>8}  "
                     f"{v.created_at[:19]:<20} {v.fingerprint}"
                 )
-            print(f"{'':<20} backend {k.backend}, suite {k.suite}, {k.dek_count} DEKs")
+            say(f"{'':<20} backend {k.backend}, suite {k.suite}, {k.dek_count} DEKs")
     return 0
 
 
@@ -89,8 +90,8 @@ def cmd_kek_create(args: argparse.Namespace) -> int:
             code=code,
         )
         v = k.versions[0]
-        print(f"created KEK {k.name} v1 on {k.backend} ({k.suite})")
-        print(f"fingerprint {v.fingerprint}")
+        say(f"created KEK {k.name} v1 on {k.backend} ({k.suite})")
+        say(f"fingerprint {v.fingerprint}")
     return 0
 
 
@@ -126,7 +127,7 @@ class _RewrapProgress:
             sys.stderr.flush()
         elif now - self.last >= self.every or done >= total:
             self.last = now
-            print(text, flush=True)
+            say(text, flush=True)
 
     def done(self) -> None:
         if self.tty:
@@ -139,7 +140,7 @@ def _run_rewrap(svc: Service, args: argparse.Namespace, by: Actor) -> int:
     def failed(f: Any) -> None:
         if prog.tty:
             sys.stderr.write("\n")
-        print(f"FAILED  {f.backup}  (v{f.from_version}) {f.reason}", flush=True)
+        say(f"FAILED  {f.backup}  (v{f.from_version}) {f.reason}", flush=True)
 
     report = svc.keys.rewrap(
         args.name,
@@ -151,11 +152,11 @@ def _run_rewrap(svc: Service, args: argparse.Namespace, by: Actor) -> int:
     )
     prog.done()
     if not report.job:
-        print(f"nothing to rewrap: every DEK of KEK {args.name} is under its current version")
+        say(f"nothing to rewrap: every DEK of KEK {args.name} is under its current version")
         return 0
-    print(report.summary())
+    say(report.summary())
     if report.remaining:
-        print(
+        say(
             f"{report.remaining:,} DEK(s) stay under older versions (see 'custodian kek jobs "
             f"{args.name}'); the old versions cannot be retired until they are rewrapped"
         )
@@ -166,28 +167,28 @@ def cmd_kek_rotate(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
         pv = svc.keys.rotate_preview(args.name, batch_size=args.batch)
-        print(
+        say(
             f"rotate KEK {pv.kek} ({pv.backend}, {pv.suite}): v{pv.current_version} -> "
             f"v{pv.new_version}"
         )
         for v, n in sorted(pv.census.items()):
-            print(f"  v{v}: {n:,} DEK(s)")
+            say(f"  v{v}: {n:,} DEK(s)")
         est = f"about {pv.estimated_seconds:,.0f} s" if pv.rate else "unknown"
-        print(f"DEKs to rewrap: {pv.to_rewrap:,}; estimated time {est} ({pv.workers} worker(s))")
+        say(f"DEKs to rewrap: {pv.to_rewrap:,}; estimated time {est} ({pv.workers} worker(s))")
         if pv.unfinished is not None:
-            print(
+            say(
                 f"the unfinished job {pv.unfinished.id[:8]} to v{pv.unfinished.target_version} "
                 "is superseded: the new job covers its DEKs"
             )
         code = _code(args, by)
         j = svc.keys.rotate(args.name, code, by=by)
         nv = svc.keys.get(args.name).versions[-1]
-        print(
+        say(
             f"KEK {args.name} v{j.target_version} created, fingerprint {nv.fingerprint}; "
             "it wraps every new DEK from now on"
         )
         if args.no_rewrap:
-            print(f"rewrap job {j.id} waits; run it with: {PROG} kek rewrap {args.name} --as NAME")
+            say(f"rewrap job {j.id} waits; run it with: {PROG} kek rewrap {args.name} --as NAME")
             return 0
         return _run_rewrap(svc, args, by)
 
@@ -203,7 +204,7 @@ def cmd_kek_retire(args: argparse.Namespace) -> int:
         by = unlock_actor(svc, args)
         code = _code(args, by)
         v = svc.keys.retire(args.name, args.version, code, by=by)
-        print(
+        say(
             f"KEK {args.name} v{v.version} retired; it unwraps nothing from now on. Its key "
             f"material can be destroyed after {svc.config.policy.retirement_wait_days} day(s) "
             f"with: {PROG} kek destroy {args.name} {v.version} --reason TEXT --as NAME"
@@ -215,11 +216,11 @@ def cmd_kek_destroy(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
         r = svc.keys.request_destroy(args.name, args.version, args.reason, by=by)
-        print(
+        say(
             f"request {r.id} opened: destroy KEK {args.name} v{args.version}; needs "
             f"{r.quorum} other custodians' approval before {r.expires_at[:19]}Z"
         )
-        print(f"custodians approve with: {PROG} approve {r.id[:8]} --as NAME")
+        say(f"custodians approve with: {PROG} approve {r.id[:8]} --as NAME")
     return 0
 
 
@@ -250,20 +251,20 @@ def cmd_kek_jobs(args: argparse.Namespace) -> int:
                 )
             )
             return 0
-        print(
+        say(
             f"{'JOB':<8}  {'KEK':<16} {'TO':>3}  {'STATE':<10} {'DONE':>10} {'FAILED':>7} "
             f"{'RUNS':>4}  {'STARTED':<19}  BY"
         )
         for j in jobs:
-            print(
+            say(
                 f"{j.id[:8]}  {j.kek:<16} v{j.target_version:<2}  {j.state:<10} "
                 f"{j.rewrapped:>10,} {j.failed:>7,} {j.runs:>4}  {j.created_at[:19]:<19}  "
                 f"{j.started_by}"
             )
             for f in (x for x in fails if x.job == j.id):
-                print(f"          failed {f.backup} (v{f.from_version}): {f.reason}")
+                say(f"          failed {f.backup} (v{f.from_version}): {f.reason}")
         if not jobs:
-            print("no rotation yet")
+            say("no rotation yet")
     return 0
 
 

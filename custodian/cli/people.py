@@ -14,6 +14,7 @@ from custodian.cli.common import (
     clear_terminal,
     code_input,
     open_service,
+    say,
     secret_input,
     unlock_actor,
 )
@@ -53,28 +54,28 @@ def cmd_people_list(args: argparse.Namespace) -> int:
                 )
             )
             return 0
-        print(f"{'NAME':<16} {'ROLES':<28} {'KIND':<8} {'STATE':<9} {'KEY':<18} KEYS")
+        say(f"{'NAME':<16} {'ROLES':<28} {'KIND':<8} {'STATE':<9} {'KEY':<18} KEYS")
         for p in people:
             kid = p.key.key_id[:16] if p.key else "-"
-            print(
+            say(
                 f"{p.name:<16} {','.join(p.roles):<28} {p.kind:<8} {p.state:<9} {kid:<18} "
                 f"{len(p.keys)}"
             )
         if not people:
-            print(f"nobody enrolled yet: '{PROG} people enrol NAME --role custodian'")
+            say(f"nobody enrolled yet: '{PROG} people enrol NAME --role custodian'")
     return 0
 
 
 def _show_enrolment(svc: Service, pending: PendingEnrolment) -> None:
     label = svc.home.path.name
-    print(f"Add this to {pending.name}'s authenticator app (scan, or type the secret):")
-    print()
+    say(f"Add this to {pending.name}'s authenticator app (scan, or type the secret):")
+    say()
     for line in pending.qr(label):
-        print("  " + line)
-    print()
-    print(f"  {pending.uri(label)}")
-    print(f"  secret: {pending.secret_b32()}")
-    print()
+        say("  " + line)
+    say()
+    say(f"  {pending.uri(label)}")
+    say(f"  secret: {pending.secret_b32()}")
+    say()
 
 
 def cmd_people_enrol(args: argparse.Namespace) -> int:
@@ -102,7 +103,7 @@ def cmd_people_enrol(args: argparse.Namespace) -> int:
             p = svc.people.complete_enrolment(pending, code, by=by)
         finally:
             pending.discard()
-        print(
+        say(
             f"enrolled {p.name} ({', '.join(p.roles)}), signing key {p.key.key_id if p.key else ''}"
         )
     return 0
@@ -123,7 +124,7 @@ def cmd_people_replace_key(args: argparse.Namespace) -> int:
         p = svc.people.replace_key(args.name, pw, by=by)
         if pw is not None:
             pw.wipe()
-        print(
+        say(
             f"{p.name} has a new signing key {p.key.key_id if p.key else ''}; "
             "the old one still verifies older entries"
         )
@@ -141,7 +142,7 @@ def cmd_people_replace_totp(args: argparse.Namespace) -> int:
             svc.people.complete_totp_replacement(pending, code, by=by)
         finally:
             pending.discard()
-        print(f"{args.name} has a new TOTP secret; the old one no longer works")
+        say(f"{args.name} has a new TOTP secret; the old one no longer works")
     return 0
 
 
@@ -149,7 +150,7 @@ def cmd_people_disable(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
         svc.people.disable(args.name, by=by, reason=args.reason or "")
-        print(f"{args.name} is disabled; their past entries still verify")
+        say(f"{args.name} is disabled; their past entries still verify")
     return 0
 
 

@@ -21,6 +21,7 @@ from custodian.cli.common import (
     code_input,
     human,
     open_service,
+    say,
     unlock_actor,
 )
 from custodian.errors import CustodianError
@@ -81,12 +82,12 @@ def _request_json(r: Request) -> dict[str, Any]:
 
 def _print_request(svc: Service, r: Request) -> None:
     """The whole request, as a custodian sees it before deciding (untrusted text as is)."""
-    print(f"request   {r.id}  ({r.kind}, {r.state})")
-    print(f"asked by  {r.requester} at {r.created_at[:19]}Z; expires {r.expires_at[:19]}Z")
-    print(f"reason    {r.reason!r}")
+    say(f"request   {r.id}  ({r.kind}, {r.state})")
+    say(f"asked by  {r.requester} at {r.created_at[:19]}Z; expires {r.expires_at[:19]}Z")
+    say(f"reason    {r.reason!r}")
     if r.kind == "restore":
-        print(f"target    {r.target}")
-        print(f"backups   {len(r.backups)}:")
+        say(f"target    {r.target}")
+        say(f"backups   {len(r.backups)}:")
         for bid in r.backups:
             file = r.payload.get("files", {}).get(bid, bid)
             try:
@@ -94,24 +95,24 @@ def _print_request(svc: Service, r: Request) -> None:
                 what = f"{b.label!r}, {human(b.size)}, created {b.created_at[:19]}"
             except CustodianError:
                 what = "no longer in the catalog"
-            print(f"  {bid}  {what}  -> {file}")
+            say(f"  {bid}  {what}  -> {file}")
     if r.kind == "kek.destroy":
-        print(
+        say(
             f"destroys  KEK {r.payload.get('kek')} v{r.payload.get('version')} (retired), "
             f"fingerprint {r.payload.get('fingerprint')}"
         )
-    print(f"approvals {len(r.approvals)} of {r.quorum}")
+    say(f"approvals {len(r.approvals)} of {r.quorum}")
     for d in r.decisions:
         extra = f": {d.reason!r}" if d.reason else ""
-        print(f"  {d.decision}d by {d.custodian} at {d.at[:19]}Z{extra}")
+        say(f"  {d.decision}d by {d.custodian} at {d.at[:19]}Z{extra}")
     if r.session is not None:
         s = r.session
-        print(
+        say(
             f"session   {s.id}  {s.state}, opened {s.opened_at[:19]}Z, expires {s.expires_at[:19]}Z"
         )
     for x in r.results:
         tail = f"{human(x.plaintext_size or 0)} -> {x.path}" if x.outcome == "ok" else x.reason
-        print(f"  {x.outcome:<6} {x.backup}  {tail}")
+        say(f"  {x.outcome:<6} {x.backup}  {tail}")
 
 
 def cmd_restore_request(args: argparse.Namespace) -> int:
@@ -121,11 +122,11 @@ def cmd_restore_request(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(_request_json(r), indent=2))
             return 0
-        print(
+        say(
             f"request {r.id} opened: {len(r.backups)} backup(s) into {r.target}; "
             f"needs {r.quorum} custodians' approval before {r.expires_at[:19]}Z"
         )
-        print(f"custodians approve with: {PROG} approve {r.id[:8]} --as NAME")
+        say(f"custodians approve with: {PROG} approve {r.id[:8]} --as NAME")
     return 0
 
 
@@ -135,16 +136,14 @@ def cmd_restore_list(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([_request_json(r) for r in rows], indent=2))
             return 0
-        print(
-            f"{'ID':<36}  {'KIND':<11} {'STATE':<9} {'BY':<12} {'OK':>5}  {'EXPIRES':<19}  REASON"
-        )
+        say(f"{'ID':<36}  {'KIND':<11} {'STATE':<9} {'BY':<12} {'OK':>5}  {'EXPIRES':<19}  REASON")
         for r in rows:
-            print(
+            say(
                 f"{r.id:<36}  {r.kind:<11} {r.state:<9} {r.requester:<12} "
                 f"{len(r.approvals)}/{r.quorum:<3}  {r.expires_at[:19]:<19}  {r.reason[:40]!r}"
             )
         if not rows:
-            print("no requests" + (f" in state {args.state}" if args.state else ""))
+            say("no requests" + (f" in state {args.state}" if args.state else ""))
     return 0
 
 
@@ -162,9 +161,7 @@ def cmd_restore_cancel(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
         r = svc.approvals.cancel(args.id, by=by, reason=args.reason or "")
-        print(
-            f"request {r.id} cancelled" + (f"; session {r.session.id} closed" if r.session else "")
-        )
+        say(f"request {r.id} cancelled" + (f"; session {r.session.id} closed" if r.session else ""))
     return 0
 
 
@@ -174,7 +171,7 @@ def _decide(args: argparse.Namespace, decision: str) -> int:
         r = svc.approvals.get(args.id)
         if sys.stdout.isatty() and args.totp_fd is None:
             _print_request(svc, r)
-            print()
+            say()
         code = code_input(args.totp_fd, by.name)
         if decision == "approve":
             r = svc.approvals.approve(r.id, code, by=by)
@@ -182,22 +179,22 @@ def _decide(args: argparse.Namespace, decision: str) -> int:
             r = svc.approvals.deny(r.id, code, args.reason, by=by)
         code = ""
         if r.state == "approved" and r.session is not None:
-            print(
+            say(
                 f"request {r.id} approved ({len(r.approvals)} of {r.quorum}); session "
                 f"{r.session.id} open until {r.session.expires_at[:19]}Z. "
                 f"{r.requester} runs it with: {PROG} restore run {r.id[:8]} --as {r.requester}"
             )
         elif r.state == "done" and r.kind == "kek.destroy":
-            print(
+            say(
                 f"request {r.id} approved ({len(r.approvals)} of {r.quorum}); the key material "
                 f"of KEK {r.payload.get('kek')} v{r.payload.get('version')} is destroyed"
             )
         elif r.state == "approved":
-            print(f"request {r.id} approved ({len(r.approvals)} of {r.quorum})")
+            say(f"request {r.id} approved ({len(r.approvals)} of {r.quorum})")
         elif r.state == "denied":
-            print(f"request {r.id} denied; this is final")
+            say(f"request {r.id} denied; this is final")
         else:
-            print(f"request {r.id}: {decision}d, {len(r.approvals)} of {r.quorum} approvals")
+            say(f"request {r.id}: {decision}d, {len(r.approvals)} of {r.quorum} approvals")
     return 0
 
 
@@ -219,13 +216,13 @@ def cmd_restore_run(args: argparse.Namespace) -> int:
                 prog.done()
                 prog.last = -1
             if x.outcome == "ok":
-                print(f"ok      {x.backup}  {human(x.plaintext_size or 0)} -> {x.path}", flush=True)
+                say(f"ok      {x.backup}  {human(x.plaintext_size or 0)} -> {x.path}", flush=True)
             else:
-                print(f"FAILED  {x.backup}  {x.reason}", flush=True)
+                say(f"FAILED  {x.backup}  {x.reason}", flush=True)
 
         report = svc.restores.run(args.id, by=by, progress=prog, on_result=line)
         prog.done()
-        print(report.summary())
+        say(report.summary())
         return RESTORE_FAILED if report.failed else 0
 
 

@@ -232,6 +232,7 @@ class Backups:
         ctx = self._ctx
         path = Path(path).absolute()
         ctx.require(by, "operator", "backup.import", f"file:{path.name}")
+        name = check_label(label) if label else default_label(path.name)
         if not path.is_file():
             raise NotFoundError(f"{path} is not a readable file; nothing was imported.")
 
@@ -264,7 +265,7 @@ class Backups:
             )
         b = Backup(
             id=bid,
-            label=check_label(label) if label else default_label(path.name),
+            label=name,
             created_at=utcnow(),
             size=-1,
             container_size=size,

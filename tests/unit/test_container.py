@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -229,3 +230,44 @@ def test_t1_covers_header_tags_and_size_and_the_body_through_its_tags() -> None:
         _file_digest(blob[: hsize + 10], container.DIGEST_TAGS)
     with pytest.raises(ContainerError, match="truncated"):
         _file_digest(blob[: hsize + CHUNK + 16 + 5], container.DIGEST_TAGS)
+
+
+# ------------------------------------------------------------ one plaintext, one encoding
+
+
+def _with_empty_last_chunk(data: bytes, dek: SecretBytes) -> tuple[bytes, bytes]:
+    """What a DEK holder can make and a writer never does: the full chunks of ``data``
+    (a multiple of C) not marked last, then an empty chunk marked last. Returns it
+    and the container a writer makes of the same plaintext."""
+    assert data and len(data) % CHUNK == 0
+    blob, _ = _encrypt(data, dek)
+    h = container.read_header(io.BytesIO(blob))
+    aead = AESGCM(container._derive(dek, h.salt, h.backup_id, b"payload"))
+    n = len(data) // CHUNK
+    chunks = [
+        aead.encrypt(container._nonce(i, False), data[i * CHUNK : (i + 1) * CHUNK], h.mac)
+        for i in range(n)
+    ]
+    chunks.append(aead.encrypt(container._nonce(n, True), b"", h.mac))
+    return blob[: h.size] + b"".join(chunks), blob
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_an_empty_final_chunk_after_full_chunks_is_refused(chunks: int) -> None:
+    """Section 4: the last chunk is empty only when the whole payload is. Accepting an
+    empty last chunk after full ones gave one plaintext two encodings and two digests."""
+    dek = new_dek()
+    data = bytes(range(256)) * (chunks * CHUNK // 256)
+    mutant, canonical = _with_empty_last_chunk(data, dek)
+    assert _decrypt(canonical, dek) == data
+    assert len(mutant) == len(canonical) + 16
+    with pytest.raises(ContainerError, match="empty final chunk") as ei:
+        _decrypt(mutant, dek)
+    assert ei.value.exit_code == 6 and "No plaintext was written" in str(ei.value)
+    for kind in (container.DIGEST_TAGS, container.DIGEST_SHA256):
+        with pytest.raises(ContainerError, match="empty final chunk"):
+            _file_digest(mutant, kind)  # what backup import reads
+    # the empty payload is one empty chunk, marked last, and stays valid
+    empty, _ = _encrypt(b"", dek)
+    assert _decrypt(empty, dek) == b""
+    assert _file_digest(empty, container.DIGEST_TAGS).startswith("t1:")
