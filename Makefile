@@ -10,13 +10,31 @@ DEMO_HOME ?= demo-home
 DEB_PACKAGES := tmux age oathtool gnome-keyring dbus dbus-daemon
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint unit bench deb clean
+.PHONY: demo test lint unit bench deb clean lock
 
-$(STAMP): pyproject.toml
+LOCK   := requirements.lock
+
+# Every package, the dev and test tools and the build backend included, comes from
+# the lock file at the version and with one of the SHA-256 hashes it names (pip
+# refuses anything else); custodian itself is then installed without resolving
+# dependencies and without an isolated build environment (which would fetch
+# setuptools unchecked). The pip that python3.11 -m venv brings is used as it is.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+## Re-pin requirements.lock after a change of dependencies in pyproject.toml (needs
+## PyPI; pip-tools runs in a throwaway venv). Review the diff before committing it.
+PIP_TOOLS := pip-tools==7.6.2
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet $(PIP_TOOLS)
+	.lock-venv/bin/pip-compile --quiet --generate-hashes --allow-unsafe --extra dev \
+	  --all-build-deps --no-strip-extras --no-emit-index-url --no-emit-find-links \
+	  --no-emit-trusted-host --output-file $(LOCK) pyproject.toml
+	rm -rf .lock-venv
 
 deb:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
