@@ -72,6 +72,7 @@ class Dialog(ModalScreen[ResultT]):
     ENTER_MOVES: ClassVar[dict[str, str]] = {}
     WIDE: ClassVar[bool] = False  # 100 columns instead of 72 (both at most 95%)
     ERROR_LINE: ClassVar[bool] = True
+    ERROR_ID: ClassVar[str | None] = None
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -97,7 +98,7 @@ class Dialog(ModalScreen[ResultT]):
             with VerticalScroll(classes="dialog-body", can_focus=False):
                 yield from self.body()
             if self.ERROR_LINE:
-                yield Static("", classes="error", markup=False)
+                yield Static("", classes="error", id=self.ERROR_ID, markup=False)
             yield self.button_row()
 
     def buttons(

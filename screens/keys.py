@@ -136,14 +136,13 @@ class KeysScreen(Screen[None]):
         super().__init__()
         self.service = service
         self.clock = clock
-        self.batch_size = batch_size
-        self.rewrap_workers = workers
         self.keks: list[Kek] = []
         self.jobs: list[RewrapJob] = []
         self.failures: list[RewrapFailure] = []
         self.destroy_requests: list[Request] = []
         self.selected_name: str | None = None
         self._versions_of: str | None = None  # the KEK whose versions the table holds
+        self.rewrap = RewrapPane(service, batch_size=batch_size, workers=workers)
         self._census_read = 0.0
         self._resumed = False
         self._read_seq = 0  # reads started
@@ -165,7 +164,7 @@ class KeysScreen(Screen[None]):
             with versions:
                 yield DataTable(id="versions-table", cursor_type="row")
                 yield Static("", id="versions-note")
-            yield RewrapPane(self.service, batch_size=self.batch_size, workers=self.rewrap_workers)
+            yield self.rewrap
             history = Vertical(id="keys-history", classes="box")
             history.border_title = "Rotation history"
             with history:
@@ -189,14 +188,9 @@ class KeysScreen(Screen[None]):
         self.query_one("#keks-table").focus()
 
     @property
-    def rewrap(self) -> RewrapPane:
-        return self.query_one(RewrapPane)
-
-    @property
     def rewrapping(self) -> str | None:
         """The KEK whose rewrap job runs now, if any."""
-        panes = self.query(RewrapPane)  # none before the screen is composed
-        return panes.first().running if panes else None
+        return self.rewrap.running
 
     def on_screen_resume(self) -> None:
         if self._resumed:  # not the first time: something may have changed elsewhere

@@ -98,6 +98,15 @@ def selected_id(table: DataTable[Any], rows: list[Request]) -> str | None:
     return None
 
 
+def fixed_columns(table: DataTable[Any], *columns: tuple[str, str, int]) -> Any:
+    """(title, key, width) columns: they keep their place whatever the rows hold.
+    Returns the last one's key."""
+    key: Any = None
+    for title, name, width in columns:
+        key = table.add_column(title, key=name, width=width)
+    return key
+
+
 def restore_cursor(table: DataTable[Any], rows: list[Request], rid: str | None) -> None:
     """Put the cursor back on request ``rid`` after the table was filled again."""
     ids = [r.id for r in rows]
@@ -148,9 +157,9 @@ class SessionsPane(TabPane):
 
     def set_up(self) -> None:
         """The tables' columns (the screen calls this on mount, before its first read)."""
-        s = self.query_one("#sessions-table", DataTable)
-        s.add_column("", key="mark", width=1)
-        for title, key, width in (
+        fixed_columns(
+            self.query_one("#sessions-table", DataTable),
+            ("", "mark", 1),
             ("Request", "id", 8),
             ("Asked by", "by", 12),
             ("Created (UTC)", "created", 16),
@@ -158,18 +167,15 @@ class SessionsPane(TabPane):
             ("Backups", "n", 7),
             ("Session", "session", 26),
             ("Results", "results", 16),
-        ):
-            s.add_column(title, key=key, width=width)
-        r = self.query_one("#results-table", DataTable)
-        for title, key, width in (
+        )
+        self._reason_column = fixed_columns(
+            self.query_one("#results-table", DataTable),
             ("Backup", "id", 8),
             ("Label", "label", RESULT_LABEL),
             ("Outcome", "outcome", 11),
             ("Size", "size", 10),
             ("Reason (the highlighted one in full below)", "reason", 30),
-        ):
-            column = r.add_column(title, key=key, width=width)
-        self._reason_column = column  # the last one
+        )
         self.query_one("#session-box").border_title = "Session"
         self.query_one("#session-progress-row").display = False
 

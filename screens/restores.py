@@ -49,7 +49,13 @@ from screens.chrome import SessionBar
 from screens.format import safe, short_id, when
 from screens.restore_dialogs import CancelDialog, DecisionDialog
 from screens.restore_request import RequestScreen, may_request
-from screens.restore_sessions import RunEnded, SessionsPane, restore_cursor, selected_id
+from screens.restore_sessions import (
+    RunEnded,
+    SessionsPane,
+    fixed_columns,
+    restore_cursor,
+    selected_id,
+)
 from screens.restore_view import (
     DECIDED,
     acting,
@@ -98,6 +104,7 @@ class RestoresScreen(Screen[None]):
         self.marks: dict[str, Backup] = {}
         self.draft: dict[str, str] = {"reason": "", "target": ""}
         self._tick: Timer | None = None
+        self.sessions = SessionsPane(service, backup=self._backup, now=self._now)
 
     # ------------------------------------------------------------ layout
 
@@ -112,14 +119,13 @@ class RestoresScreen(Screen[None]):
                 yield DataTable(id="approvals-table", cursor_type="row", zebra_stripes=True)
                 with VerticalScroll(id="approvals-detail", classes="box"):
                     yield Static("", id="approvals-request")
-            yield SessionsPane(self.service, backup=self._backup, now=self._now)
+            yield self.sessions
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        a = self.query_one("#approvals-table", DataTable)
-        # fixed widths: the columns keep their place whatever the rows hold
-        a.add_column("", key="mark", width=1)
-        for title, key, width in (
+        fixed_columns(
+            self.query_one("#approvals-table", DataTable),
+            ("", "mark", 1),
             ("Request", "id", 8),
             ("Asked by", "by", 12),
             ("Created (UTC)", "created", 16),
@@ -127,24 +133,18 @@ class RestoresScreen(Screen[None]):
             ("Asks to", "what", 22),
             ("Approvals", "approvals", 9),
             ("For you", "note", 18),
-        ):
-            a.add_column(title, key=key, width=width)
+        )
         self.sessions.set_up()
         self.query_one("#approvals-detail").border_title = "Request"
         self.watch(self.app, "who", self._who_changed, init=False)
         self._tick = self.set_interval(TICK, self._on_tick)
         self.reload()
 
-    @property
-    def sessions(self) -> SessionsPane:
-        return self.query_one(SessionsPane)
-
     # what the Sessions pane holds, as the screen's own
     @property
     def running(self) -> str | None:
         """The request whose session is running now, if any."""
-        panes = self.query(SessionsPane)  # none before the screen is composed
-        return panes.first().running if panes else None
+        return self.sessions.running
 
     @property
     def shown(self) -> str | None:
