@@ -80,8 +80,8 @@ def target(tmp_path: Path) -> Path:
 
 def ask(svc: Service, cast: Cast, target: Path, n: int = 3, reason: str = "INC-7: lost") -> Request:
     """oscar asks for the newest ``n`` backups."""
-    ids = [b.id for b in svc.backups(limit=n)]
-    return svc.request_restore(ids, reason, target, by=unlock(svc, cast.oscar))
+    ids = [b.id for b in svc.backups.list(limit=n)]
+    return svc.restores.request(ids, reason, target, by=unlock(svc, cast.oscar))
 
 
 async def open_restores(pilot: Any, app: CustodianApp) -> RestoresScreen:
@@ -124,7 +124,7 @@ def error_of(dialog: Any) -> str:
 
 
 async def test_request_made_from_the_table(svc: Service, cast: Cast, target: Path) -> None:
-    newest = svc.backups(limit=3)
+    newest = svc.backups.list(limit=3)
     app = app_for(svc)
     async with app.run_test(size=SIZE) as pilot:
         sign_in_directly(app, unlock(svc, cast.oscar))
@@ -153,19 +153,19 @@ async def test_request_made_from_the_table(svc: Service, cast: Cast, target: Pat
         # the refusal is in the dialog; nothing typed is lost, nothing was requested
         assert dialog.query_one("#request-reason", Input).value == "INC-2041: orders table lost"
         assert dialog.query_one("#request-target", Input).value == str(missing)
-        assert svc.requests() == []
+        assert svc.approvals.requests() == []
         dialog.query_one("#request-target", Input).value = str(target)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, RestoresScreen))
         await pilot.pause()
-        [r] = svc.requests()
+        [r] = svc.approvals.requests()
         assert r.requester == "oscar" and r.state == "open"
         assert list(r.backups) == [newest[0].id, newest[2].id]
         assert r.reason == "INC-2041: orders table lost" and r.target == str(target.resolve())
         assert screen.pane == "sessions" and screen.shown == r.id
         assert cells(screen.query_one("#sessions-table", DataTable), 1) == [r.id[:8]]
         assert screen.marks == {}  # submitted: the marks are spent
-    assert svc.audit_entries(action="restore.request")[-1]["outcome"] == "ok"
+    assert svc.audit.entries(action="restore.request")[-1]["outcome"] == "ok"
 
 
 async def test_cancelled_request_keeps_marks_and_draft(
@@ -195,7 +195,7 @@ async def test_cancelled_request_keeps_marks_and_draft(
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: isinstance(app.screen, RequestDialog))
         assert app.screen.query_one("#request-reason", Input).value == "half typed"
-    assert svc.requests() == []
+    assert svc.approvals.requests() == []
 
 
 async def test_an_auditor_may_not_request(svc: Service, cast: Cast) -> None:
@@ -216,7 +216,7 @@ async def test_two_custodians_approve_and_a_session_opens(
     svc: Service, cast: Cast, target: Path
 ) -> None:
     r = ask(svc, cast, target)
-    labels = [svc.backup(b).label for b in r.backups]
+    labels = [svc.backups.get(b).label for b in r.backups]
     app = app_for(svc)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         sign_in_directly(app, unlock(svc, cast.alice))
@@ -230,7 +230,7 @@ async def test_two_custodians_approve_and_a_session_opens(
         assert "backups v2" in detail  # each backup's KEK version
         dialog = await decide(pilot, app, "ctrl+a", next_code(svc, cast.alice))
         assert app.screen is screen and dialog.is_attached is False  # accepted: it closed
-        assert svc.request(r.id).approvals == ("alice",)
+        assert svc.approvals.get(r.id).approvals == ("alice",)
         assert cells(table, 7) == ["you approved"]
         assert any("1 of 2 approvals" in m for m in messages(app))
 
@@ -240,15 +240,15 @@ async def test_two_custodians_approve_and_a_session_opens(
         await wait_for(pilot, lambda: cells(table, 7) == ["waiting for you"])
         assert "alice approved" in shown(screen.query_one("#approvals-request", Static))
         await decide(pilot, app, "a", next_code(svc, cast.bob))  # the letter works too
-        done = svc.request(r.id)
+        done = svc.approvals.get(r.id)
         assert done.state == "approved" and done.approvals == ("alice", "bob")
         assert done.session is not None and done.session.state == "open"
         assert table.row_count == 0
         assert any("a session is open until" in m for m in messages(app))
-    entries = svc.audit_entries(action="request.approve")
+    entries = svc.audit.entries(action="request.approve")
     assert [(e["actor"], e["outcome"]) for e in entries] == [("alice", "ok"), ("bob", "ok")]
     assert "code" not in str(entries)  # the step, never the code
-    assert svc.audit_verify().ok
+    assert svc.audit.verify().ok
 
 
 async def test_deny_is_final(svc: Service, cast: Cast, target: Path) -> None:
@@ -268,7 +268,7 @@ async def test_deny_is_final(svc: Service, cast: Cast, target: Path) -> None:
         field.value = code
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is screen)
-        denied = svc.request(r.id)
+        denied = svc.approvals.get(r.id)
         assert denied.state == "denied" and denied.decisions[0].reason == "no ticket [/b] for this"
         assert screen.query_one("#approvals-table", DataTable).row_count == 0
         screen.show_pane("sessions")
@@ -278,9 +278,9 @@ async def test_deny_is_final(svc: Service, cast: Cast, target: Path) -> None:
         assert "denied by bob (final)" in summary
         assert any("denial is final" in m for m in messages(app))
     # alice has nothing left to decide, and the core refuses any late approval
-    assert svc.inbox("alice") == []
+    assert svc.approvals.inbox("alice") == []
     with pytest.raises(Exception, match="denied"):
-        svc.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
+        svc.approvals.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
 
 
 async def test_a_request_decided_meanwhile_is_refused_in_the_dialog(
@@ -295,13 +295,13 @@ async def test_a_request_decided_meanwhile_is_refused_in_the_dialog(
         await wait_for(pilot, lambda: isinstance(app.screen, DecisionDialog))
         dialog = app.screen
         # bob denies at another terminal while alice reads the request
-        svc.deny(r.id, next_code(svc, cast.bob), "not now", by=unlock(svc, cast.bob))
+        svc.approvals.deny(r.id, next_code(svc, cast.bob), "not now", by=unlock(svc, cast.bob))
         dialog.query_one("#decide-code", Input).value = next_code(svc, cast.alice)
         await pilot.press("enter")
         await wait_for(pilot, lambda: "is denied" in error_of(dialog))
         assert "final" in error_of(dialog) and "nothing was done" in error_of(dialog)
         assert app.screen is dialog and dialog.query_one("#decide-code", Input).value == ""
-    assert svc.request(r.id).approvals == ()
+    assert svc.approvals.get(r.id).approvals == ()
 
 
 async def test_a_replayed_code_is_refused(svc: Service, cast: Cast, target: Path) -> None:
@@ -316,27 +316,27 @@ async def test_a_replayed_code_is_refused(svc: Service, cast: Cast, target: Path
         assert cells(table, 1) == [first.id[:8], second.id[:8]]
         code = next_code(svc, cast.alice)
         await decide(pilot, app, "ctrl+a", code)
-        assert svc.request(first.id).approvals == ("alice",)
+        assert svc.approvals.get(first.id).approvals == ("alice",)
         table.move_cursor(row=cells(table, 1).index(second.id[:8]))
         await pilot.pause()
         dialog = await decide(pilot, app, "ctrl+a", code)  # the same code again
         assert app.screen is dialog
         assert "already used" in error_of(dialog) and "nothing was done" in error_of(dialog)
         assert dialog.query_one("#decide-code", Input).value == ""  # cleared, even on refusal
-        assert svc.request(second.id).approvals == ()
+        assert svc.approvals.get(second.id).approvals == ()
         # the next code works in the same dialog
         dialog.query_one("#decide-code", Input).value = next_code(svc, cast.alice)
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is screen)
-        assert svc.request(second.id).approvals == ("alice",)
-    refused = svc.audit_entries(action="request.approve", outcome="refused")
+        assert svc.approvals.get(second.id).approvals == ("alice",)
+    refused = svc.audit.entries(action="request.approve", outcome="refused")
     assert refused[-1]["details"]["reason"] == "TOTP code replayed"
 
 
 async def test_self_approval_is_refused(svc: Service, cast: Cast, target: Path) -> None:
-    ids = [b.id for b in svc.backups(limit=1)]
-    mine = svc.request_restore(ids, "custodians may ask too", target, by=unlock(svc, cast.alice))
-    before = len(svc.audit_entries())
+    ids = [b.id for b in svc.backups.list(limit=1)]
+    mine = svc.restores.request(ids, "custodians may ask too", target, by=unlock(svc, cast.alice))
+    before = len(svc.audit.entries())
     app = app_for(svc)
     async with app.run_test(size=SIZE) as pilot:
         sign_in_directly(app, unlock(svc, cast.alice))
@@ -353,8 +353,8 @@ async def test_self_approval_is_refused(svc: Service, cast: Cast, target: Path) 
         assert dialog.query_one("#decide-ok", Button).disabled
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is screen)
-    assert svc.request(mine.id).decisions == ()
-    assert len(svc.audit_entries()) == before  # no code was asked, nothing was recorded
+    assert svc.approvals.get(mine.id).decisions == ()
+    assert len(svc.audit.entries()) == before  # no code was asked, nothing was recorded
 
 
 async def test_deciding_needs_a_signed_in_custodian(
@@ -385,7 +385,7 @@ async def test_deciding_needs_a_signed_in_custodian(
 
 
 def tamper(svc: Service, backup_id: str) -> None:
-    p = Path(svc.backup(backup_id).location)
+    p = Path(svc.backups.get(backup_id).location)
     raw = bytearray(p.read_bytes())
     raw[len(raw) // 2] ^= 1
     p.write_bytes(raw)
@@ -400,7 +400,7 @@ async def run_until_done(pilot: Any, screen: RestoresScreen, seconds: float = 10
 async def test_run_a_session_with_progress_and_a_tampered_backup(
     svc: Service, cast: Cast, target: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = [b.id for b in svc.backups(limit=3)]
+    ids = [b.id for b in svc.backups.list(limit=3)]
     session = approved_session(svc, cast, ids, target, reason="INC-9 [/b] restore test")
     tamper(svc, ids[1])
     seen: list[tuple[int, int]] = []
@@ -434,25 +434,25 @@ async def test_run_a_session_with_progress_and_a_tampered_backup(
         assert reason.startswith("✗ ") and ("chunk" in reason or "authentic" in reason)
         assert any("2 restored, 1 failed" in m for m in messages(app))
         assert cells(sessions, 4)[0] == "done" and cells(sessions, 0)[0] == ""
-    r = svc.request(session.id)
+    r = svc.approvals.get(session.id)
     assert r.state == "done" and [x.outcome for x in r.results] == ["ok", "failed", "ok"]
     names = sorted(p.name for p in target.iterdir())
     assert names == sorted(r.payload["files"][b] for b in (ids[0], ids[2]))
-    assert svc.audit_verify().ok
+    assert svc.audit.verify().ok
 
 
 async def test_stop_between_backups_keeps_the_session_open(
     svc: Service, cast: Cast, target: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = [b.id for b in svc.backups(limit=3)]
+    ids = [b.id for b in svc.backups.list(limit=3)]
     session = approved_session(svc, cast, ids, target)
-    slow = svc._decrypt_backup
+    slow = svc.restores._decrypt_backup
 
     def slowly(*args: Any, **kwargs: Any) -> Any:
         time.sleep(0.4)  # time to press keys between backups
         return slow(*args, **kwargs)
 
-    monkeypatch.setattr(svc, "_decrypt_backup", slowly)
+    monkeypatch.setattr(svc.restores, "_decrypt_backup", slowly)
     app = app_for(svc)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         sign_in_directly(app, unlock(svc, cast.oscar))
@@ -468,20 +468,20 @@ async def test_stop_between_backups_keeps_the_session_open(
         await run_until_done(pilot, screen)
         status = str(screen.query_one("#session-status").render())
         assert status.startswith("Stopped") and "stays open" in status
-        r = svc.request(session.id)
+        r = svc.approvals.get(session.id)
         assert r.state == "approved" and r.session is not None and r.session.state == "open"
         assert 1 <= len(r.results) < 3
         await pilot.press("ctrl+r")  # the rest
         await run_until_done(pilot, screen)
         assert cells(screen.query_one("#results-table", DataTable), 2) == ["✓ restored"] * 3
         assert "restored earlier" in str(screen.query_one("#session-status").render())
-    assert svc.request(session.id).state == "done"
+    assert svc.approvals.get(session.id).state == "done"
 
 
 async def test_only_the_requester_runs_a_session(svc: Service, cast: Cast, target: Path) -> None:
-    ids = [b.id for b in svc.backups(limit=1)]
+    ids = [b.id for b in svc.backups.list(limit=1)]
     approved_session(svc, cast, ids, target)
-    before = len(svc.audit_entries())
+    before = len(svc.audit.entries())
     app = app_for(svc)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         sign_in_directly(app, unlock(svc, cast.bob))
@@ -493,17 +493,19 @@ async def test_only_the_requester_runs_a_session(svc: Service, cast: Cast, targe
         await pilot.pause()
         assert screen.running is None
         assert any("Only oscar, who asked for request" in m for m in messages(app))
-    assert len(svc.audit_entries()) == before
+    assert len(svc.audit.entries()) == before
 
 
 async def test_markup_in_reasons_and_labels_does_not_crash(
     svc: Service, cast: Cast, target: Path
 ) -> None:
-    bot = svc.unlock("bot", None)
-    evil = svc.encrypt_backup(
-        io.BytesIO(b"x"), target.parent / "evil.cbk", by=bot, label="[/b]evil[red]\x1b[2J"
-    )
-    r = svc.request_restore(
+    bot = svc.auth.unlock("bot", None)
+    evil = svc.backups.encrypt(io.BytesIO(b"x"), target.parent / "evil.cbk", by=bot, label="x")
+    # new labels are one printable line (custodian.text.check_label); an older or edited
+    # catalog can still hold markup and escapes
+    with svc.catalog.transaction() as db:
+        db.execute("UPDATE backups SET label=? WHERE id=?", ("[/b]evil[red]\x1b[2J", evil.id))
+    r = svc.restores.request(
         [evil.id], "[/b] [bold red]not markup[/]", target, by=unlock(svc, cast.oscar)
     )
     app = app_for(svc)
@@ -518,19 +520,19 @@ async def test_markup_in_reasons_and_labels_does_not_crash(
         screen.show_pane("sessions")
         await pilot.pause()
         assert "[/b] [bold red]not markup[/]" in shown(screen.query_one("#session-summary", Static))
-    assert svc.request(r.id).decisions == ()  # cancelled dialog: nothing decided
+    assert svc.approvals.get(r.id).decisions == ()  # cancelled dialog: nothing decided
 
 
 async def test_a_key_destruction_request_is_decided_in_the_same_inbox(
     svc: Service, cast: Cast
 ) -> None:
     alice = unlock(svc, cast.alice)
-    svc.rotate("backups", next_code(svc, cast.alice), by=alice)
-    svc.rewrap("backups", by=alice)
-    svc.retire_version("backups", 1, next_code(svc, cast.alice), by=alice)
+    svc.keys.rotate("backups", next_code(svc, cast.alice), by=alice)
+    svc.keys.rewrap("backups", by=alice)
+    svc.keys.retire("backups", 1, next_code(svc, cast.alice), by=alice)
     svc.clock.advance(8 * 86400)  # type: ignore[attr-defined]
     enrol(svc, "carol", ("custodian",), alice)  # two approvers besides alice
-    r = svc.request_destroy("backups", 1, "quarterly clean-up", by=alice)
+    r = svc.keys.request_destroy("backups", 1, "quarterly clean-up", by=alice)
     app = app_for(svc)
     async with app.run_test(size=SIZE) as pilot:
         sign_in_directly(app, unlock(svc, cast.bob))
@@ -545,7 +547,7 @@ async def test_a_key_destruction_request_is_decided_in_the_same_inbox(
         screen.show_pane("sessions")
         await pilot.pause()
         assert screen.session_rows == []  # not a restore: no session to run
-    assert svc.request(r.id).approvals == ("bob",)
+    assert svc.approvals.get(r.id).approvals == ("bob",)
 
 
 # ------------------------------------------------------------------ cancel
@@ -590,17 +592,17 @@ async def test_the_requester_cancels_an_open_request(
         assert cells(screen.query_one("#sessions-table", DataTable), 4) == ["cancelled"]
         assert "cancelled (final)" in shown(screen.query_one("#session-summary", Static))
         assert any(f"Request {r.id[:8]} is cancelled (final)" in m for m in messages(app))
-    assert svc.request(r.id).state == "cancelled"
-    [entry] = svc.audit_entries(action="request.cancel")
+    assert svc.approvals.get(r.id).state == "cancelled"
+    [entry] = svc.audit.entries(action="request.cancel")
     assert (entry["actor"], entry["outcome"]) == ("oscar", "ok")
     assert entry["details"]["reason"] == "INC-7 [/b] solved otherwise"
-    assert svc.audit_verify().ok
+    assert svc.audit.verify().ok
 
 
 async def test_a_custodian_cancels_an_approved_request_and_its_session_closes(
     svc: Service, cast: Cast, target: Path
 ) -> None:
-    ids = [b.id for b in svc.backups(limit=2)]
+    ids = [b.id for b in svc.backups.list(limit=2)]
     session = approved_session(svc, cast, ids, target)
     app = app_for(svc)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
@@ -619,9 +621,9 @@ async def test_a_custodian_cancels_an_approved_request_and_its_session_closes(
         assert app.screen is screen
         assert cells(screen.query_one("#sessions-table", DataTable), 4) == ["cancelled"]
         assert any("is closed" in m and "oscar sees it" in m for m in messages(app))
-    r = svc.request(session.request)
+    r = svc.approvals.get(session.request)
     assert r.state == "cancelled" and r.session is not None and r.session.state == "closed"
-    [entry] = svc.audit_entries(action="request.cancel")
+    [entry] = svc.audit.entries(action="request.cancel")
     assert (entry["actor"], entry["outcome"]) == ("bob", "ok")
     assert entry["details"]["session"] == session.id
 
@@ -629,9 +631,9 @@ async def test_a_custodian_cancels_an_approved_request_and_its_session_closes(
 async def test_an_operator_who_did_not_ask_may_not_cancel(
     svc: Service, cast: Cast, target: Path
 ) -> None:
-    ids = [b.id for b in svc.backups(limit=1)]
-    r = svc.request_restore(ids, "alice asks", target, by=unlock(svc, cast.alice))
-    before = len(svc.audit_entries())
+    ids = [b.id for b in svc.backups.list(limit=1)]
+    r = svc.restores.request(ids, "alice asks", target, by=unlock(svc, cast.alice))
+    before = len(svc.audit.entries())
     app = app_for(svc)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         sign_in_directly(app, unlock(svc, cast.oscar))
@@ -645,15 +647,15 @@ async def test_an_operator_who_did_not_ask_may_not_cancel(
             f"Only alice, who asked, or a custodian may cancel request {r.id[:8]}" in m
             for m in messages(app)
         )
-    assert svc.request(r.id).state == "open"
-    assert len(svc.audit_entries()) == before
+    assert svc.approvals.get(r.id).state == "open"
+    assert len(svc.audit.entries()) == before
 
 
 async def test_escape_in_the_cancel_dialog_changes_nothing(
     svc: Service, cast: Cast, target: Path
 ) -> None:
     r = ask(svc, cast, target)
-    before = len(svc.audit_entries())
+    before = len(svc.audit.entries())
     app = app_for(svc)
     async with app.run_test(size=SIZE) as pilot:
         sign_in_directly(app, unlock(svc, cast.alice))
@@ -665,8 +667,8 @@ async def test_escape_in_the_cancel_dialog_changes_nothing(
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is screen)
         assert cells(screen.query_one("#approvals-table", DataTable), 1) == [r.id[:8]]
-    assert svc.request(r.id).state == "open"
-    assert len(svc.audit_entries()) == before
+    assert svc.approvals.get(r.id).state == "open"
+    assert len(svc.audit.entries()) == before
 
 
 async def test_a_second_cancel_is_refused_as_already_cancelled(
@@ -681,7 +683,7 @@ async def test_a_second_cancel_is_refused_as_already_cancelled(
         await wait_for(pilot, lambda: isinstance(app.screen, CancelDialog))
         dialog = app.screen
         # alice cancels at another terminal while oscar reads the dialog
-        svc.cancel(r.id, by=unlock(svc, cast.alice), reason="done elsewhere")
+        svc.approvals.cancel(r.id, by=unlock(svc, cast.alice), reason="done elsewhere")
         dialog.query_one("#cancel-reason", Input).value = "no longer needed"
         await pilot.press("enter")
         await wait_for(pilot, lambda: "already cancelled" in error_of(dialog))
@@ -695,23 +697,23 @@ async def test_a_second_cancel_is_refused_as_already_cancelled(
         await pilot.pause()
         assert app.screen is screen
         assert any(f"{r.id[:8]} is already cancelled (final)" in m for m in messages(app))
-    entries = svc.audit_entries(action="request.cancel")
+    entries = svc.audit.entries(action="request.cancel")
     assert [(e["actor"], e["outcome"]) for e in entries] == [("alice", "ok"), ("oscar", "refused")]
-    assert svc.request(r.id).state == "cancelled"
+    assert svc.approvals.get(r.id).state == "cancelled"
 
 
 async def test_cancel_is_refused_while_its_session_runs(
     svc: Service, cast: Cast, target: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = [b.id for b in svc.backups(limit=2)]
+    ids = [b.id for b in svc.backups.list(limit=2)]
     session = approved_session(svc, cast, ids, target)
-    slow = svc._decrypt_backup
+    slow = svc.restores._decrypt_backup
 
     def slowly(*args: Any, **kwargs: Any) -> Any:
         time.sleep(0.4)
         return slow(*args, **kwargs)
 
-    monkeypatch.setattr(svc, "_decrypt_backup", slowly)
+    monkeypatch.setattr(svc.restores, "_decrypt_backup", slowly)
     app = app_for(svc)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         sign_in_directly(app, unlock(svc, cast.oscar))
@@ -723,5 +725,5 @@ async def test_cancel_is_refused_while_its_session_runs(
         assert app.screen is screen
         assert any("Not now: the restore of request" in m for m in messages(app))
         await run_until_done(pilot, screen)
-    assert svc.request(session.request).state == "done"
-    assert svc.audit_entries(action="request.cancel") == []
+    assert svc.approvals.get(session.request).state == "done"
+    assert svc.audit.entries(action="request.cancel") == []
