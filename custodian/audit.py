@@ -29,13 +29,17 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from custodian.catalog import utcnow
 from custodian.errors import CustodianError
+
+if TYPE_CHECKING:
+    from custodian.ledger import LogState
 
 HASH_PREFIX = b"custodian audit v1\n"
 SIG_PREFIX = b"custodian audit sig v1\0"
@@ -43,6 +47,12 @@ CHECKPOINT_PREFIX = b"custodian audit checkpoint v1\0"
 GENESIS = "0" * 64
 SEGMENT_ENTRIES = 10_000
 KEY_ANNOUNCING = ("home.init", "person.enrol", "person.key.replace")
+SEGMENT_RE = re.compile(r"segment-([0-9]{6,})\.jsonl")
+
+
+def segment_name(n: int) -> str:
+    """The file name of segment ``n`` (1, 2, ...)."""
+    return f"segment-{n:06d}.jsonl"
 
 
 class AuditError(CustodianError):
@@ -97,12 +107,19 @@ class AuditLog:
     # ------------------------------------------------------------ files
 
     def segments(self) -> list[Path]:
+        """The segment files in order: exactly ``segment-`` + the number in at least 6
+        digits (no more leading zeros) + ``.jsonl``; every other file is not the log's."""
         if not self.dir.is_dir():
             return []
-        return sorted(self.dir.glob("segment-*.jsonl"))
+        found = []
+        for p in self.dir.iterdir():
+            m = SEGMENT_RE.fullmatch(p.name)
+            if m and segment_name(int(m.group(1))) == p.name and int(m.group(1)) >= 1:
+                found.append((int(m.group(1)), p))
+        return [p for _, p in sorted(found)]
 
     def _segment_path(self, n: int) -> Path:
-        return self.dir / f"segment-{n:06d}.jsonl"
+        return self.dir / segment_name(n)
 
     def _last_line(self, path: Path) -> bytes | None:
         with open(path, "rb") as f:
@@ -181,9 +198,13 @@ class AuditLog:
             path = self._segment_path((seq // SEGMENT_ENTRIES) + 1)
             new = not path.exists()
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
                     size = os.fstat(fd).st_size
+                    if size and os.pread(fd, 1, size - 1) != b"\n":
+                        # The newest line has no line end (an editor, a copy): end it in
+                        # the same write, so that two entries never share a line.
+                        line = b"\n" + line
                     try:
                         if os.write(fd, line) != len(line):
                             raise OSError(28, "short write (disk full?)")
@@ -214,6 +235,7 @@ class AuditLog:
         self,
         decode: Callable[[str], Any] | None = None,
         before_line: Callable[[], None] | None = None,
+        on_segment: Callable[[Path], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every entry, oldest first; a line that is not JSON as ``{"_malformed": where}``.
 
@@ -221,6 +243,8 @@ class AuditLog:
         decodes bytes); ``before_line`` is called before each line is decoded.
         """
         for seg in self.segments():
+            if on_segment is not None:
+                on_segment(seg)
             with open(seg, "rb") as f:
                 for n, line in enumerate(f, 1):
                     if not line.strip():
@@ -269,8 +293,9 @@ def _parsed_entry_hash(entry: dict[str, Any]) -> str:
     return hashlib.sha256(HASH_PREFIX + _CANONICAL_ENCODER.encode(body).encode()).hexdigest()
 
 
-def _entries_for_verify(log: AuditLog) -> Iterator[tuple[Any, bool]]:
-    """What ``log.entries()`` yields, each with whether its line held a float."""
+def _entries_for_verify(log: AuditLog, where: list[str]) -> Iterator[tuple[Any, bool]]:
+    """What ``log.entries()`` yields, each with whether its line held a float; ``where[0]``
+    is the name of the segment the entry is in."""
     floats: list[str] = []
 
     def note_float(text: str) -> float:
@@ -278,16 +303,8 @@ def _entries_for_verify(log: AuditLog) -> Iterator[tuple[Any, bool]]:
         return float(text)
 
     decoder = json.JSONDecoder(parse_float=note_float, parse_constant=note_float)
-    for e in log.entries(decoder.decode, floats.clear):
+    for e in log.entries(decoder.decode, floats.clear, lambda p: where.__setitem__(0, p.name)):
         yield e, bool(floats)
-
-
-@dataclass
-class KnownKey:
-    person: str
-    public: Any
-    since: int
-    replaced_at: int | None = None
 
 
 @dataclass
@@ -324,44 +341,53 @@ def verify(
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> VerifyResult:
-    """Check the whole log offline. Names the first bad entry and why."""
+    """Check the whole log offline. Names the first bad entry and why.
+
+    Each entry: well-formed, in sequence, in its segment, linked to the one before,
+    hashed and signed by a key the log announced to its actor and still in force, and
+    (outcome ok) allowed by the rules of :class:`custodian.ledger.LogState`: who may
+    announce, replace, disable and enable which key, change KEK versions and the
+    policy, and decide a request (docs/audit-format.md, section 7).
+    """
+    import copy
+
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    keys: dict[str, KnownKey] = {}
-    disabled: dict[str, int] = {}
+    from custodian.ledger import LogState
+
+    st = LogState()
+    pubs: dict[str, Any] = {}
     try:
         total = log.count()
     except AuditError:
         total = 0  # a damaged newest line: reported below, where the entries are read
     prev, expect_seq, last_hash = GENESIS, 1, GENESIS
     hashes_at: dict[int, str] = {}
-    roles: dict[str, set[str]] = {}
-    if checkpoint is not None and not (
-        isinstance(checkpoint, dict)
-        and isinstance(checkpoint.get("seq"), int)
-        and set(checkpoint) >= CHECKPOINT_FIELDS
-    ):
-        return VerifyResult(
-            False, 0, GENESIS, None, "the checkpoint file is not a custodian audit checkpoint"
-        )
+    why_cp = _checkpoint_types(checkpoint) if checkpoint is not None else ""
+    if why_cp:
+        return VerifyResult(False, 0, GENESIS, None, why_cp)
     want_seq = int(checkpoint["seq"]) if checkpoint else None
     # Entries that a later compensating entry cancels (section "Compensating entries"):
     # known before the pass, so that a cancelled entry never takes effect; each
     # compensating entry is then checked where it stands.
     cancelled_by = _compensated(log)
     voided: dict[int, tuple[str, str, str, str]] = {}  # seq -> action, subject, hash, key
+    where: list[str] = [""]  # the segment being read (for messages)
 
     def bad(seq: int | None, why: str) -> VerifyResult:
-        return VerifyResult(False, expect_seq - 1, last_hash, seq, why, keys=len(keys))
+        return VerifyResult(False, expect_seq - 1, last_hash, seq, why, keys=len(st.keys))
 
-    for e, has_float in _entries_for_verify(log):
+    for e, has_float in _entries_for_verify(log, where):
         if cancelled is not None and cancelled():
             return VerifyResult(False, expect_seq - 1, last_hash, None, "verification cancelled")
         if "_malformed" in e:
             return bad(expect_seq, f"not valid JSON ({e['_malformed']})")
         try:
-            seq = int(e["seq"])
+            wrong = _entry_types(e)
+            if wrong:
+                raise TypeError(wrong)
+            seq = e["seq"]
             if seq != expect_seq:
                 what = "missing" if seq > expect_seq else "repeated or out of order"
                 return bad(
@@ -377,39 +403,26 @@ def verify(
             if (entry_hash(e) if has_float else _parsed_entry_hash(e)) != e["hash"]:
                 return bad(seq, "content does not match its hash (the entry was edited)")
             kid = e["key_id"]
-            if seq == 1:
-                if e["action"] != "home.init":
-                    return bad(1, "the log does not start with home.init")
-                pub = base64.b64decode(e["details"]["public_key"])
-                keys[kid] = KnownKey(e["actor"], ed25519.Ed25519PublicKey.from_public_bytes(pub), 1)
-            k = keys.get(kid)
-            if k is None:
-                return bad(seq, f"signed by key {kid[:12]}…, which no earlier entry enrolled")
-            if k.person != e["actor"]:
-                return bad(
-                    seq,
-                    f"actor is {e['actor']} but the key belongs to {k.person} "
-                    "(re-signed by someone else)",
-                )
-            if k.replaced_at is not None and seq > k.replaced_at:
-                return bad(seq, f"signed with {k.person}'s key replaced at entry {k.replaced_at}")
-            if e["actor"] in disabled and seq > disabled[e["actor"]]:
-                return bad(seq, f"signed by {e['actor']}, disabled at entry {disabled[e['actor']]}")
+            why, pub = st.signer(e)
+            if why or pub is None:
+                return bad(seq, why)
+            key = pubs.get(kid)
+            if key is None:
+                key = pubs[kid] = ed25519.Ed25519PublicKey.from_public_bytes(pub)
             try:
-                k.public.verify(_b64_strict(e["sig"]), SIG_PREFIX + bytes.fromhex(e["hash"]))
+                key.verify(_b64_strict(e["sig"]), SIG_PREFIX + bytes.fromhex(e["hash"]))
             except (InvalidSignature, ValueError):
                 return bad(seq, "signature does not verify")
-            if e["outcome"] == "ok":
-                why = _unauthorised(e, roles, disabled)
-                if why:
-                    return bad(seq, why)
-                if seq in cancelled_by:  # it did not happen: nothing to learn from it
-                    voided[seq] = (e["action"], e["subject"], e["hash"], kid)
-                else:
-                    _learn(e, keys, disabled, ed25519)
-                    if e["action"] == "person.enrol":
-                        roles[e["subject"].removeprefix("person:")] = set(e["details"]["roles"])
-            elif e["outcome"] == "failed" and "aborts" in e["details"]:
+            if e["outcome"] == "ok" and seq in cancelled_by:
+                # it did not happen: its rules are checked, nothing is learnt from it
+                why = copy.deepcopy(st).apply(e)
+                st.last_seq = seq
+                voided[seq] = (e["action"], e["subject"], e["hash"], kid)
+            else:
+                why = st.apply(e)
+            if why:
+                return bad(seq, why)
+            if e["outcome"] == "failed" and "aborts" in e["details"]:
                 why = _bad_compensation(e, voided, cancelled_by)
                 if why:
                     return bad(seq, why)
@@ -426,13 +439,40 @@ def verify(
         return VerifyResult(
             False, 0, GENESIS, None, "the log is empty; every home's log starts with home.init"
         )
-    res = VerifyResult(True, n, last_hash, keys=len(keys), aborted=len(voided))
+    res = VerifyResult(True, n, last_hash, keys=len(st.keys), aborted=len(voided))
     if checkpoint is not None:
-        problem, where = _check_checkpoint(checkpoint, keys, hashes_at, n)
+        problem, at = _check_checkpoint(checkpoint, st, hashes_at, n)
         if problem:
-            return VerifyResult(False, n, last_hash, where, problem, keys=len(keys))
+            return VerifyResult(False, n, last_hash, at, problem, keys=len(st.keys))
         res.checkpoint = f"checkpoint at entry {want_seq} by {checkpoint['actor']} holds"
     return res
+
+
+# Members of an entry and their JSON types (docs/audit-format.md section 2).
+ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "seq": int,
+    "time": str,
+    "actor": str,
+    "action": str,
+    "subject": str,
+    "outcome": str,
+    "details": dict,
+    "prev": str,
+    "key_id": str,
+    "hash": str,
+    "sig": str,
+}
+
+
+def _entry_types(e: dict[str, Any]) -> str:
+    """Which member is missing or of the wrong type ('' when none)."""
+    for name, kind in ENTRY_TYPES.items():
+        if name not in e:
+            return f"no {name}"
+        v = e[name]
+        if isinstance(v, bool) or not isinstance(v, kind):
+            return f"{name} is {type(v).__name__}, not {getattr(kind, '__name__', kind)}"
+    return ""
 
 
 def _compensated(log: AuditLog) -> dict[int, int]:
@@ -488,56 +528,6 @@ CHECKPOINT_FIELDS = {"format", "home_id", "seq", "head", "time", "actor", "key_i
 KEY_ID_PREFIX = b"custodian signing key v1\0"  # custodian.people.key_id
 
 
-def _unauthorised(e: dict[str, Any], roles: dict[str, set[str]], disabled: dict[str, int]) -> str:
-    """Why the signer of a key-changing entry had no right to it ('' when they had).
-
-    A custodian enrols and disables people; a person or a custodian replaces a
-    person's key; the home key enrols only while the home has no custodian. An
-    announced key id must be the hash of the announced public key.
-    """
-    action = e["action"]
-    if action not in ("person.enrol", "person.key.replace", "person.disable", "person.enable"):
-        return ""
-    actor, subject = e["actor"], e["subject"].removeprefix("person:")
-    custodian = "custodian" in roles.get(actor, set()) and actor not in disabled
-    if action == "person.enrol":
-        if actor == "home":
-            if any("custodian" in r and p not in disabled for p, r in roles.items()):
-                return "the home key enrolled someone after the home had a custodian"
-        elif not custodian:
-            return f"{actor} enrolled {subject} without holding the custodian role"
-        if subject in roles:
-            return f"{subject} was already enrolled"
-    elif action == "person.key.replace":
-        if actor != subject and not custodian:
-            return f"{actor} replaced {subject}'s key without holding the custodian role"
-    elif not custodian:
-        return f"{actor} changed {subject}'s state without holding the custodian role"
-    if action in ("person.enrol", "person.key.replace"):
-        d = e["details"]
-        pub = base64.b64decode(d["public_key"], validate=True)
-        if hashlib.sha256(KEY_ID_PREFIX + pub).hexdigest()[:32] != d["key_id"]:
-            return "the announced key id is not the hash of the announced public key"
-    return ""
-
-
-def _learn(
-    e: dict[str, Any], keys: dict[str, KnownKey], disabled: dict[str, int], ed25519: Any
-) -> None:
-    d, seq = e["details"], int(e["seq"])
-    if e["action"] in ("person.enrol", "person.key.replace"):
-        person = e["subject"].removeprefix("person:")
-        for old in keys.values():
-            if old.person == person and old.replaced_at is None:
-                old.replaced_at = seq
-        pub = base64.b64decode(d["public_key"])
-        keys[d["key_id"]] = KnownKey(person, ed25519.Ed25519PublicKey.from_public_bytes(pub), seq)
-    elif e["action"] == "person.disable":
-        disabled[e["subject"].removeprefix("person:")] = seq
-    elif e["action"] == "person.enable":
-        disabled.pop(e["subject"].removeprefix("person:"), None)
-
-
 # ---------------------------------------------------------------- checkpoints
 
 
@@ -558,21 +548,70 @@ def sign_checkpoint(body: dict[str, Any], sign: Signer) -> dict[str, Any]:
     return {**body, "sig": base64.b64encode(sig).decode()}
 
 
+def _checkpoint_types(cp: Any) -> str:
+    """Why a checkpoint is not one at all, by its members' types ('' when it is one)."""
+    if not isinstance(cp, dict):
+        return "the checkpoint file is not a custodian audit checkpoint (not a JSON object)"
+    missing = sorted(CHECKPOINT_FIELDS - set(cp))
+    if missing:
+        return f"the checkpoint file is not a custodian audit checkpoint (no {', '.join(missing)})"
+    for name, kind in CHECKPOINT_TYPES.items():
+        v = cp[name]
+        if isinstance(v, bool) or not isinstance(v, kind):
+            return (
+                f"the checkpoint's {name} is a JSON {_json_type(v)}, not a "
+                f"{_json_type(kind())}; the file is not a custodian audit checkpoint"
+            )
+    return ""
+
+
+# A checkpoint's members and their JSON types (docs/audit-format.md section 9).
+CHECKPOINT_TYPES: dict[str, type] = {
+    "format": int,
+    "home_id": str,
+    "seq": int,
+    "head": str,
+    "time": str,
+    "actor": str,
+    "key_id": str,
+    "sig": str,
+}
+
+
+def _json_type(v: Any) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    return {int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(v), "null" if v is None else type(v).__name__
+    )
+
+
 def _check_checkpoint(
-    cp: dict[str, Any], keys: dict[str, KnownKey], hashes_at: dict[int, str], n: int
+    cp: dict[str, Any], st: LogState, hashes_at: dict[int, str], n: int
 ) -> tuple[str, int | None]:
     """What is wrong (empty if nothing) and the entry to blame (None: the checkpoint or the log)."""
     from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ed25519
 
     try:
         body = {k: v for k, v in cp.items() if k != "sig"}
         seq = int(cp["seq"])
-        k = keys.get(cp["key_id"])
+        k = st.keys.get(cp["key_id"])
         if k is None or k.person != cp["actor"]:
             return "the checkpoint is signed by a key this log never enrolled", None
-        k.public.verify(_b64_strict(cp["sig"]), CHECKPOINT_PREFIX + canonical(body))
+        pub = ed25519.Ed25519PublicKey.from_public_bytes(k.public)
+        pub.verify(_b64_strict(cp["sig"]), CHECKPOINT_PREFIX + canonical(body))
     except (KeyError, ValueError, TypeError, InvalidSignature):
         return "the checkpoint's signature does not verify (the checkpoint file was altered)", None
+    if cp["format"] != 1:
+        return f"the checkpoint has format {cp['format']}; this custodian reads format 1", None
+    if seq < 1:
+        return f"the checkpoint vouches for {seq} entries; a checkpoint vouches for 1 or more", None
+    if cp["home_id"] != st.home_id:
+        return (
+            f"the checkpoint is of another home ({cp['home_id'][:40]}), not of this log's "
+            f"({st.home_id})"
+        ), None
     if seq > n:
         return (
             f"the log was cut: the checkpoint vouches for {seq} entries but only {n} "

@@ -366,9 +366,7 @@ class PeopleMixin:
         if kind is None:
             self.db.execute("DELETE FROM auth_failures WHERE person=?", (person,))
         else:
-            self.db.execute(
-                "DELETE FROM auth_failures WHERE person=? AND kind=?", (person, kind)
-            )
+            self.db.execute("DELETE FROM auth_failures WHERE person=? AND kind=?", (person, kind))
 
     def set_person_state(self, name: str, state: str) -> None:
         self.db.execute(
@@ -428,8 +426,15 @@ class Catalog(PeopleMixin):
         if create:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             os.close(fd)
+        elif path.stat().st_size == 0:
+            raise CatalogError(
+                f"the catalog {path} is empty (0 bytes), not this home's catalog; nothing was "
+                "read or changed. Restore it from a copy (it holds no secret)."
+            )
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            if not create:
+                self._check_is_catalog(path)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA synchronous=FULL")
@@ -440,6 +445,25 @@ class Catalog(PeopleMixin):
 
     def close(self) -> None:
         self.db.close()
+
+    def _check_is_catalog(self, path: Path) -> None:
+        """Refuse a file that is SQLite but not a custodian catalog (an empty database,
+        another program's): migrating it would make an empty home out of it."""
+        (version,) = self.db.execute("PRAGMA user_version").fetchone()
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
+        if version < 1 or not {"meta", "keks", "backups"} <= tables:
+            self.db.close()
+            raise CatalogError(
+                f"{path} is not a custodian catalog (schema {version}, tables: "
+                f"{', '.join(sorted(tables)[:5]) or 'none'}); nothing was read or changed. "
+                "Restore this home's catalog from a copy (it holds no secret)."
+            )
+        if self.db.execute("SELECT value FROM meta WHERE key='home_id'").fetchone() is None:
+            self.db.close()
+            raise CatalogError(
+                f"the catalog {path} names no home; nothing was read or changed. Restore "
+                "this home's catalog from a copy."
+            )
 
     def _migrate(self) -> None:
         (current,) = self.db.execute("PRAGMA user_version").fetchone()

@@ -168,7 +168,7 @@ class LogState:
         return p is not None and p.active and p.kind != HOME and "custodian" in p.roles
 
     def policy_object(self) -> Policy:
-        return Policy(**self.policy)
+        return Policy(**self.policy)  # type: ignore[arg-type]  # every field but one is int
 
     def person_keys(self, name: str) -> dict[str, KeyInfo]:
         return {k: v for k, v in self.keys.items() if v.person == name}
@@ -252,6 +252,8 @@ class LogState:
 
     def _person(self, e: dict[str, Any]) -> str:
         action, actor, seq, d = e["action"], e["actor"], int(e["seq"]), e["details"]
+        if not str(e["subject"]).startswith("person:"):
+            return f"{action}'s subject {str(e['subject'])[:60]!r} is not person:NAME"
         subject = _subject(e, "person:")
         custodian = self.is_custodian(actor)
         p = self.people.get(subject)
@@ -310,7 +312,7 @@ class LogState:
             return f"{actor} changed {subject}'s state without holding the custodian role"
         if action == "person.disable":
             if not p.active:
-                return f"{subject} was already disabled (entry {p.state_at})"
+                return f"{subject} was already disabled"
             if "custodian" in p.roles and self.active_custodians() == [subject]:
                 return f"disabling {subject} leaves the home with no active custodian"
             p.state, p.state_at = "disabled", seq

@@ -8,10 +8,11 @@ the same order and prints the same one-line summary, so the two can be compared:
     python docs/audit_verify_example.py HOME/audit --checkpoint cp.json
     python docs/audit_verify_example.py HOME/audit --strict
 
-``--strict`` adds checks that custodian 0.1.0 does not make (docs/audit-format.md,
-section 8): every line is byte-for-byte its canonical encoding, announced key ids
-match their public keys, key announcements and disablements come from someone
-allowed to make them, and a checkpoint names this log's home.
+It enforces the rules of section 7 step 11 (who may announce, replace, disable and
+enable which key) as custodian does. ``--strict`` adds one check custodian does not
+make (section 8): every line is byte-for-byte its canonical encoding. custodian's
+own verify also checks the rules of section 7 step 12 (KEK versions, the policy,
+decisions on requests), which this example leaves out.
 
 Exit status: 0 the log verifies, 8 it does not, 2 usage or unreadable input.
 """
@@ -22,6 +23,7 @@ import argparse
 import base64
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,15 +88,58 @@ def key_id(public_raw: bytes) -> str:
 class Key:
     person: str
     public: Ed25519PublicKey
+    raw: bytes
     replaced_at: int | None = None
+
+
+@dataclass
+class Person:
+    roles: list[str]
+    kind: str  # person | service | home
+    key_id: str
+    disabled_at: int | None = None  # the entry that disabled them, while they are
+
+
+SEGMENT = re.compile(r"segment-([0-9]{6,})\.jsonl")
+NAME = re.compile(r"[a-z][a-z0-9._-]{0,31}")
+ROLES = ("custodian", "operator", "auditor")
+TYPES = {  # section 2: each member and its JSON type
+    "seq": int,
+    "time": str,
+    "actor": str,
+    "action": str,
+    "subject": str,
+    "outcome": str,
+    "details": dict,
+    "prev": str,
+    "key_id": str,
+    "hash": str,
+    "sig": str,
+}
+CHECKPOINT_TYPES = {
+    "format": int,
+    "home_id": str,
+    "seq": int,
+    "head": str,
+    "time": str,
+    "actor": str,
+    "key_id": str,
+    "sig": str,
+}
+
+
+def json_type(v: Any) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    names = {int: "integer", float: "number", str: "string", list: "array", dict: "object"}
+    return names.get(type(v), "null" if v is None else type(v).__name__)
 
 
 class Verifier:
     def __init__(self, strict: bool) -> None:
         self.strict = strict
         self.keys: dict[str, Key] = {}
-        self.disabled: dict[str, int] = {}
-        self.roles: dict[str, list[str]] = {}  # --strict only: roles from enrolment entries
+        self.people: dict[str, Person] = {}
         self.home_id = ""
         self.n = 0
         self.head = GENESIS
@@ -102,8 +147,18 @@ class Verifier:
 
     # ---------------------------------------------------------------- reading
 
+    def segments(self, audit_dir: Path) -> list[Path]:
+        """Section 1: exactly segment-NNNNNN.jsonl (6 digits or more, no extra zeros),
+        in numeric order; any other file is not part of the log."""
+        found = []
+        for p in audit_dir.iterdir():
+            m = SEGMENT.fullmatch(p.name)
+            if m and f"segment-{int(m.group(1)):06d}.jsonl" == p.name and int(m.group(1)) >= 1:
+                found.append((int(m.group(1)), p))
+        return [p for _, p in sorted(found)]
+
     def lines(self, audit_dir: Path) -> Any:
-        for seg in sorted(audit_dir.glob("segment-*.jsonl")):
+        for seg in self.segments(audit_dir):
             with open(seg, "rb") as f:
                 for number, raw in enumerate(f, 1):
                     if raw.strip():
@@ -128,6 +183,8 @@ class Verifier:
                 e = json.loads(raw)
             except ValueError:
                 raise Bad(expect, f"not valid JSON ({where})") from None
+            if not isinstance(e, dict):
+                raise Bad(expect, f"not valid JSON ({where} is not a JSON object)")
             try:
                 self.entry(e, raw)
             except (KeyError, TypeError, ValueError, AttributeError) as ex:
@@ -139,8 +196,13 @@ class Verifier:
     # ---------------------------------------------------------------- one entry
 
     def entry(self, e: dict[str, Any], raw: bytes) -> None:
+        for name, kind in TYPES.items():  # step 2: every member, of its type
+            if name not in e:
+                raise TypeError(f"no {name}")
+            if isinstance(e[name], bool) or not isinstance(e[name], kind):
+                raise TypeError(f"{name} is {type(e[name]).__name__}, not {kind.__name__}")
         expect = self.n + 1
-        seq = int(e["seq"])
+        seq = e["seq"]
         if seq != expect:
             what = "missing" if seq > expect else "repeated or out of order"
             raise Bad(expect, f"sequence gap: expected {expect}, found {seq} (entries {what})")
@@ -157,10 +219,13 @@ class Verifier:
         if seq == 1:
             if e["action"] != "home.init":
                 raise Bad(1, "the log does not start with home.init")
-            pub = base64.b64decode(e["details"]["public_key"])
-            if self.strict and not (kid == e["details"]["key_id"] == key_id(pub)):
-                raise Bad(1, "strict: the home key's id does not match its public key")
-            self.keys[kid] = Key(actor, Ed25519PublicKey.from_public_bytes(pub))
+            pub = base64.b64decode(e["details"]["public_key"], validate=True)
+            if actor != HOME:
+                raise Bad(1, f"home.init is signed by {actor}, not by the home identity")
+            if not (kid == e["details"]["key_id"] == key_id(pub)):
+                raise Bad(1, "the home key's id is not the hash of its public key")
+            self.keys[kid] = Key(HOME, Ed25519PublicKey.from_public_bytes(pub), pub)
+            self.people[HOME] = Person([], HOME, kid)
             self.home_id = str(e["details"].get("home_id", ""))
         k = self.keys.get(kid)
         if k is None:
@@ -172,16 +237,21 @@ class Verifier:
             )
         if k.replaced_at is not None and seq > k.replaced_at:
             raise Bad(seq, f"signed with {k.person}'s key replaced at entry {k.replaced_at}")
-        if actor in self.disabled and seq > self.disabled[actor]:
-            raise Bad(seq, f"signed by {actor}, disabled at entry {self.disabled[actor]}")
+        p = self.people.get(actor)
+        if p is not None and p.disabled_at is not None and seq > p.disabled_at:
+            raise Bad(seq, f"signed by {actor}, disabled at entry {p.disabled_at}")
         try:
             k.public.verify(b64(e["sig"]), SIG_PREFIX + bytes.fromhex(e["hash"]))
         except (InvalidSignature, ValueError):
             raise Bad(seq, "signature does not verify") from None
-        if e["outcome"] == "ok" and seq in self.cancelled_by:
-            self.voided[seq] = (e["action"], e["subject"], e["hash"], kid)  # did not happen
-        elif e["outcome"] == "ok":
-            self.learn(e, seq)
+        if e["outcome"] == "ok":
+            why = self.rules(e, seq)  # step 11, also for an entry cancelled later
+            if why:
+                raise Bad(seq, why)
+            if seq in self.cancelled_by:
+                self.voided[seq] = (e["action"], e["subject"], e["hash"], kid)  # did not happen
+            else:
+                self.learn(e, seq)
         elif e["outcome"] == "failed" and "aborts" in e["details"]:
             t = e["details"]["aborts"]
             if self.cancelled_by.get(t) != seq or t not in self.voided:
@@ -192,50 +262,131 @@ class Verifier:
             if action.startswith("person.") and kid != signer:
                 raise Bad(seq, f"cancels entry {t}, a change of keys or roles, by another key")
 
+    def custodian(self, name: str) -> bool:
+        p = self.people.get(name)
+        return p is not None and p.kind != HOME and p.disabled_at is None and "custodian" in p.roles
+
+    def active_custodians(self) -> list[str]:
+        return [n for n in self.people if self.custodian(n)]
+
+    def rules(self, e: dict[str, Any], seq: int) -> str:
+        """Section 7 step 11: who may announce, replace, disable and enable which key.
+        Returns what is wrong ('' when nothing); changes nothing."""
+        action, actor, d = e["action"], e["actor"], e["details"]
+        if action == "home.init":
+            return "" if seq == 1 else "home.init appears only as entry 1"
+        if action not in ("person.enrol", "person.key.replace", "person.disable", "person.enable"):
+            return ""
+        if not e["subject"].startswith("person:"):
+            return f"{action}'s subject {e['subject'][:60]!r} is not person:NAME"
+        s = e["subject"].removeprefix("person:")
+        p = self.people.get(s)
+        if s == HOME:
+            if action == "person.enrol":
+                return "'home' is the home's own identity: no person is enrolled under that name"
+            if action == "person.key.replace":
+                return "the home identity is not a person: its key is never replaced"
+            return "the home identity is not a person: it is never disabled or enabled"
+        if action == "person.enrol":
+            if not NAME.fullmatch(s):
+                return f"{s!r} is not a valid person name"
+            if actor == HOME:
+                if self.active_custodians():
+                    return "the home key enrolled someone after the home had a custodian"
+            elif not self.custodian(actor):
+                return f"{actor} enrolled {s} without holding the custodian role"
+            if p is not None:
+                return f"{s} was already enrolled"
+            roles, kind = d["roles"], d["kind"]
+            if (
+                not isinstance(roles, list)
+                or not roles
+                or any(r not in ROLES for r in roles)
+                or roles != sorted(set(roles))
+            ):
+                return f"{s}'s roles are not one or more of {', '.join(ROLES)}"
+            if kind not in ("person", "service"):
+                return f"{s}'s kind is {kind!r}, not person or service"
+            if kind == "service" and roles != ["operator"]:
+                return f"{s} is a service identity, which holds the operator role only"
+            return self.fresh_key(s, d)
+        if p is None:
+            if action == "person.key.replace":
+                return f"a key was announced for {s}, who was never enrolled"
+            return f"the state of {s} was changed, who was never enrolled"
+        if action == "person.key.replace":
+            if actor != s and not self.custodian(actor):
+                return f"{actor} replaced {s}'s key without holding the custodian role"
+            prev = d.get("previous_key_id")
+            if prev is not None and prev != p.key_id:
+                return f"previous_key_id is not {s}'s current key"
+            return self.fresh_key(s, d)
+        if not self.custodian(actor):
+            return f"{actor} changed {s}'s state without holding the custodian role"
+        if action == "person.disable":
+            if p.disabled_at is not None:
+                return f"{s} was already disabled"
+            if "custodian" in p.roles and self.active_custodians() == [s]:
+                return f"disabling {s} leaves the home with no active custodian"
+        elif p.disabled_at is None:
+            return f"{s} is not disabled"
+        return ""
+
+    def fresh_key(self, person: str, d: dict[str, Any]) -> str:
+        pub = base64.b64decode(d["public_key"], validate=True)
+        if len(pub) != 32 or key_id(pub) != d["key_id"]:
+            return "the announced key id is not the hash of the announced public key"
+        old = self.keys.get(d["key_id"])
+        if old is None:
+            return ""
+        if old.person == person:
+            return (
+                f"{person}'s key {d['key_id'][:12]}… was announced before (keys are never reused)"
+            )
+        owner = "the home identity" if old.person == HOME else old.person
+        return f"the key {d['key_id'][:12]}… announced for {person} already belongs to {owner}"
+
     def learn(self, e: dict[str, Any], seq: int) -> None:
         """Section 6: what an accepted entry teaches about keys and people."""
-        action, actor, d = e["action"], e["actor"], e["details"]
+        action, d = e["action"], e["details"]
         person = e["subject"].removeprefix("person:")
-        if self.strict:
-            self.authorised(action, actor, person, seq)
         if action in ("person.enrol", "person.key.replace"):
             pub = base64.b64decode(d["public_key"])
-            if self.strict and d["key_id"] != key_id(pub):
-                raise Bad(seq, "strict: an announced key id does not match its public key")
             for old in self.keys.values():
                 if old.person == person and old.replaced_at is None:
                     old.replaced_at = seq
-            self.keys[d["key_id"]] = Key(person, Ed25519PublicKey.from_public_bytes(pub))
+            self.keys[d["key_id"]] = Key(person, Ed25519PublicKey.from_public_bytes(pub), pub)
             if action == "person.enrol":
-                self.roles[person] = list(d.get("roles", []))
+                self.people[person] = Person(list(d["roles"]), d["kind"], d["key_id"])
+            else:
+                self.people[person].key_id = d["key_id"]
         elif action == "person.disable":
-            self.disabled[person] = seq
+            self.people[person].disabled_at = seq
         elif action == "person.enable":
-            self.disabled.pop(person, None)
-
-    def authorised(self, action: str, actor: str, person: str, seq: int) -> None:
-        """--strict: who may announce keys and disable people (the service's own rules)."""
-        if action not in ("person.enrol", "person.key.replace", "person.disable", "person.enable"):
-            return
-
-        def custodian(name: str) -> bool:
-            return "custodian" in self.roles.get(name, []) and name not in self.disabled
-
-        if action == "person.enrol" and actor == HOME:
-            if any(custodian(p) for p in self.roles):
-                raise Bad(seq, "strict: the home key enrolled someone after bootstrap")
-        elif action == "person.key.replace" and actor == person:
-            pass
-        elif not custodian(actor):
-            raise Bad(seq, f"strict: {actor} may not {action} {person} (not a custodian)")
+            self.people[person].disabled_at = None
 
     # ---------------------------------------------------------------- checkpoint
 
-    def checkpoint(self, cp: dict[str, Any]) -> tuple[str, int | None]:
+    def checkpoint(self, cp: Any) -> tuple[str, int | None]:
         """Section 9: what is wrong (empty if nothing) and the entry to blame, if any."""
+        if not isinstance(cp, dict):
+            return (
+                "the checkpoint file is not a custodian audit checkpoint (not a JSON object)",
+                None,
+            )
+        missing = sorted(set(CHECKPOINT_TYPES) - set(cp))
+        if missing:
+            no = ", ".join(missing)
+            return f"the checkpoint file is not a custodian audit checkpoint (no {no})", None
+        for name, kind in CHECKPOINT_TYPES.items():
+            v = cp[name]
+            if isinstance(v, bool) or not isinstance(v, kind):
+                return (
+                    f"the checkpoint's {name} is a JSON {json_type(v)}, not a "
+                    f"{json_type(kind())}; the file is not a custodian audit checkpoint"
+                ), None
         try:
             body = {k: v for k, v in cp.items() if k != "sig"}
-            seq = int(cp["seq"])
             k = self.keys.get(cp["key_id"])
             if k is None or k.person != cp["actor"]:
                 return "the checkpoint is signed by a key this log never enrolled", None
@@ -243,8 +394,19 @@ class Verifier:
         except (KeyError, ValueError, TypeError, InvalidSignature):
             altered = "the checkpoint's signature does not verify (the checkpoint file was altered)"
             return altered, None
-        if self.strict and (cp.get("format") != 1 or cp.get("home_id") != self.home_id):
-            return "strict: the checkpoint is not a format 1 checkpoint of this home", None
+        seq = cp["seq"]
+        if cp["format"] != 1:
+            return f"the checkpoint has format {cp['format']}; this custodian reads format 1", None
+        if seq < 1:
+            return (
+                f"the checkpoint vouches for {seq} entries; a checkpoint vouches for 1 or more",
+                None,
+            )
+        if cp["home_id"] != self.home_id:
+            return (
+                f"the checkpoint is of another home ({cp['home_id'][:40]}), not of this log's "
+                f"({self.home_id})"
+            ), None
         if seq > self.n:
             return (
                 f"the log was cut: the checkpoint vouches for {seq} entries but only {self.n} "
@@ -276,25 +438,21 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     v = Verifier(args.strict)
     want = None
-    if isinstance(cp, dict):
-        try:
-            want = int(cp["seq"])
-        except (KeyError, TypeError, ValueError):
-            want = None
+    if isinstance(cp, dict) and type(cp.get("seq")) is int:
+        want = cp["seq"]
     try:
         v.run(args.audit_dir, want)
     except Bad as b:
         where = f"entry {b.seq}" if b.seq is not None else "the log"
         print(f"audit log does NOT verify: {where}: {b.reason}")
         return 8
-    if args.strict and v.n == 0:
-        print("audit log does NOT verify: the log: strict: the log is empty (no home.init)")
+    if v.n == 0:
+        empty = "the log is empty; every home's log starts with home.init"
+        print(f"audit log does NOT verify: the log: {empty}")
         return 8
     note = ""
     if cp is not None:
-        problem, seq = (
-            v.checkpoint(cp) if isinstance(cp, dict) else ("the checkpoint is not an object", None)
-        )
+        problem, seq = v.checkpoint(cp)
         if problem:
             where = f"entry {seq}" if seq is not None else "the log"
             print(f"audit log does NOT verify: {where}: {problem}")

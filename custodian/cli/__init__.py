@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from custodian.cli import audit, backup, home, kek, people, restore
+from custodian.cli import audit, backup, home, kek, people, policy, restore
 from custodian.cli.common import PROG, TuiRunner
 from custodian.errors import CatalogError, CustodianError
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     kek.add_parsers(sub)
     people.add_parsers(sub)
     audit.add_parsers(sub)
+    policy.add_parsers(sub)
     backup.add_parsers(sub)
     restore.add_parsers(sub)  # restore ..., then approve and deny
     home.add_demo_and_tui_parsers(sub)

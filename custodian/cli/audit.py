@@ -68,6 +68,48 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         return 0 if res.ok else 8
 
 
+def cmd_audit_reconcile(args: argparse.Namespace) -> int:
+    """Every difference between the catalog (and custodian.toml) and the signed log."""
+    with open_service(args) as svc:
+        res, diffs = svc.audit.reconcile()
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "verified": res.ok,
+                        "verify": res.summary(),
+                        "differences": [
+                            {
+                                "subject": d.subject,
+                                "what": d.what,
+                                "catalog": d.catalog,
+                                "log": d.log,
+                            }
+                            for d in diffs
+                        ],
+                    },
+                    indent=2,
+                )
+            )
+        elif not res.ok:
+            print(f"{res.summary()}; the catalog cannot be reconciled with a log that fails")
+        else:
+            for d in diffs:
+                print(d)
+            if diffs:
+                print(
+                    f"{len(diffs)} difference(s) between the catalog and the signed log: the "
+                    "catalog (or custodian.toml) was changed outside custodian. Restore it "
+                    "from a copy; decisions that read these values are refused until then."
+                )
+            else:
+                print(
+                    "the catalog and custodian.toml agree with the signed log "
+                    f"({res.entries} entries)"
+                )
+        return 0 if res.ok and not diffs else 8
+
+
 def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not args.force:
@@ -99,6 +141,11 @@ def add_parsers(sub: Subparsers) -> None:
     s.add_argument("--checkpoint", metavar="FILE", help="a checkpoint exported earlier")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_audit_verify)
+    s = au.add_parser(
+        "reconcile", help="list every difference between the catalog and the signed log"
+    )
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_audit_reconcile)
     s = au.add_parser("checkpoint", help="export a signed checkpoint of the log's head")
     s.add_argument("-o", "--output", required=True, metavar="FILE")
     s.add_argument("--force", action="store_true")

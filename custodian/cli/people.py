@@ -154,6 +154,18 @@ def cmd_people_disable(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_people_unlock(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        by = unlock_actor(svc, args)
+        r = svc.people.request_unlock(args.name, args.reason, by=by)
+        print(
+            f"request {r.id} opened to lift {args.name}'s lockout; it takes effect once "
+            f"{r.quorum} custodians other than {by.name} and {args.name} approve with: "
+            f"{PROG} approve {r.id[:8]} --as NAME"
+        )
+    return 0
+
+
 def add_parsers(sub: Subparsers) -> None:
     ppl = sub.add_parser("people", help="people, roles, signing keys and TOTP").add_subparsers(
         dest="people_command", metavar="COMMAND", required=True
@@ -194,6 +206,11 @@ def add_parsers(sub: Subparsers) -> None:
     s.add_argument("--totp-fd", type=int, metavar="N", help="read the first new code from fd N")
     add_acting(s)
     s.set_defaults(func=cmd_people_replace_totp)
+    s = ppl.add_parser("unlock", help="ask custodians to lift a person's lockout before it ends")
+    s.add_argument("name")
+    s.add_argument("--reason", required=True, help="why: custodians decide on it")
+    add_acting(s)
+    s.set_defaults(func=cmd_people_unlock)
     s = ppl.add_parser("disable", help="disable a person (their old entries still verify)")
     s.add_argument("name")
     s.add_argument("--reason")

@@ -101,6 +101,16 @@ def _print_request(svc: Service, r: Request) -> None:
             f"destroys  KEK {r.payload.get('kek')} v{r.payload.get('version')} (retired), "
             f"fingerprint {r.payload.get('fingerprint')}"
         )
+    if r.kind == "person.unlock":
+        say(
+            f"lifts     the lockout of {r.payload.get('person')} ({r.payload.get('failures')} "
+            f"failed attempts in a row, locked until {str(r.payload.get('until'))[:19]}Z)"
+        )
+    if r.kind == "policy.change":
+        say(
+            f"loosens   policy.{r.payload.get('setting')} from {r.payload.get('from')} to "
+            f"{r.payload.get('to')}"
+        )
     say(f"approvals {len(r.approvals)} of {r.quorum}")
     for d in r.decisions:
         extra = f": {d.reason!r}" if d.reason else ""
@@ -188,6 +198,16 @@ def _decide(args: argparse.Namespace, decision: str) -> int:
             say(
                 f"request {r.id} approved ({len(r.approvals)} of {r.quorum}); the key material "
                 f"of KEK {r.payload.get('kek')} v{r.payload.get('version')} is destroyed"
+            )
+        elif r.state == "done" and r.kind == "person.unlock":
+            say(
+                f"request {r.id} approved ({len(r.approvals)} of {r.quorum}); "
+                f"{r.payload.get('person')} may try again now (the count starts again)"
+            )
+        elif r.state == "done" and r.kind == "policy.change":
+            say(
+                f"request {r.id} approved ({len(r.approvals)} of {r.quorum}); "
+                f"policy.{r.payload.get('setting')} is now {r.payload.get('to')}"
             )
         elif r.state == "approved":
             say(f"request {r.id} approved ({len(r.approvals)} of {r.quorum})")

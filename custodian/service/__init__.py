@@ -11,7 +11,8 @@ namespace in a module of its own, as hvac's ``client.secrets.transit`` is:
 ``svc.auth``         unlock, TOTP checks, sign in and out (auth.py)
 ``svc.approvals``    requests, approve, deny, cancel, expiry (approvals.py)
 ``svc.restores``     restore requests, sessions, runs (restores.py)
-``svc.audit``        entries, verify, checkpoint (audit.py)
+``svc.audit``        entries, verify, checkpoint, reconcile (audit.py)
+``svc.policy``       the policy the signed log records; set, loosen by quorum (policy.py)
 ===================  ==========================================================
 
 They share one :class:`~custodian.service.context.HomeContext` (``svc.ctx``):
@@ -53,6 +54,7 @@ from custodian.service.context import (
 )
 from custodian.service.keys import Keys
 from custodian.service.people import PendingEnrolment, People
+from custodian.service.policy import PolicySettings
 from custodian.service.restores import Restores
 
 __all__ = [
@@ -91,6 +93,7 @@ class Service(FlatNames):
         self.auth = Auth(self.ctx)
         self.restores = Restores(self.ctx, self.approvals)
         self.audit = Audit(self.ctx)
+        self.policy = PolicySettings(self.ctx, self.approvals)
 
     # The home's parts, for callers that show or check them (tests, the demo builder).
     @property
@@ -135,7 +138,15 @@ class Service(FlatNames):
         h = Home.resolve(home)
         h.check()
         cfg = Config.load(h.config)
-        return cls(h, cfg, Catalog(h.catalog))
+        svc = cls(h, cfg, Catalog(h.catalog))
+        try:
+            # the catalog is this home's, and the configuration's policy and demo flag
+            # are the ones the signed log records (docs/audit-format.md, section 7)
+            svc.ctx.check_open()
+        except BaseException:
+            svc.close()
+            raise
+        return svc
 
     @classmethod
     def init(
@@ -201,6 +212,7 @@ class Service(FlatNames):
                     "public_key": base64.b64encode(pub).decode(),
                     "keyring": ctx.config.keyring_backend,
                     "policy": policy_dict(ctx.config.policy),
+                    "demo": ctx.config.demo,  # fixed for good: never switched on later
                 },
             )
 

@@ -152,6 +152,7 @@ class Approvals:
         db = ctx.catalog.db
         with ctx.catalog.transaction():
             r = A.find_request(db, q, rid)  # again, under the write lock
+            ctx.check_request(r, by, action)  # no decision counts that the log lacks
             if r.state != "open":
                 raise ctx.refused(
                     by,
@@ -235,7 +236,7 @@ class Approvals:
                     f"request {rid[:8]} is already {r.state}{final_note(r)}; nothing was done.",
                     ConflictError,
                 )
-            if by.name != r.requester and not ctx.catalog.person(by.name).has("custodian"):
+            if by.name != r.requester and not ctx.log_state().is_custodian(by.name):
                 raise ctx.refused(
                     by,
                     action,

@@ -93,10 +93,10 @@ class Attempts:
         pol = self._ctx.policy
         if failures >= pol.auth_lockout_after:
             extra = failures - pol.auth_lockout_after
-            return min(MAX_WAIT, pol.auth_lockout_minutes * 60 * 2 ** min(extra, 20))
+            return int(min(MAX_WAIT, pol.auth_lockout_minutes * 60 * 2 ** min(extra, 20)))
         if failures >= pol.auth_backoff_after:
             extra = failures - pol.auth_backoff_after
-            return min(MAX_WAIT, pol.auth_backoff_seconds * 2 ** min(extra, 20))
+            return int(min(MAX_WAIT, pol.auth_backoff_seconds * 2 ** min(extra, 20)))
         return 0
 
     def gate(self, person: str, action: str, subject: str, signer: Actor | None) -> None:
@@ -148,8 +148,7 @@ class Attempts:
         pol = self._ctx.policy
         if n >= pol.auth_lockout_after:
             return (
-                f" {n} failed attempts in a row: {person} is now locked until "
-                f"{_when(until, now)}."
+                f" {n} failed attempts in a row: {person} is now locked until {_when(until, now)}."
             )
         if until > now:
             return f" {n} failed attempts in a row: the next try waits until {_when(until, now)}."

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from custodian.audit import VerifyResult
+from custodian.audit import AuditLog, VerifyResult
 from custodian.people import Actor
 from custodian.service.context import HomeContext, Progress
+from custodian.service.reconcile import Difference
 
 
 class Audit:
@@ -60,6 +61,19 @@ class Audit:
 
         return verify(self._ctx.log, checkpoint=checkpoint, progress=progress, cancelled=cancelled)
 
+    def reconcile(self) -> tuple[VerifyResult, list[Difference]]:
+        """Every difference between the catalog (and the configuration) and the signed log,
+        after verifying the log (differences are listed only when it verifies)."""
+        from custodian.audit import verify
+        from custodian.service.reconcile import reconcile
+
+        ctx = self._ctx
+        res = verify(ctx.log)
+        if not res.ok:
+            return res, []
+        st = ctx.ledger.verified()
+        return res, list(reconcile(ctx.catalog, ctx.config, st, _backup_entries(ctx.log)))
+
     def checkpoint(self, *, by: Actor) -> dict[str, Any]:
         """A signed statement of the log's head, to keep outside the home."""
         from custodian.audit import checkpoint_body, sign_checkpoint
@@ -72,3 +86,18 @@ class Audit:
         )
         ctx.record(by, "audit.checkpoint", "audit", details={"seq": seq, "head": head})
         return cp
+
+
+def _backup_entries(log: AuditLog) -> list[dict[str, Any]]:
+    """The log's backup.encrypt and backup.import entries that took effect (outcome ok, not
+    cancelled by a later compensating entry)."""
+    out: dict[int, dict[str, Any]] = {}
+    for e in log.entries():
+        if e.get("action") not in ("backup.encrypt", "backup.import"):
+            continue
+        d = e.get("details")
+        if e.get("outcome") == "ok":
+            out[int(e["seq"])] = e
+        elif e.get("outcome") == "failed" and isinstance(d, dict) and "aborts" in d:
+            out.pop(d["aborts"], None)
+    return list(out.values())

@@ -100,6 +100,7 @@ class Backups:
         ctx.require(by, "operator", "backup.encrypt", f"file:{Path(dst).name}")
         k = ctx.catalog.kek(kek or ctx.config.default_kek)
         version = k.current_version
+        ctx.check_kek(k, version, by, "backup.encrypt")  # wraps to signed public keys only
         be = ctx.backend(k.backend)
         backup_id = uuid.uuid4()
         dst = Path(dst).absolute()

@@ -236,6 +236,7 @@ class Keys:
         k = ctx.catalog.kek(name)
         db = ctx.catalog.db
         target = k.current_version
+        ctx.check_kek(k, target, by, "kek.rewrap")  # rewraps to a signed public key only
         j = R.running_job(db, name)
         if j is not None and j.target_version != target:
             j = None  # cannot happen through rotate(), which supersedes; be safe

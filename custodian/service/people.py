@@ -125,7 +125,7 @@ class People:
 
     def _enroller(self, by: Actor | None, subject: str) -> Actor:
         if by is None:
-            if not self.needs_bootstrap():
+            if self._ctx.log_state().active_custodians():  # as the signed log says
                 raise AuthError(
                     "this home has custodians: enrolment needs one of them (--as NAME); "
                     "nothing was done."
@@ -262,7 +262,7 @@ class People:
         p = ctx.catalog.person(name)
         if not p.active:
             raise ConflictError(f"{name} is already disabled.")
-        others = [q for q in self.list() if q.active and q.has("custodian") and q.name != name]
+        others = [q for q in ctx.log_state().active_custodians() if q != name]
         if p.has("custodian") and not others:
             ctx.record_refusal(by, "person.disable", subject, "last active custodian")
             raise CustodianError(
@@ -308,8 +308,11 @@ class People:
             )
         if len(reason) > 2000:
             raise ctx.refused(
-                by, action, subject, "reason too long", "the reason is longer than 2,000 "
-                "characters; shorten it. Nothing was done."
+                by,
+                action,
+                subject,
+                "reason too long",
+                "the reason is longer than 2,000 characters; shorten it. Nothing was done.",
             )
         ctx.catalog.person(name)  # NotFoundError names who is enrolled
         if by.name == name:
@@ -346,7 +349,7 @@ class People:
     def demo_codes(self) -> builtins.list[tuple[str, str, int]]:
         """Current TOTP codes of every person, on a demo home only: (name, code, seconds left)."""
         ctx = self._ctx
-        if not ctx.config.demo:
+        if not (ctx.config.demo and ctx.log_state().demo):  # fixed in home.init
             raise AuthError("demo codes exist only on a demo home (custodian demo); refused.")
         import time
 

@@ -312,11 +312,12 @@ def _backup_differences(
         offset += len(page)
         for b in page:
             seen.add(b.id)
-            e = logged.get(b.id)
+            found = logged.get(b.id)
             subject = f"backup:{b.id}"
-            if e is None:
+            if found is None:
                 yield Difference(subject, "record", "present", "never encrypted or imported")
                 continue
+            e = found
             d = e["details"]
             for f in _BACKUP_FIELDS:
                 if f in d and str(getattr(b, f)) != str(d[f]):

@@ -190,6 +190,7 @@ class Restores:
         ctx.require(by, None, action, f"request:{request_or_session_id[:64]}")
         self._approvals.expire_due()
         r = self._approvals.find(request_or_session_id, by, action)
+        ctx.check_request(r, by, action)  # approved, with its session, as the log says
         subject = f"request:{r.id}"
         if r.kind != "restore":
             raise ctx.refused(
@@ -399,6 +400,8 @@ class Restores:
                 req.target
             ):
                 why = "the target is outside the restore session's scope"
+            else:
+                why = ctx.session_differs(row)  # opened by a quorum, as the log says
         if why:
             ctx.record_refusal(
                 None, "restore.unwrap", f"backup:{b.id}", why, {"session": session.id}

@@ -522,6 +522,17 @@ def test_deny_and_cancel_through_the_cli(svc: Service, cast: Cast, tmp_path: Pat
     assert run("--home", str(home), "audit", "verify").returncode == 0
 
 
+def _next_step_code(svc: Service, who: Enrolled) -> str:
+    """``who``'s next unused code in real time, waiting (under 30 s) for its step."""
+    import time
+
+    from custodian import people as P
+
+    while svc.catalog.totp_last_step(who.name) >= P.current_step() + 1:
+        time.sleep(0.5)
+    return next_code(svc, who)
+
+
 def test_kek_lifecycle_through_the_cli(svc: Service, cast: Cast, tmp_path: Path) -> None:
     """create, rotate (one DEK fails, exit 10), rewrap again, retire, destroy with two
     approvals, jobs, list: each with codes on pipes, no terminal."""
@@ -578,8 +589,23 @@ def test_kek_lifecycle_through_the_cli(svc: Service, cast: Cast, tmp_path: Path)
     assert r.returncode == 0, r.stderr
     assert b"v1 retired" in r.stdout
 
+    # a shorter waiting period loosens the policy: editing the file is refused, the
+    # policy command opens a request, and two other custodians approve it
     cfg = home / "custodian.toml"
-    cfg.write_text(cfg.read_text().replace("retirement_wait_days = 7", "retirement_wait_days = 0"))
+    text = cfg.read_text()
+    cfg.write_text(text.replace("retirement_wait_days = 7", "retirement_wait_days = 0"))
+    r = _as(home, cast.alice, "kek", "destroy", "backups", "1", "--reason", "Q4 clean-up")
+    assert r.returncode == 8 and b"retirement_wait_days = 0, but the signed" in r.stderr
+    cfg.write_text(text)
+    r = _as(home, cast.alice, "policy", "set", "retirement_wait_days", "0", "--reason", "test")
+    assert r.returncode == 0 and b"loosens the policy" in r.stdout, r.stderr
+    pid = r.stdout.split()[1].decode()
+    for who in (dave, erin):
+        r = _as(home, who, "approve", pid[:8], code=next_code(svc, who))
+        assert r.returncode == 0, r.stderr
+    assert b"policy.retirement_wait_days is now 0" in r.stdout
+    r = run("--home", str(home), "policy", "show", "--json")
+    assert json.loads(r.stdout)["retirement_wait_days"]["value"] == 0
     r = _as(home, cast.alice, "kek", "destroy", "backups", "1")
     assert r.returncode == 2  # --reason is required
     r = _as(home, cast.alice, "kek", "destroy", "backups", "1", "--reason", "Q4 clean-up")
@@ -587,9 +613,10 @@ def test_kek_lifecycle_through_the_cli(svc: Service, cast: Cast, tmp_path: Path)
     rid = r.stdout.split()[1].decode()
     r = run("--home", str(home), "restore", "show", rid)
     assert b"destroys  KEK backups v1" in r.stdout
-    r = _as(home, dave, "approve", rid[:8], code=next_code(svc, dave))
+    # one code per step and person (real time here): dave and erin wait for the next step
+    r = _as(home, dave, "approve", rid[:8], code=_next_step_code(svc, dave))
     assert r.returncode == 0 and b"1 of 2 approvals" in r.stdout
-    r = _as(home, erin, "approve", rid[:8], code=next_code(svc, erin))
+    r = _as(home, erin, "approve", rid[:8], code=_next_step_code(svc, erin))
     assert r.returncode == 0 and b"is destroyed" in r.stdout, r.stderr
 
     r = run("--home", str(home), "kek", "list", "--json")

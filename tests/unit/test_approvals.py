@@ -495,10 +495,12 @@ def test_unsafe_policy_is_refused_at_load(svc: Service, line: str, message: str)
 def test_a_quorum_of_three_needs_three(
     svc: Service, cast: Cast, tmp_path: Path, target: Path, clock: Clock
 ) -> None:
-    from dataclasses import replace
-
     carol = _carol(svc, cast)
-    svc.ctx.config = replace(svc.config, policy=replace(svc.config.policy, approval_quorum=3))
+    # tightening the policy is direct (a custodian and a fresh code), and recorded in the log
+    svc.policy.set(
+        "approval_quorum", 3, by=unlock(svc, cast.alice), code=next_code(svc, cast.alice)
+    )
+    assert svc.ctx.policy.approval_quorum == 3
     b = _enc(svc, tmp_path, b"x", "x")
     r = _request(svc, cast, [b.id], target)
     for who in (cast.alice, cast.bob):

@@ -301,10 +301,14 @@ def test_entry_re_signed_with_another_persons_key_is_caught(
         lines = golden.lines()
         lines[seq - 1] = line
         _bad(verify(_log(tmp_path / str(n), b"".join(lines))), seq, reason)
-    if seq < 12:  # alice herself can re-sign her edit, but the next link then breaks
-        lines = golden.lines()
+    if seq < 12:  # alice herself can re-sign her edit: an enrolment of no person is refused
+        lines = golden.lines()  # (an edit the rules allowed would break the next link)
         lines[seq - 1] = _resign(e, alice, subject="kek:other")
-        _bad(verify(_log(tmp_path / "self", b"".join(lines))), seq + 1, LINK_BROKEN)
+        _bad(
+            verify(_log(tmp_path / "self", b"".join(lines))),
+            seq,
+            "person.enrol's subject 'kek:other' is not person:NAME",
+        )
 
 
 # ---------------------------------------------------------------- any flipped byte

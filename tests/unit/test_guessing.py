@@ -78,8 +78,10 @@ def test_three_thousand_wrong_codes_are_bounded(svc: Service, cast: Cast, alice:
     # each refusal is in the log, with the wait, never with the code
     refused = [e for e in svc.audit.entries(outcome="refused") if e["actor"] == "alice"]
     assert len(refused) == 3001
-    assert sum("locked" in e["details"]["reason"] or "wait" in e["details"]["reason"]
-               for e in refused) == 3001 - checked
+    assert (
+        sum("locked" in e["details"]["reason"] or "wait" in e["details"]["reason"] for e in refused)
+        == 3001 - checked
+    )
     assert all(c not in str(refused[-1]) for c in codes[-3:])
     assert svc.audit.verify().ok
 
@@ -125,7 +127,7 @@ def test_passphrase_guessing_is_bounded_and_shares_the_person_s_lock(
     lock = svc.auth.lockout("bob")
     assert lock is not None and lock.locked
     svc.clock.now = lock.until_epoch + 1
-    with pytest.raises(AuthError, match="wrong passphrase.*now locked"):
+    with pytest.raises(AuthError, match=r"wrong passphrase.*now locked"):
         svc.auth.unlock("bob", SecretBytes(b"one more wrong guess"))
     again = svc.auth.lockout("bob")
     assert again is not None and again.failures == lock.failures + 1
