@@ -39,7 +39,6 @@ from custodian.home import Home
 from custodian.keystore import Keyring, SealedStore, ksk_check_value
 from custodian.people import Actor
 from custodian.secret import SecretBytes
-from custodian.service._compat import FlatNames
 from custodian.service.approvals import Approvals
 from custodian.service.audit import Audit
 from custodian.service.auth import Auth
@@ -81,7 +80,7 @@ class Status:
     policy: Policy
 
 
-class Service(FlatNames):
+class Service:
     """Everything custodian does, for one home."""
 
     def __init__(self, home: Home, config: Config, catalog: Catalog) -> None:
