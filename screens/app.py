@@ -190,7 +190,7 @@ class CustodianApp(App[None]):
         if actor is None:
             return
         try:
-            self.service.sign_out(actor)
+            self.service.auth.sign_out(actor)
         except CustodianError as e:
             self.notify(str(e), title="Sign-out not recorded", severity="warning", markup=False)
         self.notify(

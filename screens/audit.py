@@ -102,7 +102,7 @@ class AuditScreen(Screen[None]):
         self.query_one("#audit-verify").border_title = "Verify"
         self.query_one("#audit-detail").border_title = "Entry"
         self.query_one("#audit-progress").display = False
-        actors = sorted({p.name for p in self.service.people(include_home=True)})
+        actors = sorted({p.name for p in self.service.people.list(include_home=True)})
         self.query_one("#audit-actor", Select).set_options((a, a) for a in actors)
         self.reload()
 
@@ -127,7 +127,7 @@ class AuditScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="audit-load")
     def _load(self, filters: dict[str, Any], around: int | None) -> None:
         try:
-            entries = self.service.audit_entries(**filters)
+            entries = self.service.audit.entries(**filters)
         except CustodianError as e:
             self.app.call_from_thread(
                 self.notify, str(e), title="Audit log", severity="error", markup=False
@@ -223,7 +223,7 @@ class AuditScreen(Screen[None]):
             self.app.call_from_thread(self._progress, done, total)
 
         try:
-            result = self.service.audit_verify(
+            result = self.service.audit.verify(
                 progress=progress, cancelled=lambda: worker.is_cancelled
             )
         except CustodianError as e:

@@ -210,7 +210,7 @@ class BackupTable(ScrollView, can_focus=True):
         self._failed = False
         self.fetches = 0
         try:
-            self.total = self._service.count_backups(
+            self.total = self._service.backups.count(
                 text=query.text, kek=query.kek, version=query.version
             )
         except (CustodianError, sqlite3.Error) as e:
@@ -233,7 +233,7 @@ class BackupTable(ScrollView, can_focus=True):
                 return None
             q = self.query_
             try:
-                page = self._service.backups(
+                page = self._service.backups.list(
                     text=q.text,
                     kek=q.kek,
                     version=q.version,

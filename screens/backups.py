@@ -93,7 +93,7 @@ class BackupsScreen(Screen[None]):
     def reload(self, *, keep_query: bool = True) -> None:
         """Re-read KEK versions and the table, keeping the filter and order."""
         try:
-            keks = self.service.keks()
+            keks = self.service.keys.list()
         except CustodianError as e:
             self.notify(str(e), title="Cannot read the KEKs", severity="error", markup=False)
             keks = []
@@ -125,7 +125,7 @@ class BackupsScreen(Screen[None]):
         self.query_state = query
         shown = self.table.load(query, current_versions=self._current_versions)
         try:
-            total = self.service.backup_count()
+            total = self.service.backups.total()
         except CustodianError:
             total = shown
         noun = "backup" if total == 1 else "backups"
@@ -212,7 +212,7 @@ class BackupsScreen(Screen[None]):
 
     def on_backup_table_opened(self, event: BackupTable.Opened) -> None:
         try:
-            fresh = self.service.backup(event.backup.id)
+            fresh = self.service.backups.get(event.backup.id)
         except CustodianError as e:
             self.notify(str(e), title="Backup not found", severity="error", markup=False)
             return

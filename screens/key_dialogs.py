@@ -475,7 +475,7 @@ class DestroyRequestDialog(KeyDialog):
         k, v, by = self.kek.name, self.version.version, self.by
 
         def request() -> Request:
-            return self.service.request_destroy(k, v, reason, by=by)
+            return self.service.keys.request_destroy(k, v, reason, by=by)
 
         self.run_step(
             request, working="Recording the request…", description="request a KEK destruction"

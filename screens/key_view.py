@@ -41,10 +41,10 @@ class KeysRead:
 def read_keys(service: Service) -> KeysRead:
     """The service calls behind the screen (in a worker's thread but for the first)."""
     return KeysRead(
-        service.keks(),
-        service.rewrap_jobs(),
-        service.rewrap_failures(),
-        [r for r in service.requests("open") if r.kind == "kek.destroy"],
+        service.keys.list(),
+        service.keys.jobs(),
+        service.keys.failures(),
+        [r for r in service.approvals.requests("open") if r.kind == "kek.destroy"],
     )
 
 

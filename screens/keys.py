@@ -379,7 +379,7 @@ class KeysScreen(Screen[None]):
             return
 
         def create(code: str) -> Kek:
-            return self.service.create_kek(
+            return self.service.keys.create(
                 spec.name,
                 by=actor,
                 backend=spec.backend,
@@ -421,7 +421,7 @@ class KeysScreen(Screen[None]):
         if actor is None:
             return
         try:
-            preview = await asyncio.to_thread(self.service.rotate_preview, k.name)
+            preview = await asyncio.to_thread(self.service.keys.rotate_preview, k.name)
         except CustodianError as e:
             self.notify(str(e), title="No rotation", severity="error", markup=False)
             return
@@ -429,7 +429,7 @@ class KeysScreen(Screen[None]):
             return
 
         def rotate(code: str) -> RewrapJob:
-            return self.service.rotate(k.name, code, by=actor)
+            return self.service.keys.rotate(k.name, code, by=actor)
 
         job = await self.app.push_screen_wait(
             CodeConfirm(
@@ -542,7 +542,7 @@ class KeysScreen(Screen[None]):
             return
 
         def retire(code: str) -> KekVersion:
-            return self.service.retire_version(k.name, v.version, code, by=actor)
+            return self.service.keys.retire(k.name, v.version, code, by=actor)
 
         done = await self.app.push_screen_wait(
             CodeConfirm(

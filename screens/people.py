@@ -136,7 +136,7 @@ class EnrolForm(Dialog[object]):
 
         def begin() -> PendingEnrolment:  # scrypt: about 0.1 s
             try:
-                return self.service.begin_enrolment(
+                return self.service.people.begin_enrolment(
                     name, roles, passphrase=passphrase, by=by, service=service
                 )
             finally:
@@ -197,9 +197,11 @@ class TotpStep(Dialog[object]):
         try:
             if self.pending.replace_totp:
                 assert self.by is not None
-                person = self.service.complete_totp_replacement(self.pending, code, by=self.by)
+                person = self.service.people.complete_totp_replacement(
+                    self.pending, code, by=self.by
+                )
             else:
-                person = self.service.complete_enrolment(self.pending, code, by=self.by)
+                person = self.service.people.complete_enrolment(self.pending, code, by=self.by)
         except CustodianError as e:
             self.error(str(e))
             return
@@ -310,7 +312,7 @@ class PeopleScreen(Screen[None]):
         table = self.query_one(DataTable)
         current = select or (self.selected.name if self.selected else None)
         try:
-            self.people = self.service.people()
+            self.people = self.service.people.list()
         except CustodianError as e:
             self.notify(str(e), title="Could not read people", severity="error", markup=False)
             return
@@ -351,7 +353,7 @@ class PeopleScreen(Screen[None]):
             detail.update(
                 Text(
                     "Nobody is enrolled yet. Press n to enrol the first custodian."
-                    if self.service.needs_bootstrap()
+                    if self.service.people.needs_bootstrap()
                     else ""
                 )
             )
@@ -388,7 +390,7 @@ class PeopleScreen(Screen[None]):
         if not self._ceremony_ok():
             return
         by: Actor | None = None
-        if not self.service.needs_bootstrap():
+        if not self.service.people.needs_bootstrap():
             by = self._actor("custodian", "enrol people")
             if by is None:
                 return
@@ -397,7 +399,7 @@ class PeopleScreen(Screen[None]):
             return
         if pending.totp is None:  # a service identity: no authenticator to set up
             try:
-                person = self.service.complete_enrolment(pending, None, by=by)
+                person = self.service.people.complete_enrolment(pending, None, by=by)
             except CustodianError as e:
                 self.notify(str(e), title="Not enrolled", severity="error", markup=False)
                 return
@@ -425,7 +427,7 @@ class PeopleScreen(Screen[None]):
                 return
             passphrase = got
         try:
-            await asyncio.to_thread(self.service.replace_signing_key, p.name, passphrase, by=by)
+            await asyncio.to_thread(self.service.people.replace_key, p.name, passphrase, by=by)
         except CustodianError as e:
             self.notify(str(e), title="Key not replaced", severity="error", markup=False)
             return
@@ -448,7 +450,7 @@ class PeopleScreen(Screen[None]):
         if by is None:
             return
         try:
-            pending = self.service.begin_totp_replacement(p.name, by=by)
+            pending = self.service.people.begin_totp_replacement(p.name, by=by)
         except CustodianError as e:
             self.notify(str(e), title="Refused", severity="error", markup=False)
             return
@@ -471,7 +473,7 @@ class PeopleScreen(Screen[None]):
         if not isinstance(reason, str):
             return
         try:
-            self.service.disable_person(p.name, by=by, reason=reason)
+            self.service.people.disable(p.name, by=by, reason=reason)
         except CustodianError as e:
             self.notify(str(e), title="Not disabled", severity="error", markup=False)
             return

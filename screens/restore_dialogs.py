@@ -134,7 +134,7 @@ class RequestDialog(_RestoreDialog[Request | None]):
         ids, by = [b.id for b in self.backups], self.by
 
         def request() -> Request:
-            return self.service.request_restore(ids, reason, target, by=by)
+            return self.service.restores.request(ids, reason, target, by=by)
 
         self.run_step(
             request,
@@ -251,8 +251,8 @@ class DecisionDialog(_RestoreDialog[Request | None]):
 
         def decide() -> Request:
             if approving:
-                return self.service.approve(rid, code, by=by)
-            return self.service.deny(rid, code, reason, by=by)
+                return self.service.approvals.approve(rid, code, by=by)
+            return self.service.approvals.deny(rid, code, reason, by=by)
 
         # a fixed description: Textual would otherwise put the arguments (the code) in
         # the worker's description, which its log writes at every state change

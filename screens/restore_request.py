@@ -102,7 +102,7 @@ class RequestScreen(Screen[Request | None]):
 
     def reload(self) -> None:
         try:
-            self._current_versions = {k.name: k.current_version for k in self.service.keks()}
+            self._current_versions = {k.name: k.current_version for k in self.service.keys.list()}
         except CustodianError as e:
             self.notify(str(e), title="Cannot read the KEKs", severity="error", markup=False)
         self._apply(self.query_state)

@@ -399,7 +399,7 @@ class SessionsPane(TabPane):
         report: RestoreReport | None = None
         error = "the run stopped on an unexpected error"
         try:
-            report = self.service.run_restore(
+            report = self.service.restores.run(
                 rid,
                 by=by,
                 progress=lambda done, total: self.post_message(RunProgress(rid, done, total)),

@@ -187,7 +187,7 @@ class RestoresScreen(Screen[None]):
     def _backup(self, bid: str) -> Backup | None:
         if bid not in self._backups:
             try:
-                self._backups[bid] = self.service.backup(bid)
+                self._backups[bid] = self.service.backups.get(bid)
             except CustodianError:
                 self._backups[bid] = None
         return self._backups[bid]
@@ -210,9 +210,9 @@ class RestoresScreen(Screen[None]):
             return
         me = signed_in(self.app)
         try:
-            reqs = self.service.requests()
+            reqs = self.service.approvals.requests()
             waiting = (
-                {r.id for r in self.service.inbox(me.name)}
+                {r.id for r in self.service.approvals.inbox(me.name)}
                 if me is not None and me.has("custodian")
                 else set()
             )
@@ -446,7 +446,7 @@ class RestoresScreen(Screen[None]):
         cancelled: list[Request] = []
 
         def cancel(reason: str) -> None:  # in the dialog's thread; a refusal stays there
-            cancelled.append(self.service.cancel(r.id, by=by, reason=reason))
+            cancelled.append(self.service.approvals.cancel(r.id, by=by, reason=reason))
 
         reason = await self.app.push_screen_wait(
             CancelDialog(r, self._backups_of(r), by, self._now(), cancel)

@@ -151,7 +151,7 @@ class RewrapPane(Vertical):
         report: RewrapReport | None = None
         error: str | None = None
         try:
-            report = self.service.rewrap(
+            report = self.service.keys.rewrap(
                 name,
                 by=actor,
                 workers=self.rewrap_workers,

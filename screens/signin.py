@@ -31,7 +31,7 @@ class SignInScreen(Dialog[Actor | None]):
     def __init__(self, service: Service) -> None:
         super().__init__()
         self.service = service
-        self.people = [p for p in service.people() if p.active and p.kind == "person"]
+        self.people = [p for p in service.people.list() if p.active and p.kind == "person"]
 
     def heading(self) -> str:
         return "Sign in"
@@ -85,7 +85,7 @@ class SignInScreen(Dialog[Actor | None]):
 
         def sign_in() -> Actor:
             try:
-                return self.service.sign_in(person, passphrase, code)
+                return self.service.auth.sign_in(person, passphrase, code)
             finally:
                 passphrase.wipe()
 

@@ -44,7 +44,15 @@ from screens.key_dialogs import (
 from screens.keys import KeysScreen
 from screens.restore_view import describe_request
 from tests.conftest import Cast, Clock, enrol, next_code, unlock
-from tests.ui.conftest import FIXED_NOW, Frozen, fake_id, fixed_clock, sign_in_directly, stamp
+from tests.ui.conftest import (
+    FIXED_NOW,
+    Frozen,
+    Namespace,
+    fake_id,
+    fixed_clock,
+    sign_in_directly,
+    stamp,
+)
 
 SIZE = (130, 42)
 Compare = Callable[..., bool]
@@ -117,16 +125,16 @@ def add_deks(svc: Service, n: int, *, version: int | None = None, bad: bool = Fa
     """``n`` catalog rows under KEK backups, each with a real wrapped DEK of its own
     (cheap: no container is written), or, with ``bad``, a DEK wrapped for another
     backup (it fails to rewrap, with a reason). Ids sort before the fixture's."""
-    k = svc.kek("backups")
+    k = svc.keys.get("backups")
     v = version or k.current_version
-    b0 = svc.backups(version=1, limit=1)[0]
-    base = 0x10000 if bad else svc.count_backups()
+    b0 = svc.backups.list(version=1, limit=1)[0]
+    base = 0x10000 if bad else svc.backups.count()
     ids = [f"{base + i:08x}-0000-4000-8000-{base + i:012x}" for i in range(n)]
     if bad:  # b0's own wrap, under v1, on rows that are not b0: it never opens
         wrapped = [b0.wrapped_dek] * n
         v = 1
     else:
-        wrapped = svc.backend("local").wrap(
+        wrapped = svc.keys.backend("local").wrap(
             "backups", v, [(bid, SecretBytes(os.urandom(32), "DEK")) for bid in ids]
         )
     with svc.catalog.transaction():
@@ -144,7 +152,7 @@ def add_deks(svc: Service, n: int, *, version: int | None = None, bad: bool = Fa
 
 
 def census(svc: Service) -> dict[int, int]:
-    return {v.version: v.dek_count for v in svc.kek("backups").versions}
+    return {v.version: v.dek_count for v in svc.keys.get("backups").versions}
 
 
 def wrong_code(svc: Service, who: Any) -> str:
@@ -176,7 +184,7 @@ async def test_keys_actions_need_a_signed_in_custodian(
         await pilot.pause(0.2)
         assert any("TEXTUAL_LOG" in n for n in notes(app))
         assert app.screen is screen  # no dialog opened
-        assert [v.state for v in ui_svc.kek("backups").versions] == ["active", "active"]
+        assert [v.state for v in ui_svc.keys.get("backups").versions] == ["active", "active"]
 
 
 # ------------------------------------------------------------------ generation
@@ -204,7 +212,7 @@ async def test_generate_a_kek_shows_its_fingerprint_everywhere(
         await pilot.press("enter")
         await type_code(pilot, next_code(ui_svc, ui_cast.alice))
         await wait_for(pilot, lambda: isinstance(app.screen, KekCreated))
-        k = ui_svc.kek("archive-2027")
+        k = ui_svc.keys.get("archive-2027")
         assert (k.backend, k.suite, k.purpose) == ("local", "x25519", "long-term [b]archive[/b]")
         fp = k.versions[0].fingerprint
         assert shown(app, "#kek-created-fp").split() == fp.split()
@@ -213,7 +221,7 @@ async def test_generate_a_kek_shows_its_fingerprint_everywhere(
         await wait_for(pilot, lambda: app.screen is screen)
         table = screen.query_one("#keks-table", DataTable)
         assert table.row_count == 2 and screen.selected_name == "archive-2027"
-        entry = [e for e in ui_svc.audit_entries() if e["action"] == "kek.create"][-1]
+        entry = [e for e in ui_svc.audit.entries() if e["action"] == "kek.create"][-1]
         assert entry["outcome"] == "ok" and entry["actor"] == "alice"
         assert entry["details"]["fingerprint"] == fp
         # the dashboard shows it when you go back to it
@@ -251,10 +259,10 @@ async def test_generate_refuses_a_wrong_or_replayed_code_and_creates_nothing(
         assert app.screen.query_one("#code", Input).value == ""
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is screen)
-        assert [k.name for k in ui_svc.keks()] == ["backups"]
+        assert [k.name for k in ui_svc.keys.list()] == ["backups"]
         refusals = [
             e
-            for e in ui_svc.audit_entries()
+            for e in ui_svc.audit.entries()
             if e["action"] == "kek.create" and e["outcome"] != "ok"
         ]
         assert len(refusals) == 2
@@ -278,8 +286,8 @@ async def test_rotate_with_preview_and_code_rewraps_everything(
         assert "324" in shown(app, "#rotate-pairs")  # DEKs to rewrap
         await pilot.press("enter")  # "Next: confirm with a code" has focus
         await type_code(pilot, next_code(ui_svc, ui_cast.alice))
-        await wait_for(pilot, lambda: screen.rewrapping is None and bool(ui_svc.rewrap_jobs()))
-        await wait_for(pilot, lambda: ui_svc.rewrap_jobs()[-1].state == "done")
+        await wait_for(pilot, lambda: screen.rewrapping is None and bool(ui_svc.keys.jobs()))
+        await wait_for(pilot, lambda: ui_svc.keys.jobs()[-1].state == "done")
         await pilot.pause()
         assert census(ui_svc) == {1: 0, 2: 0, 3: 324}
         bar = screen.query_one("#rewrap-bar", ProgressBar)
@@ -309,8 +317,8 @@ async def test_rotation_cancelled_at_the_preview_or_code_changes_nothing(
         assert "not valid now" in shown(app, ".error")
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is screen)
-    assert ui_svc.kek("backups").current_version == 2
-    assert ui_svc.rewrap_jobs() == []
+    assert ui_svc.keys.get("backups").current_version == 2
+    assert ui_svc.keys.jobs() == []
 
 
 class Gate:
@@ -321,6 +329,7 @@ class Gate:
         self._svc = svc
         self.held = threading.Event()
         self.armed = True
+        self.keys = Namespace(svc.keys, rewrap=self.rewrap)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._svc, name)
@@ -339,7 +348,7 @@ class Gate:
                 while not cancelled() and time.monotonic() < deadline:
                     time.sleep(0.01)
 
-        return self._svc.rewrap(name, **{**kw, "progress": gated})
+        return self._svc.keys.rewrap(name, **{**kw, "progress": gated})
 
 
 async def test_cancel_mid_rewrap_then_resume(ui_svc: Service, ui_cast: Cast) -> None:
@@ -360,7 +369,7 @@ async def test_cancel_mid_rewrap_then_resume(ui_svc: Service, ui_cast: Cast) -> 
         await pilot.press("c")
         await wait_for(pilot, lambda: screen.rewrapping is None)
         await pilot.pause()
-        job = ui_svc.rewrap_jobs()[-1]
+        job = ui_svc.keys.jobs()[-1]
         assert (job.state, job.rewrapped, job.runs) == ("running", 100, 1)
         assert census(ui_svc)[3] == 100
         assert "paused" in shown(app, "#rewrap-title")
@@ -371,11 +380,11 @@ async def test_cancel_mid_rewrap_then_resume(ui_svc: Service, ui_cast: Cast) -> 
         await wait_for(
             pilot, lambda: screen.rewrapping is None and "finished" in shown(app, "#rewrap-title")
         )
-        job = ui_svc.rewrap_jobs()[-1]
+        job = ui_svc.keys.jobs()[-1]
         assert (job.state, job.rewrapped, job.failed, job.runs) == ("done", 3024, 0, 2)
-        assert len(ui_svc.rewrap_jobs()) == 1
+        assert len(ui_svc.keys.jobs()) == 1
         assert census(ui_svc) == {1: 0, 2: 0, 3: 3024}
-        actions = [e["action"] for e in ui_svc.audit_entries()]
+        actions = [e["action"] for e in ui_svc.audit.entries()]
         assert "kek.rewrap.pause" in actions and actions.count("kek.rewrap.run") == 2
 
 
@@ -401,14 +410,14 @@ async def test_no_sign_out_while_the_rewrap_runs_and_it_resumes_later(
         assert any("Not now: the rewrap of KEK backups" in n.message for n in app._notifications)
         await pilot.press("c")
         await wait_for(pilot, lambda: screen.rewrapping is None)
-        job = ui_svc.rewrap_jobs()[-1]
+        job = ui_svc.keys.jobs()[-1]
         assert job.state == "running" and job.rewrapped == 100
         await pilot.press("f9")  # now it signs out
         await wait_for(pilot, lambda: app.actor is None)
-        assert ui_svc.audit_verify().ok
+        assert ui_svc.audit.verify().ok
         sign_in_directly(app, unlock(ui_svc, ui_cast.bob))
         await pilot.press("w")
-        await wait_for(pilot, lambda: ui_svc.rewrap_jobs()[-1].state == "done")
+        await wait_for(pilot, lambda: ui_svc.keys.jobs()[-1].state == "done")
         await wait_for(pilot, lambda: screen.rewrapping is None)
         assert census(ui_svc) == {1: 0, 2: 0, 3: 1024}
 
@@ -425,7 +434,7 @@ async def test_rewrap_failures_are_listed_with_their_reasons(
         await wait_for(pilot, lambda: isinstance(app.screen, RotatePreviewDialog))
         await pilot.press("enter")
         await type_code(pilot, next_code(ui_svc, ui_cast.alice))
-        await wait_for(pilot, lambda: bool(ui_svc.rewrap_jobs()))
+        await wait_for(pilot, lambda: bool(ui_svc.keys.jobs()))
         await wait_for(pilot, lambda: screen.rewrapping is None)
         await pilot.pause()
         assert "2 DEK(s) left" in shown(app, "#rewrap-title")
@@ -472,7 +481,7 @@ async def test_retire_is_refused_while_deks_remain_and_accepted_after(
         assert any(
             "Retirement refused" in n and "v1 still wraps 14 DEK(s)" in n for n in notes(app)
         )
-        assert app.screen is screen and ui_svc.kek("backups").versions[0].state == "active"
+        assert app.screen is screen and ui_svc.keys.get("backups").versions[0].state == "active"
         # rewrap the 14 (no rotation: w offers "Rewrap"), then retire
         assert screen.check_action("rewrap", ()) is True
         await pilot.press("w")
@@ -483,12 +492,12 @@ async def test_retire_is_refused_while_deks_remain_and_accepted_after(
         assert "DEKs under it  0" in shown(app, "#code-body")
         await pilot.press("escape")  # cancel: nothing changes
         await wait_for(pilot, lambda: app.screen is screen)
-        assert ui_svc.kek("backups").versions[0].state == "active"
+        assert ui_svc.keys.get("backups").versions[0].state == "active"
         await pilot.press("t")
         await type_code(pilot, next_code(ui_svc, ui_cast.alice))
         await wait_for(pilot, lambda: app.screen is screen)
         await noted(pilot, "Version retired")
-        v1 = ui_svc.kek("backups").versions[0]
+        v1 = ui_svc.keys.get("backups").versions[0]
         assert v1.state == "retired" and v1.retired_at
         assert any("Version retired" in n for n in notes(app))
         table = screen.query_one("#versions-table", DataTable)
@@ -501,8 +510,8 @@ def retired_v1(svc: Service, cast: Cast) -> None:
     svc.clock = Clock()
     alice = unlock(svc, cast.alice)
     enrol(svc, "carol", ("custodian",), alice)
-    svc.rewrap("backups", by=alice, workers=1)
-    svc.retire_version("backups", 1, next_code(svc, cast.alice), by=alice)
+    svc.keys.rewrap("backups", by=alice, workers=1)
+    svc.keys.retire("backups", 1, next_code(svc, cast.alice), by=alice)
 
 
 async def test_destroy_request_waits_for_the_period_then_needs_two_others(
@@ -527,15 +536,15 @@ async def test_destroy_request_waits_for_the_period_then_needs_two_others(
         await pilot.press("enter")
         await answered(pilot, app.screen)
         assert "waiting period of 7 day(s)" in shown(app, ".error")  # refused by the core
-        assert ui_svc.requests() == []
+        assert ui_svc.approvals.requests() == []
         ui_svc.clock.advance(8 * 86400)
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is screen)
         await noted(pilot, "Destruction requested")
-        (r,) = ui_svc.requests("open")
+        (r,) = ui_svc.approvals.requests("open")
         assert r.kind == "kek.destroy" and r.requester == "alice"
         assert r.payload["version"] == 1 and r.payload["reason"] == "rotated out in 2026"
-        assert r.payload["fingerprint"] == ui_svc.kek("backups").versions[0].fingerprint
+        assert r.payload["fingerprint"] == ui_svc.keys.get("backups").versions[0].fingerprint
         assert any("Destruction requested" in n and "2 other" in n for n in notes(app))
         table = screen.query_one("#versions-table", DataTable)
         assert "⚑" in str(table.get_row("1"))
@@ -543,14 +552,14 @@ async def test_destroy_request_waits_for_the_period_then_needs_two_others(
         # alice cannot approve her own request; bob and then the key material goes with
         # a second custodian (the inbox does this with the same service call)
         bob = unlock(ui_svc, ui_cast.bob)
-        ui_svc.approve(r.id, next_code(ui_svc, ui_cast.bob), by=bob)
+        ui_svc.approvals.approve(r.id, next_code(ui_svc, ui_cast.bob), by=bob)
         await pilot.press("f5")
         await pilot.pause()
         await noted(pilot, "Keys reloaded")
         assert "1 of 2 approvals (bob)" in shown(app, "#versions-note")
     # what the approvals inbox shows of it (markup in the reason stays text)
     console = Console(width=120, file=io.StringIO(), record=True)
-    console.print(describe_request(ui_svc.request(r.id), {}, ui_svc.clock()))
+    console.print(describe_request(ui_svc.approvals.get(r.id), {}, ui_svc.clock()))
     seen = console.export_text()
     assert "KEK backups v1" in seen and "bob approved" in seen and "rotated out in 2026" in seen
     assert r.payload["fingerprint"] in seen
@@ -570,7 +579,7 @@ async def test_destroy_request_cancelled_creates_nothing(ui_svc: Service, ui_cas
         app.screen.query_one("#destroy-reason", Input).value = "not yet"
         await pilot.click("#dialog-cancel")
         await wait_for(pilot, lambda: app.screen is screen)
-    assert ui_svc.requests() == []
+    assert ui_svc.approvals.requests() == []
 
 
 # ------------------------------------------------------------------ dashboard
@@ -597,8 +606,18 @@ async def test_dashboard_shows_rotation_dates_and_overdue_in_red(ui_svc: Service
 class FrozenKeys(Frozen):
     """:class:`Frozen`, plus fixed ids and times of rewrap jobs, failures and retirement."""
 
+    def __init__(self, svc: Service) -> None:
+        super().__init__(svc)
+        self.keys = Namespace(
+            svc.keys,
+            list=self.keks,
+            jobs=self.rewrap_jobs,
+            failures=self.rewrap_failures,
+            rotate_preview=self.rotate_preview,
+        )
+
     def _job_id(self, real: str) -> str:
-        ids = [j.id for j in self._svc.rewrap_jobs()]
+        ids = [j.id for j in self._svc.keys.jobs()]
         return fake_id(f"job{ids.index(real)}") if real in ids else fake_id(real)
 
     def _freeze_job(self, j: RewrapJob) -> RewrapJob:
@@ -611,12 +630,12 @@ class FrozenKeys(Frozen):
         )
 
     def rewrap_jobs(self, name: str | None = None) -> list[RewrapJob]:
-        return [self._freeze_job(j) for j in self._svc.rewrap_jobs(name)]
+        return [self._freeze_job(j) for j in self._svc.keys.jobs(name)]
 
     def rewrap_failures(self, job_id: str | None = None) -> list[RewrapFailure]:
         return [
             replace(f, job=self._job_id(f.job), at=stamp(2))
-            for f in self._svc.rewrap_failures(job_id)
+            for f in self._svc.keys.failures(job_id)
         ]
 
     @staticmethod
@@ -633,7 +652,7 @@ class FrozenKeys(Frozen):
         return replace(k, versions=versions)
 
     def rotate_preview(self, name: str, **kw: Any) -> RotationPreview:
-        p = self._svc.rotate_preview(name, measure=False)
+        p = self._svc.keys.rotate_preview(name, measure=False)
         unfinished = self._freeze_job(p.unfinished) if p.unfinished else None
         return replace(p, rate=12_000.0, workers=2, unfinished=unfinished)
 
@@ -653,7 +672,7 @@ def test_keys_screen_snapshot(snap_compare: Compare, ui_svc: Service, ui_cast: C
     """Two KEKs; backups rotated to v3 with two DEKs that failed, v1 retired."""
     ui_svc.clock = Clock()
     alice = unlock(ui_svc, ui_cast.alice)
-    ui_svc.create_kek(
+    ui_svc.keys.create(
         "archive",
         by=alice,
         suite="x25519",
@@ -661,9 +680,9 @@ def test_keys_screen_snapshot(snap_compare: Compare, ui_svc: Service, ui_cast: C
         code=next_code(ui_svc, ui_cast.alice),
     )
     add_deks(ui_svc, 2, bad=True)
-    ui_svc.rotate("backups", next_code(ui_svc, ui_cast.alice), by=alice)
-    ui_svc.rewrap("backups", by=alice, workers=1)
-    ui_svc.retire_version("backups", 2, next_code(ui_svc, ui_cast.alice), by=alice)
+    ui_svc.keys.rotate("backups", next_code(ui_svc, ui_cast.alice), by=alice)
+    ui_svc.keys.rewrap("backups", by=alice, workers=1)
+    ui_svc.keys.retire("backups", 2, next_code(ui_svc, ui_cast.alice), by=alice)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         sign_in_directly(pilot.app, alice)
@@ -682,7 +701,7 @@ def test_rotation_preview_snapshot(snap_compare: Compare, ui_svc: Service, ui_ca
     """The preview of a second rotation while the first one's job is unfinished."""
     alice = unlock(ui_svc, ui_cast.alice)
     add_deks(ui_svc, 1200)
-    ui_svc.rotate("backups", next_code(ui_svc, ui_cast.alice), by=alice)
+    ui_svc.keys.rotate("backups", next_code(ui_svc, ui_cast.alice), by=alice)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         sign_in_directly(pilot.app, alice)

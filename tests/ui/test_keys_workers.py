@@ -29,7 +29,7 @@ from screens.key_dialogs import (
     RotatePreviewDialog,
 )
 from tests.conftest import Cast, next_code, unlock
-from tests.ui.conftest import sign_in_directly
+from tests.ui.conftest import Namespace, sign_in_directly
 from tests.ui.test_keys import (
     SIZE,
     KeysApp,
@@ -48,8 +48,9 @@ KEYS_MODULES = ("key_dialogs.py", "key_view.py", "keys.py", "rewrap_pane.py")
 
 
 class Slow:
-    """The real service; the calls named in ``hold`` wait until the test lets them go,
-    and every call records whether it ran on the UI (main) thread and who made it."""
+    """The real service; the calls named in ``hold`` ("keys.create") wait until the test
+    lets them go, and every call records whether it ran on the UI (main) thread and who
+    made it."""
 
     def __init__(self, svc: Service, *hold: str) -> None:
         self._svc = svc
@@ -57,13 +58,15 @@ class Slow:
         self.entered = threading.Event()  # a held call is waiting
         self.go = threading.Event()
         self.left = threading.Event()  # a held call came back (or raised)
-        self.calls: list[tuple[str, str, bool]] = []  # (method, caller's file, on main thread)
+        self.calls: list[tuple[str, str, bool]] = []  # (ns.method, caller's file, main thread)
 
     def __getattr__(self, name: str) -> Any:
         real = getattr(self._svc, name)
-        if not callable(real):
-            return real
+        if name in ("keys", "backups", "people", "auth", "approvals", "restores", "audit"):
+            return _Recorded(self, name, real)
+        return real
 
+    def record(self, name: str, real: Any) -> Any:
         def call(*args: Any, **kw: Any) -> Any:
             caller = Path(sys._getframe(1).f_code.co_filename).name
             on_main = threading.current_thread() is threading.main_thread()
@@ -81,6 +84,17 @@ class Slow:
 
     def from_keys_on_ui_thread(self) -> list[str]:
         return [n for n, caller, main in self.calls if main and caller in KEYS_MODULES]
+
+
+class _Recorded:
+    """One capability namespace of the service, its calls recorded (and held) by Slow."""
+
+    def __init__(self, slow: Slow, ns: str, real: Any) -> None:
+        self._slow, self._ns, self._real = slow, ns, real
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._real, name)
+        return self._slow.record(f"{self._ns}.{name}", real) if callable(real) else real
 
 
 class Ticks:
@@ -105,7 +119,7 @@ async def still_responds(pilot: Any) -> None:
 async def test_generating_a_kek_keeps_the_ui_running_while_the_service_works(
     ui_svc: Service, ui_cast: Cast
 ) -> None:
-    slow = Slow(ui_svc, "create_kek")
+    slow = Slow(ui_svc, "keys.create")
     app = KeysApp(slow)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         sign_in_directly(app, unlock(ui_svc, ui_cast.alice))
@@ -128,15 +142,20 @@ async def test_generating_a_kek_keeps_the_ui_running_while_the_service_works(
         slow.go.set()
         await wait_for(pilot, lambda: isinstance(app.screen, KekCreated))
         await noted(pilot, "KEK generated")
-    assert [k.name for k in ui_svc.keks()] == ["archive-2027", "backups"]
-    assert ("create_kek", "keys.py", False) in slow.calls
-    assert slow.from_keys_on_ui_thread() == ["keks", "rewrap_jobs", "rewrap_failures", "requests"]
+    assert [k.name for k in ui_svc.keys.list()] == ["archive-2027", "backups"]
+    assert ("keys.create", "keys.py", False) in slow.calls
+    assert slow.from_keys_on_ui_thread() == [
+        "keys.list",
+        "keys.jobs",
+        "keys.failures",
+        "approvals.requests",
+    ]
 
 
 async def test_a_step_answered_while_another_screen_is_in_front_closes_on_return(
     ui_svc: Service, ui_cast: Cast
 ) -> None:
-    slow = Slow(ui_svc, "create_kek")
+    slow = Slow(ui_svc, "keys.create")
     app = KeysApp(slow)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         sign_in_directly(app, unlock(ui_svc, ui_cast.alice))
@@ -153,7 +172,7 @@ async def test_a_step_answered_while_another_screen_is_in_front_closes_on_return
         await pilot.press("ctrl+p")  # the app takes keys: the command palette opens meanwhile
         await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
         slow.go.set()
-        await wait_for(pilot, lambda: "scratch" in [k.name for k in ui_svc.keks()])
+        await wait_for(pilot, lambda: "scratch" in [k.name for k in ui_svc.keys.list()])
         await pilot.pause(0.2)
         assert isinstance(app.screen, CommandPalette)  # the answer waits for the dialog
         await pilot.press("escape")
@@ -166,7 +185,7 @@ async def test_a_step_answered_while_another_screen_is_in_front_closes_on_return
 async def test_signing_out_during_a_step_closes_the_dialog_and_drops_the_answer(
     ui_svc: Service, ui_cast: Cast
 ) -> None:
-    slow = Slow(ui_svc, "create_kek")
+    slow = Slow(ui_svc, "keys.create")
     app = KeysApp(slow)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         sign_in_directly(app, unlock(ui_svc, ui_cast.alice))
@@ -194,7 +213,7 @@ async def test_a_refusal_from_the_worker_shows_in_the_dialog_as_before(
         assert threading.current_thread() is not threading.main_thread()
         raise CustodianError("the KEK backend is unreachable; nothing was created.")
 
-    monkeypatch.setattr(ui_svc, "create_kek", refuse)
+    monkeypatch.setattr(ui_svc.keys, "create", refuse)
     app = KeysApp(ui_svc)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         sign_in_directly(app, unlock(ui_svc, ui_cast.alice))
@@ -213,7 +232,7 @@ async def test_a_refusal_from_the_worker_shows_in_the_dialog_as_before(
         assert dialog.query_one("#code", Input).has_focus  # ready for the next code
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is screen)
-    assert [k.name for k in ui_svc.keks()] == ["backups"]
+    assert [k.name for k in ui_svc.keys.list()] == ["backups"]
 
 
 async def test_an_unexpected_error_in_a_step_leaves_the_dialog_usable(
@@ -225,7 +244,7 @@ async def test_an_unexpected_error_in_a_step_leaves_the_dialog_usable(
     retired_v1(ui_svc, ui_cast)
     assert hasattr(ui_svc.clock, "advance")
     ui_svc.clock.advance(8 * 86400)
-    monkeypatch.setattr(ui_svc, "request_destroy", broken)
+    monkeypatch.setattr(ui_svc.keys, "request_destroy", broken)
     app = KeysApp(ui_svc)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         sign_in_directly(app, unlock(ui_svc, ui_cast.alice))
@@ -241,7 +260,7 @@ async def test_an_unexpected_error_in_a_step_leaves_the_dialog_usable(
         assert "unexpected error: backend library fell over" in shown(app, ".error")
         await pilot.click("#dialog-cancel")
         await wait_for(pilot, lambda: app.screen is screen)
-    assert ui_svc.requests() == []
+    assert ui_svc.approvals.requests() == []
 
 
 class FirstBatchGate:
@@ -251,6 +270,7 @@ class FirstBatchGate:
         self._svc = svc
         self.held = threading.Event()
         self.go = threading.Event()
+        self.keys = Namespace(svc.keys, rewrap=self.rewrap)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._svc, name)
@@ -265,7 +285,7 @@ class FirstBatchGate:
                 self.held.set()
                 assert self.go.wait(20), "the test never let the rewrap go on"
 
-        return self._svc.rewrap(name, **{**kw, "progress": gated})
+        return self._svc.keys.rewrap(name, **{**kw, "progress": gated})
 
 
 async def test_census_reads_during_a_rewrap_run_in_a_thread(
@@ -277,7 +297,7 @@ async def test_census_reads_during_a_rewrap_run_in_a_thread(
     monkeypatch.setattr(keys_screen, "CENSUS_EVERY", 0.0)
     add_deks(ui_svc, 1000)
     gate = FirstBatchGate(ui_svc)
-    slow = Slow(gate, "keks")  # type: ignore[arg-type]
+    slow = Slow(gate, "keys.list")  # type: ignore[arg-type]
     slow.go.set()  # reads pass until the rewrap is under way
     app = KeysApp(slow, batch_size=100)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
@@ -303,7 +323,7 @@ async def test_census_reads_during_a_rewrap_run_in_a_thread(
         assert "1,024 of 1,024" in shown(app, "#history")
     late = [n for n, caller, main in slow.calls[opened:] if main and caller in KEYS_MODULES]
     assert late == []
-    assert any(n == "keks" and not main for n, _, main in slow.calls[opened:])
+    assert any(n == "keys.list" and not main for n, _, main in slow.calls[opened:])
 
 
 async def test_a_read_that_fails_in_its_worker_says_so_as_before(
@@ -316,7 +336,7 @@ async def test_a_read_that_fails_in_its_worker_says_so_as_before(
         def unreadable(*args: Any, **kw: Any) -> Any:
             raise CustodianError("the catalog is locked by another process")
 
-        monkeypatch.setattr(ui_svc, "rewrap_jobs", unreadable)
+        monkeypatch.setattr(ui_svc.keys, "jobs", unreadable)
         await pilot.press("f5")
         await noted(pilot, "Could not read the keys: the catalog is locked by another process")
         assert app.screen is screen and screen.selected_name == "backups"  # the last read stays

@@ -28,7 +28,14 @@ from custodian.service import Service
 from screens.app import CustodianApp
 from screens.restores import RestoresScreen
 from tests.conftest import Cast, Clock, approved_session, next_code, unlock
-from tests.ui.conftest import FIXED_NOW, Frozen, fake_id, fixed_clock, sign_in_directly
+from tests.ui.conftest import (
+    FIXED_NOW,
+    Frozen,
+    Namespace,
+    fake_id,
+    fixed_clock,
+    sign_in_directly,
+)
 
 SIZE = (130, 42)
 Compare = Callable[..., bool]
@@ -47,6 +54,10 @@ class FrozenRestores(Frozen):
         self._tmp = (str(tmp.resolve()), str(tmp))
         self._fake: dict[str, str] = {}  # real backup id -> the id the snapshot shows
         self._real: dict[str, str] = {}
+        self.backups = Namespace(svc.backups, list=self.backups_list, get=self.backup)
+        self.approvals = Namespace(
+            svc.approvals, requests=self.requests, get=self.request, inbox=self.inbox
+        )
 
     def clock(self) -> float:
         return FIXED_NOW.timestamp()
@@ -58,12 +69,12 @@ class FrozenRestores(Frozen):
 
     def _bid(self, real: str) -> str:
         if real not in self._fake:
-            fake = fake_id(self._svc.backup(real).label)
+            fake = fake_id(self._svc.backups.get(real).label)
             self._fake[real], self._real[fake] = fake, real
         return self._fake[real]
 
     def backup(self, id_or_prefix: str) -> Backup:
-        return self._backup(self._svc.backup(self._real.get(id_or_prefix, id_or_prefix)))
+        return self._backup(self._svc.backups.get(self._real.get(id_or_prefix, id_or_prefix)))
 
     def _request(self, r: Request) -> Request:
         payload = dict(r.payload)
@@ -102,13 +113,13 @@ class FrozenRestores(Frozen):
         )
 
     def requests(self, state: str | None = None) -> list[Request]:
-        return [self._request(r) for r in self._svc.requests(state)]
+        return [self._request(r) for r in self._svc.approvals.requests(state)]
 
     def request(self, id_or_prefix: str) -> Request:
-        return self._request(self._svc.request(id_or_prefix))
+        return self._request(self._svc.approvals.get(id_or_prefix))
 
     def inbox(self, name: str) -> list[Request]:
-        return [self._request(r) for r in self._svc.inbox(name)]
+        return [self._request(r) for r in self._svc.approvals.inbox(name)]
 
 
 @pytest.fixture
@@ -147,7 +158,7 @@ async def settle(pilot: Pilot[Any]) -> None:
 
 def three_backups(svc: Service) -> list[str]:
     """The two newest (KEK v2) and one from before the rotation (v1)."""
-    b = svc.backups(limit=24)
+    b = svc.backups.list(limit=24)
     return [b[0].id, b[1].id, b[12].id]
 
 
@@ -156,13 +167,15 @@ def test_inbox_shows_the_whole_request(
 ) -> None:
     target = tmp_path / "restore" / "INC-2041"
     target.mkdir(parents=True)
-    r = frozen.request_restore(
+    r = frozen.restores.request(
         three_backups(frozen),
         "INC-2041: the orders table was dropped by a migration [/b]; restore the dumps to compare",
         target,
         by=unlock(frozen, ui_cast.oscar),
     )
-    frozen.approve(r.id, next_code(frozen, ui_cast.alice), by=unlock(frozen, ui_cast.alice))
+    frozen.approvals.approve(
+        r.id, next_code(frozen, ui_cast.alice), by=unlock(frozen, ui_cast.alice)
+    )
     bob = unlock(frozen, ui_cast.bob)
 
     async def run_before(pilot: Pilot[Any]) -> None:
@@ -186,7 +199,7 @@ def test_session_after_a_run_with_a_tampered_backup(
     approved_session(
         frozen, ui_cast, ids, target, reason="INC-2041: restore test [/b] of last night"
     )
-    tampered = Path(frozen.backup(ids[1]).location)
+    tampered = Path(frozen.backups.get(ids[1]).location)
     raw = bytearray(tampered.read_bytes())
     raw[len(raw) // 2] ^= 1
     tampered.write_bytes(raw)

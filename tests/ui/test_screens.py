@@ -63,7 +63,7 @@ async def wait_for(pilot: Any, condition: Any, seconds: float = 5.0) -> None:
 
 
 def last_entry(svc: Service) -> dict[str, Any]:
-    return svc.audit_entries()[-1]
+    return svc.audit.entries()[-1]
 
 
 # ------------------------------------------------------------------ dashboard
@@ -79,10 +79,10 @@ async def test_dashboard_shows_keks_versions_census_and_refreshes(ui_svc: Servic
         assert census == ["10", "14"]  # v2 (current, listed first), then v1
         assert "await rewrap to v2" in text_of(screen.query_one(".rewrap", Static))
         # A backup made elsewhere shows after F5.
-        bot = ui_svc.unlock("bot", None)
+        bot = ui_svc.auth.unlock("bot", None)
         import io
 
-        ui_svc.encrypt_backup(io.BytesIO(b"x"), app.service.home.path / "late.cbk", by=bot)
+        ui_svc.backups.encrypt(io.BytesIO(b"x"), app.service.home.path / "late.cbk", by=bot)
         await pilot.press("f5")
         await pilot.pause()
         assert pair(app.screen.query_one("#dash-home-pairs", Static), "Backups") == "25"
@@ -103,7 +103,7 @@ async def test_dashboard_shows_an_unreadable_home_without_crashing(ui_svc: Servi
 
 
 def _synthetic(svc: Service, n: int) -> None:
-    b0 = svc.backups(limit=1)[0]
+    b0 = svc.backups.list(limit=1)[0]
     with svc.catalog.transaction():
         svc.catalog.add_backups(
             replace(
@@ -222,7 +222,7 @@ async def test_wrong_passphrase_and_replayed_code_are_refused_and_recorded(
         assert app.actor is None
         assert "already used" in text_of(app.screen.query_one("#signin-error", Static))
         assert last_entry(ui_svc)["details"]["reason"] == "TOTP code replayed"
-    assert ui_svc.audit_verify().ok
+    assert ui_svc.audit.verify().ok
 
 
 async def test_sign_in_refused_while_textual_may_record(
@@ -295,7 +295,7 @@ async def test_enrol_a_person_with_qr_and_first_code(ui_svc: Service, ui_cast: C
         field.focus()
         await pilot.press("enter")  # the button ignores a second click within its 0.2 s flash
         await wait_for(pilot, lambda: isinstance(app.screen, PeopleScreen))
-        carol = ui_svc.person("carol")
+        carol = ui_svc.people.get("carol")
         assert set(carol.roles) == {"custodian", "auditor"} and carol.totp_generation == 1
         with pytest.raises(ValueError, match="wiped"):
             secret.reveal()  # the TOTP secret left memory with the dialog
@@ -303,13 +303,13 @@ async def test_enrol_a_person_with_qr_and_first_code(ui_svc: Service, ui_cast: C
         assert "carol" in [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
         assert last_entry(ui_svc)["action"] == "person.enrol"
     # the new person can sign in with what they chose
-    assert ui_svc.unlock("carol", P.SecretBytes(b"carol-long-passphrase")).name == "carol"
+    assert ui_svc.auth.unlock("carol", P.SecretBytes(b"carol-long-passphrase")).name == "carol"
 
 
 async def test_cancelled_enrolment_stores_nothing_and_wipes_the_secret(
     ui_svc: Service, ui_cast: Cast
 ) -> None:
-    before = len(ui_svc.audit_entries())
+    before = len(ui_svc.audit.entries())
     app = app_for(ui_svc)
     async with app.run_test(size=SIZE) as pilot:
         sign_in_directly(app, unlock(ui_svc, ui_cast.alice))
@@ -317,8 +317,8 @@ async def test_cancelled_enrolment_stores_nothing_and_wipes_the_secret(
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, PeopleScreen)
-    assert "dave" not in [p.name for p in ui_svc.people()]
-    assert len(ui_svc.audit_entries()) == before
+    assert "dave" not in [p.name for p in ui_svc.people.list()]
+    assert len(ui_svc.audit.entries()) == before
     assert step.pending.key is None
     with pytest.raises(ValueError, match="wiped"):
         secret.reveal()
@@ -355,12 +355,12 @@ async def test_disable_replace_key_and_replace_totp(ui_svc: Service, ui_cast: Ca
         app.screen.query_one("#disable-reason", Input).value = "left the team [/b]"
         await pilot.click("#disable-ok")
         await pilot.pause()
-        assert not ui_svc.person("oscar").active
+        assert not ui_svc.people.get("oscar").active
         assert last_entry(ui_svc)["details"]["reason"] == "left the team [/b]"
 
         # a new signing key for bob; the old one stays known
         table.move_cursor(row=names.index("bob"))
-        old = ui_svc.person("bob").key
+        old = ui_svc.people.get("bob").key
         await pilot.press("k")
         await pilot.pause()
         app.screen.query_one("#pw1", Input).value = "bob-brand-new-phrase"
@@ -368,9 +368,9 @@ async def test_disable_replace_key_and_replace_totp(ui_svc: Service, ui_cast: Ca
         await pilot.click("#key-ok")
         for _ in range(60):
             await pilot.pause(0.05)
-            if ui_svc.person("bob").key != old:
+            if ui_svc.people.get("bob").key != old:
                 break
-        bob = ui_svc.person("bob")
+        bob = ui_svc.people.get("bob")
         assert bob.key != old and len(bob.keys) == 2
 
         # a new TOTP secret for bob: the new code works, the old secret does not
@@ -382,8 +382,8 @@ async def test_disable_replace_key_and_replace_totp(ui_svc: Service, ui_cast: Ca
         assert step.pending.totp is not None
         step.query_one("#totp-code", Input).value = P.hotp(step.pending.totp, P.current_step())
         await pilot.click("#totp-ok")
-        await wait_for(pilot, lambda: ui_svc.person("bob").totp_generation == 2)
-    assert ui_svc.audit_verify().ok
+        await wait_for(pilot, lambda: ui_svc.people.get("bob").totp_generation == 2)
+    assert ui_svc.audit.verify().ok
 
 
 async def test_bootstrap_enrols_the_first_custodian_without_sign_in(tmp_path: Any) -> None:
@@ -395,8 +395,8 @@ async def test_bootstrap_enrols_the_first_custodian_without_sign_in(tmp_path: An
             step.query_one("#totp-code", Input).value = P.hotp(secret, P.current_step())
             await pilot.click("#totp-ok")
             await wait_for(pilot, lambda: not isinstance(app.screen, TotpStep))
-        assert svc.person("first").has("custodian")
-        assert svc.audit_entries()[-1]["actor"] == "home"
+        assert svc.people.get("first").has("custodian")
+        assert svc.audit.entries()[-1]["actor"] == "home"
     finally:
         svc.close()
 
@@ -405,7 +405,7 @@ async def test_bootstrap_enrols_the_first_custodian_without_sign_in(tmp_path: An
 
 
 async def test_audit_screen_lists_filters_and_verifies(ui_svc: Service) -> None:
-    total = len(ui_svc.audit_entries())
+    total = len(ui_svc.audit.entries())
     app = app_for(ui_svc)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f8")
@@ -456,10 +456,10 @@ async def test_audit_verify_marks_the_first_bad_entry(ui_svc: Service) -> None:
 
 
 async def test_untrusted_text_with_markup_does_not_break_screens(ui_svc: Service) -> None:
-    bot = ui_svc.unlock("bot", None)
+    bot = ui_svc.auth.unlock("bot", None)
     import io
 
-    ui_svc.encrypt_backup(
+    ui_svc.backups.encrypt(
         io.BytesIO(b"x"), ui_svc.home.path / "m.cbk", by=bot, label="[/b]evil[red]\x1b[2J"
     )
     app = app_for(ui_svc)
@@ -467,7 +467,7 @@ async def test_untrusted_text_with_markup_does_not_break_screens(ui_svc: Service
         for key in ("f3", "f8", "f2"):
             await pilot.press(key)
             await pilot.pause(0.3)
-        assert isinstance(ui_svc.backups(limit=1)[0], Backup)
+        assert isinstance(ui_svc.backups.list(limit=1)[0], Backup)
 
 
 async def test_a_crash_report_shows_no_local_variables(ui_svc: Service) -> None:

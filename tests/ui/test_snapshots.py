@@ -104,7 +104,7 @@ def test_people_signed_in(snap_compare: Compare, ui_svc: Service, ui_cast: Cast)
 
 
 def test_audit_after_verify(snap_compare: Compare, ui_svc: Service) -> None:
-    total = len(ui_svc.audit_entries())
+    total = len(ui_svc.audit.entries())
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await pilot.press("f8")
