@@ -9,6 +9,7 @@ in ``PRAGMA user_version``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
@@ -194,6 +195,21 @@ MIGRATIONS: list[str] = [
         wait_until TEXT NOT NULL,
         PRIMARY KEY (person, kind)
     );
+    """,
+    # 8: custody v2 (docs/custody.md). Blobs that are sealed (never plaintext) but belong
+    # to no one person's keyring: holder keys sealed to the recovery key, an early
+    # approver's lock, the releases of a request sealed to its session key. Each with
+    # its SHA-256, which the signed entry that made it lists.
+    """
+    CREATE TABLE custody_blobs (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('recovery', 'lock', 'release')),
+        request TEXT,
+        blob BLOB NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX custody_blobs_by_request ON custody_blobs(request, kind);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -407,7 +423,40 @@ class PeopleMixin:
         )
 
 
-class Catalog(PeopleMixin):
+class BlobsMixin:
+    """Sealed custody blobs (migration 8)."""
+
+    db: sqlite3.Connection
+
+    def put_blob(self, name: str, kind: str, blob: bytes, request: str | None = None) -> str:
+        digest = hashlib.sha256(blob).hexdigest()
+        self.db.execute(
+            "INSERT OR REPLACE INTO custody_blobs(name, kind, request, blob, sha256, created_at) "
+            "VALUES(?, ?, ?, ?, ?, ?)",
+            (name, kind, request, blob, digest, utcnow()),
+        )
+        return digest
+
+    def blob(self, name: str) -> tuple[bytes, str] | None:
+        row = self.db.execute(
+            "SELECT blob, sha256 FROM custody_blobs WHERE name=?", (name,)
+        ).fetchone()
+        return (bytes(row[0]), str(row[1])) if row else None
+
+    def blobs(self, request: str, kind: str) -> dict[str, bytes]:
+        return {
+            str(n): bytes(b)
+            for n, b in self.db.execute(
+                "SELECT name, blob FROM custody_blobs WHERE request=? AND kind=? ORDER BY name",
+                (request, kind),
+            )
+        }
+
+    def delete_blobs(self, request: str) -> None:
+        self.db.execute("DELETE FROM custody_blobs WHERE request=?", (request,))
+
+
+class Catalog(PeopleMixin, BlobsMixin):
     """A connection to the catalog. One per thread; not shared across threads."""
 
     def __init__(self, path: Path, *, create: bool = False) -> None:

@@ -40,7 +40,9 @@ from custodian.errors import ContainerError
 from custodian.secret import SecretBytes
 
 MAGIC = b"CUSTODBK"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # a DEK wrapped under one KEK version's key (backends local, ...)
+FORMAT_QUORUM = 2  # custody v2: the wrapped DEK is a quorum wrap (docs/custody.md section 4)
+QUORUM_BACKEND = "quorum"
 TAG_SIZE = 16
 MAC_SIZE = 32
 SALT_SIZE = 32
@@ -95,6 +97,7 @@ class Header:
     wrapped_dek: bytes
     body: bytes  # every header byte before the MAC
     mac: bytes
+    format: int = FORMAT_VERSION
 
     @property
     def size(self) -> int:
@@ -124,9 +127,10 @@ def encode_header_body(
     if not 1 <= kek_version <= 0xFFFFFFFF or not 1 <= len(wrapped_dek) <= MAX_WRAPPED:
         raise ValueError("bad KEK version or wrapped DEK length")
     b, k = backend.encode("ascii"), kek.encode("utf-8")
+    fmt = FORMAT_QUORUM if backend == QUORUM_BACKEND else FORMAT_VERSION
     return b"".join(
         [
-            _FIXED.pack(MAGIC, FORMAT_VERSION, 0, backup_id.bytes, salt, chunk_size),
+            _FIXED.pack(MAGIC, fmt, 0, backup_id.bytes, salt, chunk_size),
             bytes([len(b)]),
             b,
             bytes([len(k)]),
@@ -144,10 +148,11 @@ def read_header(f: BinaryIO, name: str = "the container") -> Header:
         raise ContainerError(f"{name} is not a custodian backup container (no CUSTODBK magic).")
     if len(fixed) < 9:
         raise ContainerError(f"{name} is truncated inside its header.")
-    if fixed[8] != FORMAT_VERSION:
+    if fixed[8] not in (FORMAT_VERSION, FORMAT_QUORUM):
         raise ContainerError(
-            f"{name} uses container format {fixed[8]}; this custodian reads format "
-            f"{FORMAT_VERSION}. Nothing was written; use a custodian that knows that format."
+            f"{name} uses container format {fixed[8]}; this custodian reads formats "
+            f"{FORMAT_VERSION} and {FORMAT_QUORUM}. Nothing was written; use a custodian that "
+            "knows that format."
         )
     if len(fixed) < _FIXED.size:
         raise ContainerError(f"{name} is truncated inside its header.")
@@ -180,8 +185,30 @@ def read_header(f: BinaryIO, name: str = "the container") -> Header:
         raise ContainerError(f"{name} has a malformed KEK reference.") from None
     if not BACKEND_RE.fullmatch(backend_s) or not KEK_NAME_RE.fullmatch(kek_s) or version < 1:
         raise ContainerError(f"{name} has a malformed KEK reference.")
+    fmt = fixed[8]
+    if (fmt == FORMAT_QUORUM) != (backend_s == QUORUM_BACKEND):
+        raise ContainerError(
+            f"{name} is a format {fmt} container naming backend {backend_s!r}: format "
+            f"{FORMAT_QUORUM} is for quorum KEKs and only for them. Nothing was written."
+        )
+    if fmt == FORMAT_QUORUM:
+        from custodian.custody.quorum import QuorumError, QuorumWrap
+
+        try:
+            QuorumWrap.decode(wrapped)
+        except QuorumError as e:
+            raise ContainerError(f"{name} carries a malformed quorum wrap ({e})") from None
     return Header(
-        uuid.UUID(bytes=bid), salt, chunk, backend_s, kek_s, version, wrapped, b"".join(parts), mac
+        uuid.UUID(bytes=bid),
+        salt,
+        chunk,
+        backend_s,
+        kek_s,
+        version,
+        wrapped,
+        b"".join(parts),
+        mac,
+        fmt,
     )
 
 

@@ -174,7 +174,8 @@ def check(container: bytes, wrapped: bytes) -> None:
     refused(container + b"\0", "chunk 1 of the container failed authentication")
     c0, c1 = two[hdr : hdr + CHUNK + 16], two[hdr + CHUNK + 16 :]
     refused(two[:hdr] + c1 + c0, "chunk 0 of the container failed authentication")  # reordered
-    refused(container[:8] + b"\2" + container[9:], "uses container format 2")
+    refused(container[:8] + b"\3" + container[9:], "uses container format 3")
+    refused(container[:8] + b"\2" + container[9:], "format 2 is for quorum KEKs")
     refused(container[:9] + b"\1" + container[10:], "unknown header flags")
     refused(container[:30] + b"\0" + container[31:], "header of the container does not")
     # two full chunks not marked last, then an empty last one: only a DEK holder can make

@@ -61,6 +61,26 @@ def lp(*fields: bytes) -> bytes:
     return bytes(out)
 
 
+def unlp(blob: bytes) -> list[bytes]:
+    """The fields of an ``lp`` encoding (ValueError if it does not parse exactly)."""
+    out, pos = [], 0
+    while pos < len(blob):
+        if pos + 2 > len(blob):
+            raise ValueError("cut short")
+        (n,) = struct.unpack(">H", blob[pos : pos + 2])
+        if pos + 2 + n > len(blob):
+            raise ValueError("cut short")
+        out.append(blob[pos + 2 : pos + 2 + n])
+        pos += 2 + n
+    return out
+
+
+def manifest_fingerprint(encoded: bytes) -> str:
+    """128 bits of SHA-256 over an encoded manifest, in groups of four hex digits."""
+    h = hashlib.sha256(encoded).hexdigest()[:32]
+    return " ".join(h[i : i + 4] for i in range(0, 32, 4))
+
+
 def _u8(v: int) -> bytes:
     return struct.pack(">B", v)
 
@@ -153,6 +173,38 @@ class Manifest:
 
     def digest(self) -> str:
         return hashlib.sha256(self.encode()).hexdigest()
+
+    @property
+    def fingerprint(self) -> str:
+        """The version's fingerprint (the catalog's and the log's): 128 bits of the digest."""
+        return manifest_fingerprint(self.encode())
+
+    @classmethod
+    def decode(cls, blob: bytes) -> Manifest:
+        """The inverse of :meth:`encode` (checked, so a damaged manifest is refused)."""
+        try:
+            f = unlp(blob)
+            if f[0] != MANIFEST_LABEL or len(f) < 8:
+                raise QuorumError("not a manifest.")
+            m, n = f[5][0], f[6][0]
+            holders = []
+            for raw in f[8:]:
+                x, name, pub = unlp(raw)
+                holders.append(Holder(name.decode(), x[0], pub))
+            man = cls(
+                f[1].decode(),
+                f[2].decode(),
+                struct.unpack(">I", f[3])[0],
+                f[4].decode(),
+                m,
+                tuple(holders),
+                f[7].decode(),
+            )
+        except (IndexError, ValueError, struct.error, UnicodeDecodeError):
+            raise QuorumError("a manifest is damaged; it was not used.") from None
+        if man.n != n or man.encode() != blob:
+            raise QuorumError("a manifest is damaged; it was not used.")
+        return man.check()
 
 
 # ---------------------------------------------------------------- the wrap

@@ -114,6 +114,29 @@ class Lock:
     sealed: bytes  # AES-256-GCM(L, encoded {backup id: release blob})
     keys: Mapping[str, bytes]  # recipient name -> HPKE(L)
 
+    def encode(self) -> bytes:
+        keys = [lp(n.encode(), self.keys[n]) for n in sorted(self.keys)]
+        return lp(
+            LOCK_LABEL, self.request_id.encode(), self.approver.encode(), self.nonce, self.sealed,
+            *keys,
+        )  # fmt: skip
+
+    @classmethod
+    def decode(cls, blob: bytes) -> Lock:
+        from custodian.custody.quorum import unlp
+
+        try:
+            f = unlp(blob)
+            if f[0] != LOCK_LABEL:
+                raise ValueError("label")
+            keys = {}
+            for raw in f[5:]:
+                name, k = unlp(raw)
+                keys[name.decode()] = k
+            return cls(f[1].decode(), f[2].decode(), f[3], f[4], keys)
+        except (IndexError, ValueError, UnicodeDecodeError):
+            raise QuorumError("a lock is damaged; nothing was released.") from None
+
     def digest(self) -> str:
         """What the approver's signed entry lists for this lock."""
         h = hashlib.sha256(lp(LOCK_LABEL, self.nonce, self.sealed))

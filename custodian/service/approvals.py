@@ -26,6 +26,10 @@ AfterCommit = Callable[[A.Request], None]
 
 
 Excluded = Callable[[A.Request], "set[str]"]
+# (request, approver, entry details, whether this approval completes the quorum)
+OnApprove = Callable[[A.Request, Actor, dict[str, Any], bool], None]
+# (request id, expires at, quorum) -> more payload, computed once the id is drawn
+Prepare = Callable[[str, str, int], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class _Kind:
     at_quorum: AtQuorum | None
     after_commit: AfterCommit | None
     excluded: Excluded | None = None
+    on_approve: OnApprove | None = None
 
 
 class Approvals:
@@ -50,11 +55,14 @@ class Approvals:
         at_quorum: AtQuorum | None = None,
         after_commit: AfterCommit | None = None,
         excluded: Excluded | None = None,
+        on_approve: OnApprove | None = None,
     ) -> None:
-        """Say what happens when a request of ``kind`` reaches its quorum, and who besides
+        """Say what happens when a request of ``kind`` reaches its quorum, who besides
         its requester may not decide it (``excluded``: the subject of a change about a
-        person)."""
-        self._kinds[kind] = _Kind(at_quorum, after_commit, excluded)
+        person), and what each approval does inside its transaction before it is
+        recorded (``on_approve``: a custody restore seals or locks the approver's
+        shares there)."""
+        self._kinds[kind] = _Kind(at_quorum, after_commit, excluded, on_approve)
 
     def on_housekeeping(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` (best effort) before every read of the requests."""
@@ -105,13 +113,22 @@ class Approvals:
     # ------------------------------------------------------------ acting
 
     def open_request(
-        self, kind: str, payload: dict[str, Any], *, by: Actor, action: str
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        by: Actor,
+        action: str,
+        prepare: Prepare | None = None,
     ) -> A.Request:
-        """Record a new request of ``kind`` (checked by its capability), open until expiry."""
+        """Record a new request of ``kind`` (checked by its capability), open until expiry.
+        ``prepare`` adds to the payload what depends on the request's id and expiry."""
         ctx = self._ctx
         now = ctx.clock()
         expires = A.stamp(now + 3600 * ctx.policy.request_hours)
         rid = A.new_id()
+        if prepare is not None:
+            payload = {**payload, **prepare(rid, expires, ctx.policy.approval_quorum)}
         with ctx.audited(
             by,
             action,
@@ -204,6 +221,8 @@ class Approvals:
             else:
                 n = len(r.approvals) + 1
                 details.update(approvals=n, quorum=q, state="open")
+                if kind is not None and kind.on_approve is not None:
+                    kind.on_approve(r, by, details, n >= q)
                 if n >= q:
                     A.set_request_state(db, rid, "approved", now)
                     details["state"] = "approved"

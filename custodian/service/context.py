@@ -112,6 +112,11 @@ class HomeContext:
         return self._home
 
     def backend(self, name: str) -> KekBackend:
+        if name == "quorum" and name not in self._backends:
+            # embedded, like local: a quorum KEK's versions are manifests in the catalog
+            from custodian.backends.quorum import QuorumBackend
+
+            self._backends[name] = QuorumBackend(self.catalog)
         if name not in self._backends:
             if name not in self.config.backends:
                 raise BackendError(

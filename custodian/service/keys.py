@@ -12,7 +12,7 @@ import builtins
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,8 +68,27 @@ class Keys:
         """A new KEK with its first version. A custodian confirms with a fresh TOTP code
         (``code``); only the home identity, at ``init``, creates one without."""
         ctx = self._ctx
-        suite = suite or ctx.config.default_suite
         ctx.require(by, "custodian", "kek.create", f"kek:{name}", allow_home=True)
+        suite, purpose = self._check_new(name, suite, purpose)
+        be = ctx.backend(backend)
+        with ctx.audited(
+            by,
+            "kek.create",
+            f"kek:{name}",
+            {"backend": backend, "suite": suite, "purpose": purpose},
+        ) as d:
+            if by.name != HOME:
+                d["step"] = ctx.confirm(by, code, "kek.create", f"kek:{name}")
+            ctx.catalog.add_kek(name, backend, suite, purpose)
+            mat = be.create_version(name, suite, 1)
+            ctx.catalog.add_kek_version(name, 1, mat.fingerprint, mat.public_key, ctx.now())
+            d.update(version=1, fingerprint=mat.fingerprint)
+        return ctx.catalog.kek(name)
+
+    def _check_new(self, name: str, suite: str | None, purpose: str) -> tuple[str, str]:
+        """A new KEK's name, suite and purpose, checked: (suite, purpose) as they will be kept."""
+        ctx = self._ctx
+        suite = suite or ctx.config.default_suite
         purpose = " ".join(purpose.split())
         if len(purpose) > 200:
             raise CustodianError("the purpose is longer than 200 characters; shorten it.")
@@ -90,20 +109,111 @@ class Keys:
                 f"a KEK named {clash[0]!r} exists; KEK names must differ in more than case. "
                 "Nothing was created."
             )
-        be = ctx.backend(backend)
+        return suite, purpose
+
+    def create_quorum(
+        self,
+        name: str,
+        holders: Sequence[Actor],
+        m: int,
+        *,
+        by: Actor,
+        code: str | None,
+        suite: str | None = None,
+        purpose: str = "",
+    ) -> Kek:
+        """A quorum KEK (custody v2): each of ``holders`` (unlocked, present) gets a holder
+        key for version 1, sealed to their own personal key; the manifest (M of N, share
+        index x = 1..N in the order given) is signed by every holder in the log before the
+        ``kek.create`` entry that announces it, and ``by`` confirms with a fresh code. No
+        key that opens a DEK exists anywhere but in the holders' hands."""
+        from custodian.custody import holders as H
+        from custodian.custody import quorum as Q
+        from custodian.service import items
+
+        ctx = self._ctx
+        subject = f"kek:{name}"
+        ctx.require(by, "custodian", "kek.create", subject)
+        suite, purpose = self._check_new(name, suite, purpose)
+        names = [h.name for h in holders]
+        for h in holders:
+            ctx.require(h, "custodian", "kek.create", subject)
+        if len(set(names)) != len(names):
+            raise ctx.refused(
+                by, "kek.create", subject, "a holder named twice",
+                "one share per person: a holder is named twice. Nothing was created.",
+            )  # fmt: skip
+        if not 2 <= m <= len(holders) - 1:
+            raise ctx.refused(
+                by, "kek.create", subject, f"quorum {m} of {len(holders)}",
+                f"a quorum of {m} of {len(holders)} is not allowed: it needs 2 <= M <= N-1 "
+                "(one holder alone opens nothing, losing one loses nothing). Nothing was "
+                "created.",
+            )  # fmt: skip
+        home_id = ctx.config.home_id
+        made = [
+            H.new_holder_key(
+                suite,
+                home_id=home_id,
+                person=h.name,
+                kek=name,
+                version=1,
+                personal_key=h.personal,
+                recovery_public=None,
+            )
+            for h in holders
+        ]
+        man = Q.Manifest(
+            home_id,
+            name,
+            1,
+            suite,
+            m,
+            tuple(
+                Q.Holder(h.name, x, k.key.public_key)
+                for x, (h, k) in enumerate(zip(holders, made, strict=True), start=1)
+            ),
+            "",  # no break-glass set yet: the recovery key is announced with the split
+        ).check()
+        digest = man.digest()
         with ctx.audited(
             by,
             "kek.create",
-            f"kek:{name}",
-            {"backend": backend, "suite": suite, "purpose": purpose},
+            subject,
+            {
+                "backend": "quorum",
+                "suite": suite,
+                "purpose": purpose,
+                "custody": "quorum",
+                "manifest": _manifest_details(man),
+            },
         ) as d:
-            if by.name != HOME:
-                d["step"] = ctx.confirm(by, code, "kek.create", f"kek:{name}")
-            ctx.catalog.add_kek(name, backend, suite, purpose)
-            mat = be.create_version(name, suite, 1)
-            ctx.catalog.add_kek_version(name, 1, mat.fingerprint, mat.public_key, ctx.now())
-            d.update(version=1, fingerprint=mat.fingerprint)
+            d["step"] = ctx.confirm(by, code, "kek.create", subject)
+            for h in holders:  # each holder signs the manifest, before it is announced
+                ctx.record(
+                    h,
+                    "kek.manifest.sign",
+                    f"kek:{name}/v1",
+                    details={"version": 1, "digest": digest},
+                )
+            for h, k in zip(holders, made, strict=True):
+                items.put(ctx, items.holder_entry(h.name, name, 1), k.item)
+            ctx.catalog.add_kek(name, "quorum", suite, purpose)
+            ctx.catalog.add_kek_version(name, 1, man.fingerprint, man.encode(), ctx.now())
+            d.update(version=1, fingerprint=man.fingerprint)
         return ctx.catalog.kek(name)
+
+    def manifest(self, name: str, version: int, by: Actor | None = None) -> Any:
+        """The manifest of a quorum KEK version, checked against the signed log."""
+        from custodian.backends.quorum import QuorumBackend
+
+        ctx = self._ctx
+        k = ctx.catalog.kek(name)
+        ctx.check_kek(k, version, by, "kek.manifest")
+        be = ctx.backend(k.backend)
+        if not isinstance(be, QuorumBackend):
+            raise ConflictError(f"KEK {name} is not a quorum KEK; it has no manifest.")
+        return be.manifest(name, version)
 
     def add_version(self, name: str, *, by: Actor) -> KekVersion:
         """Create the next version of a KEK without a rewrap job (demo builder, tests).
@@ -481,6 +591,27 @@ class Keys:
             for v in k.versions:
                 if v.state == "destroyed" and ctx.sealed.exists(sealed_name(k.name, v.version)):
                     ctx.backend("local").destroy(k.name, v.version)
+
+
+def _manifest_details(man: Any) -> dict[str, Any]:
+    """The manifest as its creation entry announces it (an auditor rebuilds the digest)."""
+    import base64
+
+    return {
+        "m": man.m,
+        "n": man.n,
+        "digest": man.digest(),
+        "recovery_fingerprint": man.recovery_fingerprint,
+        "holders": [
+            {
+                "name": h.name,
+                "x": h.x,
+                "fingerprint": h.fingerprint(man.suite),
+                "public_key": base64.b64encode(h.public_key).decode(),
+            }
+            for h in man.holders
+        ],
+    }
 
 
 def _fsync_seconds(directory: Path) -> float:

@@ -50,6 +50,16 @@ def kek_fingerprint(suite: str, pub: bytes) -> str:
     return " ".join(h[i : i + 4] for i in range(0, 32, 4))
 
 
+def version_fingerprint(backend: str, suite: str, material: bytes) -> str:
+    """What the log records of a version's key material: a quorum version's is its
+    manifest's fingerprint (custodian.custody.quorum.manifest_fingerprint), any other's
+    its public key's."""
+    if backend == "quorum":
+        h = hashlib.sha256(material).hexdigest()[:32]
+        return " ".join(h[i : i + 4] for i in range(0, 32, 4))
+    return kek_fingerprint(suite, material)
+
+
 def refuse(diffs: list[Difference], doing: str) -> MismatchError:
     """The error for a decision refused because of ``diffs`` (one sentence, then advice)."""
     first = "; ".join(str(d) for d in diffs[:3])
@@ -146,12 +156,11 @@ def kek_differences(k: Kek, st: LogState, version: int | None = None) -> list[Di
             continue
         if v.fingerprint != lv.fingerprint:
             out.append(Difference(vs, "fingerprint", v.fingerprint, lv.fingerprint))
-        if v.public_key is not None and kek_fingerprint(k.suite, bytes(v.public_key)) != (
-            lv.fingerprint
-        ):
-            out.append(
-                Difference(vs, "public key", "does not have the fingerprint", lv.fingerprint)
-            )
+        if v.public_key is not None and version_fingerprint(
+            k.backend, k.suite, bytes(v.public_key)
+        ) != (lv.fingerprint):
+            what = "manifest" if k.backend == "quorum" else "public key"
+            out.append(Difference(vs, what, "does not have the fingerprint", lv.fingerprint))
         if v.state != lv.state:
             out.append(Difference(vs, "state", v.state, f"{lv.state} (entry {lv.at})"))
     return out

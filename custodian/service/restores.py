@@ -27,6 +27,7 @@ from custodian.errors import (
 )
 from custodian.people import Actor, AuthError
 from custodian.secret import SecretBytes
+from custodian.service import shares
 from custodian.service.context import HomeContext, Progress
 
 if TYPE_CHECKING:
@@ -41,7 +42,12 @@ class Restores:
     def __init__(self, ctx: HomeContext, approvals: Approvals) -> None:
         self._ctx = ctx
         self._approvals = approvals
-        approvals.register("restore", at_quorum=self.open_session)
+        approvals.register(
+            "restore",
+            at_quorum=self.open_session,
+            on_approve=lambda r, by, d, last: shares.on_approve(ctx, r, by, d, last),
+        )
+        approvals.on_housekeeping(self._forget_ended)
 
     def request(
         self,
@@ -151,7 +157,28 @@ class Restores:
             "reason": reason,
             "target": str(t),
         }
-        return self._approvals.open_request("restore", payload, by=by, action=action)
+        sk = shares.prepare(ctx, found, by, action)
+        if sk is None:
+            return self._approvals.open_request("restore", payload, by=by, action=action)
+        ids = [b.id for b in found]
+        return self._approvals.open_request(
+            "restore",
+            payload,
+            by=by,
+            action=action,
+            prepare=lambda rid, exp, q: shares.payload(ctx, rid, exp, q, by, ids, str(t), sk),
+        )
+
+    def _forget_ended(self) -> None:
+        """Releases, locks and session keys of custody requests that ended go."""
+        ctx = self._ctx
+        for rid in {
+            str(r[0]) for r in ctx.catalog.db.execute("SELECT DISTINCT request FROM custody_blobs")
+        }:
+            r = A.find_request(ctx.catalog.db, ctx.policy.approval_quorum, rid)
+            if r.final:
+                with ctx.catalog.transaction():
+                    shares.forget(ctx, r)
 
     def open_session(self, r: A.Request, by: Actor, details: dict[str, Any]) -> None:
         """At quorum, inside the approving transaction: the session opens."""
@@ -292,7 +319,7 @@ class Restores:
                     f"{dst} already exists; it was left as it is and this backup was not "
                     "restored. Move that file away and ask for a new restore of this backup."
                 )
-            w = self._decrypt_backup(b, dst, session=s, progress=progress, hold=held)
+            w = self._decrypt_backup(b, dst, session=s, progress=progress, hold=held, by=by)
             size = w.plaintext_size
         except (CustodianError, OSError) as e:
             for hf in held:
@@ -372,6 +399,9 @@ class Restores:
         if expired:
             self._approvals.expire_due()  # ran out during the run: recorded as expired, not done
             return "expired"
+        if r.payload.get("custody") == "quorum":
+            with ctx.catalog.transaction():
+                shares.forget(ctx, r)  # the session key and its releases go with the session
         return "closed"
 
     # ------------------------------------------------------------ decryption (core only)
@@ -411,10 +441,22 @@ class Restores:
                 "a session that custodians approved for this backup and target."
             )
 
-    def _unwrap(self, b: Backup, *, session: A.Session) -> SecretBytes:
-        """The DEK of ``b``, only inside an open restore session that covers it."""
+    def _unwrap(self, b: Backup, *, session: A.Session, by: Actor | None = None) -> SecretBytes:
+        """The DEK of ``b``, only inside an open restore session that covers it (of a
+        quorum backup: from the shares released to that session, which only the
+        requester's session key opens)."""
         self._check_session(session, b, None)
         kek = self._ctx.catalog.kek(b.kek)
+        if kek.backend == "quorum":
+            if by is None:
+                raise AuthError(
+                    f"backup {b.id} is under a quorum KEK: its DEK opens only for the person "
+                    "who asked, with their session key; nothing was unwrapped."
+                )
+            r = A.find_request(
+                self._ctx.catalog.db, self._ctx.policy.approval_quorum, session.request
+            )
+            return shares.dek(self._ctx, r, b, by)
         res = self._ctx.backend(kek.backend).unwrap(
             [DekRef(b.id, b.kek, b.kek_version, b.wrapped_dek)]
         )[0]
@@ -430,6 +472,7 @@ class Restores:
         session: A.Session,
         progress: Progress | None = None,
         hold: list[HiddenFile] | None = None,
+        by: Actor | None = None,
     ) -> container.Written:
         """Decrypt one catalogued backup to ``target``, inside an open restore session.
 
@@ -456,7 +499,7 @@ class Restores:
                     f"{src_path} holds backup {header.backup_id}, not {b.id}: the header "
                     "belongs to another backup. No plaintext was written."
                 )
-            with self._unwrap(b, session=session) as dek:
+            with self._unwrap(b, session=session, by=by) as dek:
 
                 def fill(dst: BinaryIO) -> None:
                     def step(done: int) -> None:
