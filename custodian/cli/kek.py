@@ -19,7 +19,9 @@ from custodian.cli.common import (
     code_input,
     open_service,
     say,
+    secret_input,
     unlock_actor,
+    usage_error,
 )
 
 if TYPE_CHECKING:
@@ -77,9 +79,48 @@ def _code(args: argparse.Namespace, by: Actor) -> str:
     return code_input(getattr(args, "totp_fd", None), by.name)
 
 
+def _holders(svc: Service, args: argparse.Namespace, by: Actor) -> list[Actor]:
+    """Each holder present, unlocked with their own passphrase (a terminal, or the file
+    descriptor given as --holder-passphrase-fd NAME=FD)."""
+    fds: dict[str, int] = {}
+    for item in args.holder_passphrase_fd or []:
+        name, _, fd = item.partition("=")
+        if not fd.isdigit():
+            raise usage_error(f"--holder-passphrase-fd takes NAME=FD, not {item!r}.")
+        fds[name] = int(fd)
+    names = [n.strip() for n in args.holders.split(",") if n.strip()]
+    out: list[Actor] = []
+    for name in names:
+        if name == by.name:
+            out.append(by)
+            continue
+        with secret_input(f"passphrase of {name} (holder): ", fds.get(name), "passphrase") as pw:
+            out.append(svc.auth.unlock(name, pw))
+    return out
+
+
 def cmd_kek_create(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
+        if args.custody == "quorum":
+            if not args.holders:
+                raise usage_error("a quorum KEK needs its holders: --holders NAME,NAME,NAME.")
+            holders = _holders(svc, args, by)
+            code = _code(args, by)
+            k = svc.keys.create_quorum(
+                args.name,
+                holders,
+                args.quorum,
+                by=by,
+                code=code,
+                suite=args.suite,
+                purpose=args.purpose,
+            )
+            m = svc.keys.manifest(k.name, 1)
+            say(f"created quorum KEK {k.name} v1 ({m.m} of {m.n}: "
+                f"{', '.join(h.name for h in m.holders)}; {k.suite})")  # fmt: skip
+            say(f"manifest fingerprint {k.versions[0].fingerprint}")
+            return 0
         code = _code(args, by)
         k = svc.keys.create(
             args.name,
@@ -286,6 +327,21 @@ def add_parsers(sub: Subparsers) -> None:
         help="HPKE suite on the local backend (default: the home's default)",
     )
     s.add_argument("--purpose", default="", help="what it protects, for people")
+    s.add_argument(
+        "--custody",
+        choices=["single", "quorum"],
+        default="single",
+        help="quorum: no single person or account opens its DEKs; its holders, present, "
+        "each get a share (default: single)",
+    )
+    s.add_argument("--holders", default="", help="quorum: the holders, NAME,NAME,NAME (x = 1..N)")
+    s.add_argument("--quorum", type=int, default=2, metavar="M", help="quorum: M of N (2)")
+    s.add_argument(
+        "--holder-passphrase-fd",
+        action="append",
+        metavar="NAME=FD",
+        help="quorum: read a holder's passphrase from file descriptor FD (else a terminal)",
+    )
     add_totp_fd(s)
     add_acting(s)
     s.set_defaults(func=cmd_kek_create)
