@@ -273,6 +273,84 @@ def _write_error(directory: Path, e: OSError) -> AuditError:
     )
 
 
+# ---------------------------------------------------------------- recorded settings
+
+
+@dataclass
+class Recorded:
+    """What the log records about the home's settings, read without signatures: the
+    check at open (``custodian kek list`` loads no cryptography). Each decision checks
+    them again with signatures (:class:`custodian.ledger.Ledger`)."""
+
+    home_id: str = ""
+    home_key_id: str = ""
+    demo: bool = False
+    policy: dict[str, int] = field(default_factory=dict)  # the settings entries changed
+    policy_at: dict[str, int] = field(default_factory=dict)
+    readable: bool = True  # False: a line did not parse; verify names it
+
+
+_SETTING_NEEDLES = (b'"action":"policy.set"', b'"policy":{', b'"aborts":')
+
+
+def recorded_settings(log: AuditLog) -> Recorded:
+    """home.init's home id, key id, demo flag and policy, then each policy.set and each
+    approval that changed the policy (``details.policy``), in order; an entry a later
+    compensating entry cancels does not count. Only lines holding one of a few byte
+    strings are decoded (a byte search, not a loop over the lines)."""
+    rec = Recorded()
+    found: dict[int, dict[str, Any]] = {}
+    try:
+        for n, seg in enumerate(log.segments()):
+            data = seg.read_bytes()
+            ends = [data.find(b"\n")] if n == 0 else []  # entry 1 is the first line
+            for needle in _SETTING_NEEDLES:
+                i = data.find(needle)
+                while i >= 0:
+                    end = data.find(b"\n", i)
+                    ends.append(len(data) if end < 0 else end)
+                    i = data.find(needle, len(data) if end < 0 else end)
+            for end in set(ends):
+                end = len(data) if end < 0 else end
+                line = data[data.rfind(b"\n", 0, end) + 1 : end]
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    rec.readable = False
+                    continue
+                if isinstance(e, dict) and type(e.get("seq")) is int:
+                    found[e["seq"]] = e
+    except OSError:
+        rec.readable = False
+    changes: list[tuple[int, dict[str, Any]]] = []
+    cancelled: set[int] = set()
+    for seq in sorted(found):
+        e = found[seq]
+        d, action = e.get("details"), e.get("action")
+        if not isinstance(d, dict):
+            continue
+        if e.get("outcome") == "failed" and type(d.get("aborts")) is int:
+            cancelled.add(d["aborts"])
+        elif e.get("outcome") != "ok":
+            continue
+        elif action == "home.init" and seq == 1:
+            rec.home_id = str(d.get("home_id", ""))
+            rec.home_key_id = str(d.get("key_id", ""))
+            rec.demo = d.get("demo", False) is True
+            if isinstance(d.get("policy"), dict):
+                changes.append((1, d["policy"]))
+        elif action == "policy.set" and isinstance(d.get("setting"), str):
+            changes.append((seq, {d["setting"]: d.get("to")}))
+        elif action == "request.approve" and isinstance(d.get("policy"), dict):
+            changes.append((seq, d["policy"]))
+    for seq, values in changes:
+        if seq not in cancelled:
+            for name, value in values.items():
+                rec.policy[str(name)] = value
+                rec.policy_at[str(name)] = seq
+    return rec
+
+
 # ---------------------------------------------------------------- verification
 
 # The verify loop parses and re-hashes every entry; over a long log that cost
@@ -559,8 +637,9 @@ def _checkpoint_types(cp: Any) -> str:
         v = cp[name]
         if isinstance(v, bool) or not isinstance(v, kind):
             return (
-                f"the checkpoint's {name} is a JSON {_json_type(v)}, not a "
-                f"{_json_type(kind())}; the file is not a custodian audit checkpoint"
+                f"the checkpoint's {name} is a JSON {_json_type(v)}, not "
+                f"{'an' if kind is int else 'a'} {_json_type(kind())}; the file is not a "
+                "custodian audit checkpoint"
             )
     return ""
 

@@ -215,6 +215,45 @@ class Config:
         cfg.check()
         return cfg
 
+    def recorded_mismatch(
+        self,
+        home_id: str,
+        demo: bool,
+        policy: dict[str, Any],
+        policy_at: dict[str, int],
+        path: object,
+    ) -> str:
+        """The refusal's message when this configuration's home id, demo flag or policy
+        differs from what the signed log records ('' when they agree). ``policy`` holds
+        the settings the log records (a setting it never names has its default)."""
+        if home_id and self.home_id != home_id:
+            return (
+                f"{path} is the configuration of home {self.home_id}, but the signed audit "
+                f"log is home {home_id}'s; nothing was done. Point --home at the home this "
+                "configuration belongs to."
+            )
+        if self.demo != demo:
+            return (
+                f"{path} sets demo = {'true' if self.demo else 'false'}, but the signed audit "
+                f"log records {'true' if demo else 'false'} (fixed when the home was made, "
+                "entry 1); nothing was done. Demo behaviour is fixed when a home is made and "
+                "is never switched on later: set demo back."
+            )
+        defaults = Policy().values()
+        mine = self.policy.values()
+        for name in POLICY_LIMITS:
+            logged = policy.get(name, defaults[name])
+            if mine[name] != logged:
+                at = policy_at.get(name)
+                where = f"entry {at}" if at else "its default"
+                return (
+                    f"{path} sets policy.{name} = {mine[name]}, but the signed audit log "
+                    f"records {logged} ({where}); nothing was done. The configuration was "
+                    f"changed outside custodian: put {name} = {logged} back, and change the "
+                    f"policy with 'custodian policy set {name} VALUE --as NAME'."
+                )
+        return ""
+
     def dumps(self) -> str:
         p = self.policy
         lines = [

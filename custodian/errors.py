@@ -85,3 +85,9 @@ class InputError(CustodianError):
     """A value given on the command line or in a dialog is unusable (too long, not text)."""
 
     exit_code = 2
+
+
+class MismatchError(CustodianError):
+    """The catalog or the configuration disagrees with the signed audit log."""
+
+    exit_code = 8

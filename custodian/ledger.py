@@ -13,11 +13,11 @@ It checks no hash or signature itself: :func:`custodian.audit.verify` and
 with before a security decision. It replays the log once per process, reading
 every line but decoding only those whose action changes that state (a line
 starts with its action: the canonical encoding sorts the members), checks each
-such entry's hash, and keeps two states: one at once, without signatures, for
-the cheap check at open (policy and demo: ``custodian kek list`` loads no
-cryptography), and one whose entries' signatures were checked, built when a
-decision first asks for it. Both grow with the log: a later call reads only the
-bytes appended since (by this process or another).
+such entry's hash and signature, and builds the state when a decision first asks
+for it; it grows with the log: a later call reads only the bytes appended since
+(by this process or another). The cheap check at open (policy and demo flag:
+``custodian kek list`` loads no cryptography) is
+:func:`custodian.audit.recorded_settings`.
 
 What the ledger does not do, and ``custodian audit verify`` does: check the
 hash chain and the signatures of the entries it skips. Removing an entry (a
@@ -589,7 +589,6 @@ class Ledger:
         self._log = log
         self._segments: list[_Segment] = []
         self._entries: list[dict[str, Any]] = []  # state-changing entries, in order
-        self._light = _Replay(_hash_only)
         self._full = _Replay(self._hash_and_signature)
         self._pubs: dict[str, Any] = {}
 
@@ -638,17 +637,6 @@ class Ledger:
             if self._entries and _seq(e) <= _seq(self._entries[-1]):
                 continue  # the unterminated last line, read before (verify names disorder)
             self._entries.append(e)
-
-    def light(self) -> LogState:
-        """The state from every entry read so far, hashes checked, signatures not: what the
-        check at open compares the configuration with (no cryptography loaded)."""
-        self.refresh()
-        self._light.advance(self._entries)
-        return self._light.state
-
-    @property
-    def light_problem(self) -> str:
-        return self._light.problem
 
     def verified(self) -> LogState:
         """The state from every entry read so far whose hash and signature hold and whose

@@ -382,8 +382,9 @@ class Verifier:
             v = cp[name]
             if isinstance(v, bool) or not isinstance(v, kind):
                 return (
-                    f"the checkpoint's {name} is a JSON {json_type(v)}, not a "
-                    f"{json_type(kind())}; the file is not a custodian audit checkpoint"
+                    f"the checkpoint's {name} is a JSON {json_type(v)}, not "
+                    f"{'an' if kind is int else 'a'} {json_type(kind())}; the file is not a "
+                    "custodian audit checkpoint"
                 ), None
         try:
             body = {k: v for k, v in cp.items() if k != "sig"}

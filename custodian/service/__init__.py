@@ -28,6 +28,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from custodian import people as P
 from custodian.audit import AuditLog
@@ -53,8 +54,10 @@ from custodian.service.context import (
 )
 from custodian.service.keys import Keys
 from custodian.service.people import PendingEnrolment, People
-from custodian.service.policy import PolicySettings
 from custodian.service.restores import Restores
+
+if TYPE_CHECKING:
+    from custodian.service.policy import PolicySettings
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -92,7 +95,23 @@ class Service:
         self.auth = Auth(self.ctx)
         self.restores = Restores(self.ctx, self.approvals)
         self.audit = Audit(self.ctx)
-        self.policy = PolicySettings(self.ctx, self.approvals)
+        self._policy: PolicySettings | None = None
+        # policy.change requests are decided like any other: their hooks are known from
+        # the start, and svc.policy is made when first asked for (a listing never is)
+        self.approvals.register(
+            "policy.change",
+            at_quorum=lambda r, by, d: self.policy.change_at_quorum(r, by, d),
+            after_commit=lambda r: self.policy.write_config(r),
+        )
+
+    @property
+    def policy(self) -> PolicySettings:
+        """The policy the signed log records, and changing it (policy.py)."""
+        if self._policy is None:
+            from custodian.service.policy import PolicySettings
+
+            self._policy = PolicySettings(self.ctx, self.approvals)
+        return self._policy
 
     # The home's parts, for callers that show or check them (tests, the demo builder).
     @property

@@ -7,12 +7,14 @@ the facade reaches the raw :class:`~custodian.audit.AuditLog` as ``svc.log``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from custodian.audit import AuditLog, VerifyResult
 from custodian.people import Actor
 from custodian.service.context import HomeContext, Progress
-from custodian.service.reconcile import Difference
+
+if TYPE_CHECKING:
+    from custodian.service.reconcile import Difference
 
 
 class Audit:

@@ -7,14 +7,16 @@ logged; a code counts once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from custodian import people as P
 from custodian.errors import CustodianError, NotFoundError
 from custodian.people import Actor, AuthError
 from custodian.secret import SecretBytes
-from custodian.service.attempts import Lockout, until_stamp
 from custodian.service.context import HomeContext
+
+if TYPE_CHECKING:
+    from custodian.service.attempts import Lockout
 
 
 class Auth:
@@ -46,6 +48,8 @@ class Auth:
         if passphrase is not None:  # nothing typed, nothing to guess: a service identity
             # Counted before the key derivation, under the catalog's lock, so that
             # attempts in parallel each find those before them; a success clears it.
+            from custodian.service.attempts import until_stamp
+
             with ctx.catalog.transaction():
                 ctx.attempts.gate(name, "person.unlock", subject, None)
                 n = ctx.catalog.add_auth_failure(name, "passphrase", ctx.now())

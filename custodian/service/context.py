@@ -17,21 +17,23 @@ import hmac
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from custodian import approvals as A
 from custodian import people as P
-from custodian.audit import AuditError, AuditLog
+from custodian.audit import AuditError, AuditLog, Recorded
 from custodian.backends.base import KekBackend
 from custodian.catalog import Catalog, Kek, Person
 from custodian.config import Config, Policy
-from custodian.errors import BackendError, CustodianError, NotFoundError
+from custodian.errors import BackendError, CustodianError, MismatchError, NotFoundError
 from custodian.home import Home
 from custodian.keystore import Keyring, SealedStore
-from custodian.ledger import Ledger, LogState
 from custodian.people import Actor, AuthError
 from custodian.secret import SecretBytes
-from custodian.service.attempts import Attempts
+
+if TYPE_CHECKING:
+    from custodian.ledger import Ledger, LogState
+    from custodian.service.attempts import Attempts
 
 Progress = Callable[[int, int], None]
 HOME = "home"  # the home's own identity: signs init, bootstrap enrolment, refused sign-ins
@@ -48,16 +50,44 @@ class HomeContext:
         self.keyring = Keyring(config.keyring_backend, home.keyring_dir, config.home_id)
         self.sealed = SealedStore(home.sealed)
         self.log = AuditLog(home.audit)
-        # What the signed log says (people, keys, KEK versions, policy, requests): the
-        # catalog and the configuration are compared with it before each decision.
-        self.ledger = Ledger(self.log)
+        self._ledger: Ledger | None = None
+        self._attempts: Attempts | None = None
+        self._recorded: Recorded | None = None
         self._ksk: SecretBytes | None = None
         self._backends: dict[str, KekBackend] = {}
         self._home: Actor | None = None
-        self.attempts = Attempts(self)
         # Seconds since the epoch: TOTP steps and request/session expiry follow it.
         # Tests replace it (through Service.clock) to move time on; nothing else should.
         self.clock: Callable[[], float] = time.time
+
+    @property
+    def ledger(self) -> Ledger:
+        """What the signed log says (people, keys, KEK versions, policy, requests): the
+        catalog and the configuration are compared with it before each decision. Made on
+        first use: a listing never needs it (nor the cryptography that checks it)."""
+        if self._ledger is None:
+            from custodian.ledger import Ledger
+
+            self._ledger = Ledger(self.log)
+        return self._ledger
+
+    @property
+    def attempts(self) -> Attempts:
+        """The per-person counter of failed passphrases and codes."""
+        if self._attempts is None:
+            from custodian.service.attempts import Attempts
+
+            self._attempts = Attempts(self)
+        return self._attempts
+
+    def recorded(self) -> Recorded:
+        """What the log records about the home id, its key, demo and the policy (read
+        once per process, without signatures)."""
+        if self._recorded is None:
+            from custodian.audit import recorded_settings
+
+            self._recorded = recorded_settings(self.log)
+        return self._recorded
 
     @property
     def policy(self) -> Policy:
@@ -97,15 +127,13 @@ class HomeContext:
                 raise AuditError("the home's signing key is missing from the catalog.")
             with self.sealed.unseal(self.load_ksk(), HOME_KEY) as raw:
                 key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(raw.reveal()))
-            logged = self.ledger.light().people.get(HOME)
+            logged = self.recorded().home_key_id
             kid = P.key_id(key.public_key().public_bytes_raw())
-            if logged is not None and not (kid == k.key_id == logged.key_id):
-                from custodian.service.reconcile import MismatchError
-
+            if logged and not (kid == k.key_id == logged):
                 raise MismatchError(
                     f"the home's signing key in the catalog ({k.key_id[:12]}…) or the sealed "
                     f"store ({kid[:12]}…) is not the one home.init announced "
-                    f"({logged.key_id[:12]}…); nothing was done. Run 'custodian audit "
+                    f"({logged[:12]}…); nothing was done. Run 'custodian audit "
                     "reconcile', and restore the catalog and the sealed store from a copy."
                 )
             self._home = Actor(HOME, (), k.key_id, key)
@@ -266,14 +294,14 @@ class HomeContext:
     def log_state(self) -> LogState:
         """The home as the signed log says it is (signatures checked), with the
         configuration held to it: a policy changed by another process is read again."""
-        st = self.ledger.verified()
-        from custodian.service.reconcile import config_differences, config_refusal
+        from custodian.service.reconcile import config_refusal
 
-        if config_differences(self.config, st):
+        st = self.ledger.verified()
+        if config_refusal(self.config, st, self.home.config) is not None:
             fresh = Config.load(self.home.config)
-            diffs = config_differences(fresh, st)
-            if diffs:
-                raise config_refusal(diffs, self.home.config)
+            refusal = config_refusal(fresh, st, self.home.config)
+            if refusal is not None:
+                raise refusal
             self.config = fresh
         return st
 
@@ -281,8 +309,6 @@ class HomeContext:
         """At open: the catalog belongs to this home, and the configuration's policy and
         demo flag are the ones the log records (read without signatures: no cryptography
         for a listing; each decision checks them again with signatures)."""
-        from custodian.service.reconcile import MismatchError, config_differences, config_refusal
-
         meta = self.catalog.get_meta("home_id")
         if meta != self.config.home_id:
             raise MismatchError(
@@ -290,12 +316,14 @@ class HomeContext:
                 f"this one ({self.config.home_id}); nothing was read or changed. Restore this "
                 "home's catalog from a copy."
             )
-        st = self.ledger.light()
-        if self.ledger.light_problem or not st.home_id:
+        rec = self.recorded()
+        if not rec.readable or not rec.home_id:
             return  # verify names what is wrong; every decision refuses until it is fixed
-        diffs = config_differences(self.config, st)
-        if diffs:
-            raise config_refusal(diffs, self.home.config)
+        msg = self.config.recorded_mismatch(
+            rec.home_id, rec.demo, rec.policy, rec.policy_at, self.home.config
+        )
+        if msg:
+            raise MismatchError(msg)
 
     def _differs_from_log(self, p: Person, actor: Actor, action: str, subject: str) -> bool:
         """Refuse (raise) when the catalog's record of ``p`` is not the signed log's."""

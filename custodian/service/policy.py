@@ -45,10 +45,7 @@ class PolicySettings:
 
     def __init__(self, ctx: HomeContext, approvals: Approvals) -> None:
         self._ctx = ctx
-        self._approvals = approvals
-        approvals.register(
-            "policy.change", at_quorum=self._change_at_quorum, after_commit=self._write_config
-        )
+        self._approvals = approvals  # Service registers change_at_quorum and write_config
 
     def show(self) -> builtins.list[Setting]:
         """Every setting with its value and the entry that set it (signatures checked)."""
@@ -149,13 +146,13 @@ class PolicySettings:
             "policy.change", {**details, "reason": reason}, by=by, action=ACTION_REQUEST
         )
 
-    def _change_at_quorum(self, r: A.Request, by: Actor, details: dict[str, Any]) -> None:
+    def change_at_quorum(self, r: A.Request, by: Actor, details: dict[str, Any]) -> None:
         """Inside the approving transaction: the change takes effect with this entry."""
         name, new = str(r.payload["setting"]), int(r.payload["to"])
         A.set_request_state(self._ctx.catalog.db, r.id, "done", self._ctx.now())
         details.update(state="done", policy={name: new})
 
-    def _write_config(self, r: A.Request) -> None:
+    def write_config(self, r: A.Request) -> None:
         if r.state == "done":
             self._save(str(r.payload["setting"]), int(r.payload["to"]))
 

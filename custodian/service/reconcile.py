@@ -23,14 +23,8 @@ from typing import Any
 from custodian import approvals as A
 from custodian.catalog import Catalog, Kek, Person
 from custodian.config import POLICY_LIMITS, Config
-from custodian.errors import CustodianError
+from custodian.errors import MismatchError
 from custodian.ledger import HOME, LogState, PersonInfo, RequestInfo
-
-
-class MismatchError(CustodianError):
-    """The catalog or the configuration disagrees with the signed audit log."""
-
-    exit_code = 8
 
 
 @dataclass(frozen=True)
@@ -242,26 +236,10 @@ def config_differences(cfg: Config, st: LogState) -> list[Difference]:
     return out
 
 
-def config_refusal(diffs: list[Difference], path: object) -> MismatchError:
-    d = diffs[0]
-    more = f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else ""
-    if d.subject == "demo":
-        fix = (
-            "demo behaviour is fixed when a home is made and is never switched on later; "
-            "set demo back"
-        )
-    elif d.subject.startswith("policy."):
-        fix = (
-            f"put {d.subject.removeprefix('policy.')} = {d.log.split(' ')[0]} back, and change "
-            f"the policy with 'custodian policy set {d.subject.removeprefix('policy.')} VALUE "
-            "--as NAME'"
-        )
-    else:
-        fix = "point --home at the home this configuration belongs to"
-    return MismatchError(
-        f"{path} sets {d.subject} = {d.catalog}, but the signed audit log records {d.log}"
-        f"{more}; nothing was done. The configuration was changed outside custodian: {fix}."
-    )
+def config_refusal(cfg: Config, st: LogState, path: object) -> MismatchError | None:
+    """The refusal of a configuration that differs from the verified log (None: agrees)."""
+    msg = cfg.recorded_mismatch(st.home_id, st.demo, st.policy, st.policy_at, path)
+    return MismatchError(msg) if msg else None
 
 
 # ---------------------------------------------------------------- everything
