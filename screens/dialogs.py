@@ -3,9 +3,19 @@
 A :class:`Dialog` is a typed :class:`~textual.screen.ModalScreen` that returns
 through ``dismiss(value)``; escape or Cancel returns None. Its frame is always
 the same: a title, a body that scrolls (:class:`~textual.containers.VerticalScroll`),
-an error line, and a row of buttons under the body, outside the scrolling part.
-A subclass writes only its own part: ``heading()``, ``body()``,
+the fields that must stay in view (``fields()``: a code, a reason), an error
+line, and a row of buttons, all four outside the scrolling part. A subclass
+writes only its own part: ``heading()``, ``body()``, ``fields()``,
 ``button_row()`` (made with :meth:`Dialog.buttons`) and ``submit()``.
+
+The frame fits the terminal it is in (CONVENTIONS.md, point 17): the body
+gets the rows that the title, the fields, the error line and the buttons
+leave (:meth:`Dialog.fit_body`, again whenever the terminal or the error line
+changes size) and scrolls within them (PgUp/PgDn, the mouse wheel), so that
+what is typed, what is refused and the buttons are always on screen. Below
+:data:`SHORT_BELOW` rows (80x24, say), or when the body would have to scroll,
+the frame drops its padding and its inputs, lists and buttons are drawn
+compact (one row each, no border).
 
 One step that changes something (a service call) runs with
 :meth:`Dialog.run_step`: in a thread worker with a fixed description (Textual
@@ -28,11 +38,21 @@ from functools import partial
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import (
+    Button,
+    Checkbox,
+    Input,
+    Label,
+    OptionList,
+    RadioButton,
+    RadioSet,
+    Static,
+)
 from textual.worker import Worker, WorkerState
 
 from custodian.errors import CustodianError
@@ -41,6 +61,8 @@ ResultT = TypeVar("ResultT")
 
 CODE_MISSING = "Type the 6-digit code your authenticator shows now."
 STEP_GROUP = "dialog-step"
+SHORT_BELOW = 32  # terminal rows: below this the frame is drawn compact (class -short)
+MAX_HEIGHT = 0.95  # of the terminal: .dialog's max-height in app.tcss (100% when short)
 
 
 class CodeInput(Input):
@@ -50,6 +72,36 @@ class CodeInput(Input):
         super().__init__(
             placeholder="6-digit code", restrict=r"[0-9]*", max_length=6, type="text", id=id
         )
+
+
+class Tick(Checkbox):
+    """A checkbox whose state is a glyph (✓ ticked, blank not), not colour alone."""
+
+    def __init__(self, label: str, value: bool = False, *, id: str | None = None) -> None:
+        super().__init__(label, value, id=id)
+        self._glyph()
+
+    def watch_value(self) -> None:
+        self._glyph()
+        super().watch_value()
+
+    def _glyph(self) -> None:
+        self.BUTTON_INNER = "✓" if self.value else " "
+
+
+class Choice(RadioButton):
+    """A radio button whose state is a glyph (● chosen, blank not), not colour alone."""
+
+    def __init__(self, label: Text | str, value: bool = False, *, id: str | None = None) -> None:
+        super().__init__(label, value, id=id)
+        self._glyph()
+
+    def watch_value(self) -> None:
+        self._glyph()
+        super().watch_value()
+
+    def _glyph(self) -> None:
+        self.BUTTON_INNER = "●" if self.value else " "
 
 
 def take_code(field: Input) -> str:
@@ -65,7 +117,12 @@ class Discardable(Protocol):
 class Dialog(ModalScreen[ResultT]):
     """A ceremony step: the frame, the error line, escape to cancel, one service step."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        # the body scrolls from the keyboard too, whatever has the focus
+        Binding("pageup", "scroll_body(-1)", "Scroll up", show=False, priority=True),
+        Binding("pagedown", "scroll_body(1)", "Scroll down", show=False, priority=True),
+    ]
 
     FRAME_ID: ClassVar[str | None] = None  # the id of the frame (the ``.dialog`` box)
     # Enter in the field with this id moves on to that one instead of submitting
@@ -92,14 +149,75 @@ class Dialog(ModalScreen[ResultT]):
     def button_row(self) -> Horizontal:  # pragma: no cover
         raise NotImplementedError
 
+    def fields(self) -> ComposeResult:
+        """What stays in view under the scrolling body (a code field, a reason)."""
+        yield from ()
+
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide" if self.WIDE else "dialog", id=self.FRAME_ID):
             yield Label(self.heading(), classes="dialog-title", markup=False)
             with VerticalScroll(classes="dialog-body", can_focus=False):
                 yield from self.body()
+            fixed = list(self.fields())
+            if fixed:
+                with Vertical(classes="dialog-fields"):
+                    yield from fixed
             if self.ERROR_LINE:
                 yield Static("", classes="error", id=self.ERROR_ID, markup=False)
             yield self.button_row()
+
+    # ------------------------------------------------------------ fitting the terminal
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._shape(event.size.height)
+
+    def on_mount(self) -> None:
+        self._shape(self.app.size.height)
+
+    def _shape(self, rows: int) -> None:
+        self._compact(0 < rows < SHORT_BELOW)
+        self.call_after_refresh(self.fit_body)
+
+    def _compact(self, short: bool) -> None:
+        self.set_class(short, "-short")
+        for w in self.query("Input, Button, OptionList, RadioSet"):
+            if isinstance(w, Input | Button | OptionList | RadioSet):
+                w.compact = short
+
+    def fit_body(self) -> None:
+        """Give the body the rows the rest of the frame leaves; it scrolls within them."""
+        if not self.is_attached:
+            return
+        frames = self.query(".dialog")
+        bodies = self.query(".dialog-body")
+        if not frames or not bodies:
+            return
+        frame, body = frames.first(), bodies.first()
+        limit = self.size.height if self.has_class("-short") else int(self.size.height * MAX_HEIGHT)
+        used = frame.styles.gutter.height  # border and padding
+        below = 0  # the bottom margin of the widget above (margins collapse between siblings)
+        shown = [c for c in frame.children if c.display]
+        for c in shown:
+            m = c.styles.margin
+            used += max(below, m.top)
+            below = m.bottom
+            if c is not body:
+                used += c.outer_size.height
+        used += below
+        rows = max(3, limit - used)
+        if body.styles.max_height is None or body.styles.max_height.value != rows:
+            body.styles.max_height = rows
+        if not self.has_class("-short") and body.virtual_size.height > rows:
+            # the body would scroll: draw the frame compact first (a QR code at 120x36)
+            self._compact(True)
+            self.call_after_refresh(self.fit_body)
+
+    def action_scroll_body(self, direction: int) -> None:
+        body = self.query_one(".dialog-body", VerticalScroll)
+        if direction < 0:
+            body.scroll_page_up()
+        else:
+            body.scroll_page_down()
 
     def buttons(
         self,
@@ -127,6 +245,7 @@ class Dialog(ModalScreen[ResultT]):
 
     def error(self, message: str) -> None:
         self.query_one(".error", Static).update(self.error_text(message))
+        self.call_after_refresh(self.fit_body)  # a longer refusal takes rows from the body
 
     def code_ok(self, code: str) -> bool:
         """True for six digits; otherwise the error line says what to type."""

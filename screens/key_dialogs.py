@@ -21,14 +21,14 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Input, Label, RadioSet, Static
 
 from custodian.approvals import Request
 from custodian.catalog import Kek, KekVersion
 from custodian.config import SUITES
 from custodian.rotation import RotationPreview
 from custodian.service import Service
-from screens.dialogs import CodeInput, Dialog, take_code
+from screens.dialogs import Choice, CodeInput, Dialog, take_code
 from screens.format import duration, safe, when
 
 SUITE_NOTES = {
@@ -138,14 +138,14 @@ class KekForm(KeyDialog):
                 yield Label("Backend", classes="field-name")
                 with RadioSet(id="kek-backend"):
                     for i, b in enumerate(self.backends):
-                        yield RadioButton(
+                        yield Choice(
                             Text(safe(b)), value=(b == "local" or i == 0), id=f"backend-{i}"
                         )
             with Vertical(id="kek-suite-col"):
                 yield Label("Suite", classes="field-name")
                 with RadioSet(id="kek-suite"):
                     for s in SUITES:
-                        yield RadioButton(
+                        yield Choice(
                             Text.assemble(
                                 (s, "bold"),
                                 "  ",
@@ -283,6 +283,8 @@ class CodeConfirm(KeyDialog):
 
     def body(self) -> ComposeResult:
         yield Static(self.what, id="code-body")
+
+    def fields(self) -> ComposeResult:
         label = "Code from your authenticator" + (f" ({safe(self.who)})" if self.who else "")
         yield Label(label, classes="field-name", markup=False)
         yield CodeInput(id="code")
@@ -458,6 +460,8 @@ class DestroyRequestDialog(KeyDialog):
             ),
             id="destroy-note",
         )
+
+    def fields(self) -> ComposeResult:
         yield Label("Reason (goes into the audit log)", classes="field-name")
         yield Input(placeholder="e.g. retired after the 2026 rotation", id="destroy-reason")
 

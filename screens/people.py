@@ -19,7 +19,7 @@ import asyncio
 from typing import ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -32,11 +32,12 @@ from custodian.people import Actor
 from custodian.secret import SecretBytes
 from custodian.service import PendingEnrolment, Service
 from screens.chrome import SessionBar
-from screens.dialogs import CodeInput, Dialog, take_code
+from screens.dialogs import CodeInput, Dialog, Tick, take_code
 from screens.format import safe, when
 from screens.secure import SecretInput, ceremony_blocked, take_secret
 
 MIN_PASSPHRASE = 12
+NARROW_BELOW = 110  # terminal columns: below this the TOTP step stacks its QR code
 ROLES = ("custodian", "operator", "auditor")
 
 
@@ -90,11 +91,9 @@ class EnrolForm(Dialog[object]):
         yield Label("Roles", classes="field-name")
         with Horizontal(classes="checks"):
             for role in ROLES:
-                yield Checkbox(
-                    role, value=role == "custodian" and self.by is None, id=f"role-{role}"
-                )
-        yield Checkbox(
-            "service identity: a cron job (operator only, no passphrase, no TOTP)",
+                yield Tick(role, value=role == "custodian" and self.by is None, id=f"role-{role}")
+        yield Tick(
+            "service identity (a cron job: operator only, no passphrase or TOTP)",
             id="enrol-service",
         )
         yield Label("Passphrase (the new person types it)", classes="field-name")
@@ -151,7 +150,13 @@ class TotpStep(Dialog[object]):
 
     Used by enrolment and by TOTP replacement. The secret is on screen only
     while this dialog is; closing it, done or not, discards the pending state.
+    The instructions and the secret come first, the QR code beside them (or
+    under them, on a narrow terminal, where the body scrolls to it); the code
+    field, the error line and the buttons stay in view.
     """
+
+    FRAME_ID = "totp-step"
+    WIDE = True
 
     def __init__(self, service: Service, pending: PendingEnrolment, by: Actor | None) -> None:
         super().__init__()
@@ -160,52 +165,60 @@ class TotpStep(Dialog[object]):
         self.by = by
         self.discard_on_close(pending)
 
-    def compose(self) -> ComposeResult:
-        label = self.service.home.path.name
+    def heading(self) -> str:
         what = "Replace the TOTP secret of" if self.pending.replace_totp else "Enrol"
+        return f"{what} {safe(self.pending.name)}: authenticator"
+
+    def body(self) -> ComposeResult:
+        label = self.service.home.path.name
         secret = self.pending.secret_b32()
         grouped = " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
-        with Vertical(classes="dialog wide", id="totp-step"):
-            yield Label(
-                f"{what} {safe(self.pending.name)}: authenticator",
-                classes="dialog-title",
-                markup=False,
-            )
-            with Horizontal(id="totp-body"):
-                yield Static("\n".join(self.pending.qr(label)), id="totp-qr", markup=False)
-                with Vertical(id="totp-side"):
-                    yield Static(
-                        f"{self.pending.name}: scan the code with your authenticator app, or "
-                        "type the secret below, then type the 6-digit code it shows. The "
-                        "secret leaves the screen when this dialog closes.",
-                        markup=False,
-                    )
-                    yield Static(f"secret\n{grouped}", id="totp-secret", markup=False)
-                    yield Static(self.pending.uri(label), id="totp-uri", markup=False)
-                    yield Label("Code now shown", classes="field-name")
-                    yield CodeInput(id="totp-code")
-                    yield Static("", classes="error", markup=False)
-                    yield self.buttons("Confirm", "totp-ok", cancel_id="totp-cancel")
+        with Horizontal(id="totp-body"):
+            with Vertical(id="totp-side"):
+                yield Static(
+                    f"{self.pending.name}: scan the QR code with your authenticator app, or "
+                    "type the secret below, then type the 6-digit code it shows. The "
+                    "secret leaves the screen when this dialog closes.",
+                    markup=False,
+                )
+                yield Static(f"secret\n{grouped}", id="totp-secret", markup=False)
+                yield Static(self.pending.uri(label), id="totp-uri", markup=False)
+            yield Static("\n".join(self.pending.qr(label)), id="totp-qr", markup=False)
+
+    def fields(self) -> ComposeResult:
+        yield Label("Code now shown", classes="field-name")
+        yield CodeInput(id="totp-code")
+
+    def button_row(self) -> Horizontal:
+        return self.buttons("Confirm", "totp-ok", cancel_id="totp-cancel")
 
     def on_mount(self) -> None:
         self.query_one("#totp-code").focus()
 
+    def on_resize(self, event: events.Resize) -> None:
+        # the QR code (57 columns) and the text side by side need about 100 columns
+        self.set_class(event.size.width < NARROW_BELOW, "-narrow")
+
     def submit(self) -> None:
-        code = take_code(self.query_one("#totp-code", CodeInput))
+        field = self.query_one("#totp-code", CodeInput)
+        code = take_code(field)
         if not self.code_ok(code):
+            field.focus()
             return
-        try:
-            if self.pending.replace_totp:
-                assert self.by is not None
-                person = self.service.people.complete_totp_replacement(
-                    self.pending, code, by=self.by
-                )
-            else:
-                person = self.service.people.complete_enrolment(self.pending, code, by=self.by)
-        except CustodianError as e:
-            self.error(str(e))
-            return
-        self.dismiss(person)
+        pending, by = self.pending, self.by
+
+        def complete() -> Person:
+            if pending.replace_totp:
+                assert by is not None
+                return self.service.people.complete_totp_replacement(pending, code, by=by)
+            return self.service.people.complete_enrolment(pending, code, by=by)
+
+        self.run_step(
+            complete,
+            working="Checking the code…",
+            description="confirm an authenticator",
+            refocus="#totp-code",
+        )
 
 
 class NewPassphrase(Dialog[object]):
@@ -226,6 +239,8 @@ class NewPassphrase(Dialog[object]):
             "nothing more. The person types their new passphrase.",
             markup=False,
         )
+
+    def fields(self) -> ComposeResult:
         yield SecretInput(placeholder=f"new passphrase, {MIN_PASSPHRASE}+ characters", id="pw1")
         yield SecretInput(placeholder="the same again", id="pw2")
 
@@ -258,6 +273,8 @@ class ConfirmDisable(Dialog[object]):
             "them again under a new name if needed.",
             markup=False,
         )
+
+    def fields(self) -> ComposeResult:
         yield Label("Reason (goes into the audit log)", classes="field-name")
         yield Input(placeholder="e.g. left the company", id="disable-reason", max_length=200)
 

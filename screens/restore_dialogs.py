@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import ClassVar, TypeVar
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal
 from textual.widgets import Button, Input, Label, Static
 
 from custodian.approvals import Request
@@ -25,7 +26,7 @@ from custodian.catalog import Backup
 from custodian.people import Actor
 from custodian.service import Service
 from screens.dialogs import CodeInput, Dialog, take_code
-from screens.format import fit, human_size, safe, short_id
+from screens.format import human_size, safe, short_id
 from screens.restore_view import describe_request, sentence
 
 SHOWN_BACKUPS = 8  # the request dialog lists this many marked backups, then "and N more"
@@ -78,6 +79,8 @@ class RequestDialog(_RestoreDialog[Request | None]):
             id="request-summary",
         )
         yield Static(self._listing(), id="request-backups", classes="muted")
+
+    def fields(self) -> ComposeResult:
         yield Label(
             "Reason (custodians decide on it; it goes into the audit log)", classes="field-name"
         )
@@ -101,15 +104,23 @@ class RequestDialog(_RestoreDialog[Request | None]):
     def button_row(self) -> Horizontal:
         return self.buttons("Request restore", "request-ok", cancel_id="request-cancel")
 
-    def _listing(self) -> Text:
-        lines = [
-            f"  {short_id(b.id)}  {fit(safe(b.label), 40)}  {human_size(b.size):>10}  "
-            f"{safe(b.kek)} v{b.kek_version}"
-            for b in self.backups[:SHOWN_BACKUPS]
-        ]
+    def _listing(self) -> Table:
+        """The marked backups, one row each; a label too long for the terminal ends in '…'."""
+        t = Table(box=None, show_header=False, padding=(0, 1), pad_edge=False, expand=True)
+        t.add_column(no_wrap=True)
+        t.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        t.add_column(justify="right", no_wrap=True)
+        t.add_column(no_wrap=True)
+        for b in self.backups[:SHOWN_BACKUPS]:
+            t.add_row(
+                short_id(b.id),
+                Text(safe(b.label)),
+                human_size(b.size),
+                f"{safe(b.kek)} v{b.kek_version}",
+            )
         if len(self.backups) > SHOWN_BACKUPS:
-            lines.append(f"  and {len(self.backups) - SHOWN_BACKUPS} more")
-        return Text("\n".join(lines))
+            t.add_row("", Text(f"and {len(self.backups) - SHOWN_BACKUPS:,} more"), "", "")
+        return t
 
     def on_mount(self) -> None:
         self.query_one("#request-reason").focus()
@@ -202,8 +213,9 @@ class DecisionDialog(_RestoreDialog[Request | None]):
         return f"{self.verb} {kind} request {short_id(self.request.id)}"
 
     def body(self) -> ComposeResult:
-        with VerticalScroll(id="decide-request"):
-            yield Static(describe_request(self.request, self.backups, self.now))
+        yield Static(describe_request(self.request, self.backups, self.now), id="decide-request")
+
+    def fields(self) -> ComposeResult:
         if not self.approving:
             yield Label(
                 "Reason for the denial (final; it goes into the audit log)",
@@ -307,8 +319,9 @@ class CancelDialog(_RestoreDialog[str | None]):
         return f"Cancel {kind} request {short_id(self.request.id)}"
 
     def body(self) -> ComposeResult:
-        with VerticalScroll(id="cancel-request"):
-            yield Static(describe_request(self.request, self.backups, self.now))
+        yield Static(describe_request(self.request, self.backups, self.now), id="cancel-request")
+
+    def fields(self) -> ComposeResult:
         yield Static(Text(self.warning(), style="bold red"), id="cancel-warning")
         yield Label(
             f"Reason (optional; it goes into the audit log as {self.by.name}'s)",
