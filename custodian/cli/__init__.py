@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from custodian.cli import audit, backup, home, kek, people, policy, restore
 from custodian.cli.common import PROG, TuiRunner
@@ -26,8 +27,41 @@ from custodian.errors import CatalogError, CustodianError
 __all__ = ["PROG", "TuiRunner", "build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Which module adds which top-level command (a module may add several).
+_OWNERS = {
+    "init": "home",
+    "kek": "kek",
+    "people": "people",
+    "audit": "audit",
+    "policy": "policy",
+    "backup": "backup",
+    "restore": "restore",
+    "approve": "restore",
+    "deny": "restore",
+    "demo": "home",
+    "tui": "home",
+}
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv`` (skipping ``--home DIR``), or None."""
+    it = iter(argv)
+    for a in it:
+        if a == "--home":
+            next(it, None)
+        elif not a.startswith("-"):
+            return a
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given ``argv`` that names a known command, only that command's
+    group is built (every group's parsers cost start-up time: ``kek list`` should not
+    pay for ``people enrol``'s). Help and errors of that command are the same."""
     from custodian import __version__
+
+    cmd = _command(argv) if argv is not None else None
+    only = _OWNERS.get(cmd) if cmd is not None else None
 
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -42,14 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     # The order here is the order --help lists the commands in.
-    home.add_init_parser(sub)
-    kek.add_parsers(sub)
-    people.add_parsers(sub)
-    audit.add_parsers(sub)
-    policy.add_parsers(sub)
-    backup.add_parsers(sub)
-    restore.add_parsers(sub)  # restore ..., then approve and deny
-    home.add_demo_and_tui_parsers(sub)
+    groups: list[tuple[str, Callable[[Any], None]]] = [
+        ("home", home.add_init_parser),
+        ("kek", kek.add_parsers),
+        ("people", people.add_parsers),
+        ("audit", audit.add_parsers),
+        ("policy", policy.add_parsers),
+        ("backup", backup.add_parsers),
+        ("restore", restore.add_parsers),  # restore ..., then approve and deny
+        ("home", home.add_demo_and_tui_parsers),
+    ]
+    for name, add in groups:
+        if only is None or name == only:
+            add(sub)
     return p
 
 
@@ -59,8 +98,9 @@ def main(argv: Sequence[str] | None = None, *, tui: TuiRunner | None = None) -> 
     from custodian.hardening import no_core_dumps
 
     no_core_dumps()  # before any secret is read: no core of this process holds one
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(arguments)
+    args = parser.parse_args(arguments)
     args.tui = tui
     func: Callable[[argparse.Namespace], int] = getattr(args, "func", home.cmd_tui)
     try:

@@ -27,7 +27,6 @@ from custodian.errors import (
 )
 from custodian.people import Actor, AuthError
 from custodian.secret import SecretBytes
-from custodian.service import shares
 from custodian.service.context import HomeContext, Progress
 
 if TYPE_CHECKING:
@@ -45,7 +44,7 @@ class Restores:
         approvals.register(
             "restore",
             at_quorum=self.open_session,
-            on_approve=lambda r, by, d, last: shares.on_approve(ctx, r, by, d, last),
+            on_approve=lambda r, by, d, last: _shares().on_approve(ctx, r, by, d, last),
         )
         approvals.on_housekeeping(self._forget_ended)
 
@@ -157,6 +156,7 @@ class Restores:
             "reason": reason,
             "target": str(t),
         }
+        shares = _shares()
         sk = shares.prepare(ctx, found, by, action)
         if sk is None:
             return self._approvals.open_request("restore", payload, by=by, action=action)
@@ -178,7 +178,7 @@ class Restores:
             r = A.find_request(ctx.catalog.db, ctx.policy.approval_quorum, rid)
             if r.final:
                 with ctx.catalog.transaction():
-                    shares.forget(ctx, r)
+                    _shares().forget(ctx, r)
 
     def open_session(self, r: A.Request, by: Actor, details: dict[str, Any]) -> None:
         """At quorum, inside the approving transaction: the session opens."""
@@ -401,7 +401,7 @@ class Restores:
             return "expired"
         if r.payload.get("custody") == "quorum":
             with ctx.catalog.transaction():
-                shares.forget(ctx, r)  # the session key and its releases go with the session
+                _shares().forget(ctx, r)  # the session key and its releases go with the session
         return "closed"
 
     # ------------------------------------------------------------ decryption (core only)
@@ -456,6 +456,8 @@ class Restores:
             r = A.find_request(
                 self._ctx.catalog.db, self._ctx.policy.approval_quorum, session.request
             )
+            from custodian.service import shares
+
             return shares.dek(self._ctx, r, b, by)
         res = self._ctx.backend(kek.backend).unwrap(
             [DekRef(b.id, b.kek, b.kek_version, b.wrapped_dek)]
@@ -536,6 +538,14 @@ class Restores:
                         raise
                     hold.append(hf)
         return out[0]
+
+
+def _shares() -> Any:
+    """custodian.service.shares, imported when a quorum backup is at stake (listing
+    commands never load the custody code)."""
+    from custodian.service import shares
+
+    return shares
 
 
 def _safe_name(label: str) -> str:
