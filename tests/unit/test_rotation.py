@@ -317,7 +317,7 @@ def test_retire_then_destroy_after_the_wait_with_two_other_custodians(
     # a retired version unwraps nothing, even in a new Service
     with Service.open(svc.home.path) as other:
         ref = DekRef(str(uuid.uuid4()), "backups", 1, b"x" * 80)
-        (res,) = other.backend("local").unwrap([ref])
+        (res,) = other.keys.backend("local").unwrap([ref])
         assert isinstance(res, UnwrapError) and "retired" in str(res)
     # destruction waits for the policy's period
     with pytest.raises(ConflictError, match="waiting period of 7 day"):

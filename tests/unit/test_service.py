@@ -224,7 +224,7 @@ def test_wrong_root_key_in_keyring_is_named(svc: Service, home: Path) -> None:
     s = Service.open(home)
     s.keyring.store_ksk(SecretBytes.random(32))
     with pytest.raises(KeyringError, match="not this home's"):
-        s._load_ksk()
+        s.ctx.load_ksk()
     s.close()
 
 
@@ -268,12 +268,18 @@ def test_list_filters_sorts_and_pages(svc: Service, tmp_path: Path) -> None:
         _enc(svc, tmp_path, b"." * (i + 1), f"{i}.cbk")
         with svc.catalog.transaction() as db:
             db.execute("UPDATE backups SET label=? WHERE label=?", (name, f"{i}.cbk"))
-    assert [b.label for b in svc.backups.list(order="label", descending=False)] == ["a%y", "b_x", "c_z"]
+    assert [b.label for b in svc.backups.list(order="label", descending=False)] == [
+        "a%y",
+        "b_x",
+        "c_z",
+    ]
     assert [b.label for b in svc.backups.list(text="%")] == ["a%y"]  # LIKE wildcards are literal
     assert [b.label for b in svc.backups.list(text="_")] != []
     assert svc.backups.count(text="_") == 2
     assert [b.size for b in svc.backups.list(order="size", limit=1, offset=1)] == [2]
-    assert svc.backups.get(svc.backups.list(limit=1)[0].id[:8]).id == svc.backups.list(limit=1)[0].id
+    assert (
+        svc.backups.get(svc.backups.list(limit=1)[0].id[:8]).id == svc.backups.list(limit=1)[0].id
+    )
 
 
 def test_service_default_chunk_matches_the_container() -> None:
