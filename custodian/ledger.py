@@ -52,6 +52,7 @@ STATE_ACTIONS = frozenset(
         "home.init",
         *KEY_ACTIONS,
         "kek.create",
+        "kek.manifest.sign",
         "kek.version.create",
         "kek.rotate",
         "kek.version.retire",
@@ -152,6 +153,8 @@ class LogState:
         self.policy: dict[str, int] = Policy().values()
         self.policy_at: dict[str, int] = {}
         self.requests: dict[str, RequestInfo] = {}
+        # (kek, version, manifest digest) -> the holders who signed that manifest
+        self.manifest_signs: dict[tuple[str, int, str], set[str]] = {}
         self.last_seq = 0
 
     # ------------------------------------------------------------ reading it
@@ -339,8 +342,51 @@ class LogState:
         self.keys[kid] = KeyInfo(person, pub, seq)
         return ""
 
+    def _manifest_sign(self, e: dict[str, Any]) -> str:
+        """A holder signs a quorum version's manifest digest (before its announcement)."""
+        actor, d = e["actor"], e["details"]
+        name, _, v = _subject(e, "kek:").rpartition("/v")
+        if not self.is_custodian(actor):
+            return f"{actor} signed a manifest without holding the custodian role"
+        if not v.isdigit() or not isinstance(d.get("digest"), str):
+            raise TypeError("a manifest signature names no version or digest")
+        self.manifest_signs.setdefault((name, int(v), d["digest"]), set()).add(actor)
+        return ""
+
+    def _quorum_version(self, name: str, version: int, d: dict[str, Any]) -> str:
+        """A quorum version's announcement: the manifest in the entry rebuilds to its
+        digest and fingerprint, and M of its holders signed that digest before it."""
+        from custodian.custody import quorum as Q
+
+        m = d.get("manifest")
+        if not isinstance(m, dict):
+            return f"quorum KEK {name} v{version} was announced without its manifest"
+        try:
+            holders = tuple(
+                Q.Holder(str(h["name"]), int(h["x"]), base64.b64decode(h["public_key"]))
+                for h in m["holders"]
+            )
+            man = Q.Manifest(
+                self.home_id, name, version, str(d["suite"]), int(m["m"]), holders,
+                str(m["recovery_fingerprint"]),
+            ).check()  # fmt: skip
+        except (KeyError, TypeError, ValueError, Q.QuorumError) as err:
+            return f"quorum KEK {name} v{version} announces a manifest that does not hold ({err})"
+        if man.digest() != m.get("digest") or man.fingerprint != d.get("fingerprint"):
+            return f"quorum KEK {name} v{version}: the manifest does not match its digest"
+        names = {h.name for h in holders}
+        signed = self.manifest_signs.get((name, version, man.digest()), set()) & names
+        if len(signed) < man.m:
+            return (
+                f"quorum KEK {name} v{version}'s manifest was signed by {len(signed)} of its "
+                f"holders before it was announced; it needs {man.m}"
+            )
+        return ""
+
     def _kek(self, e: dict[str, Any]) -> str:
         action, actor, seq, d = e["action"], e["actor"], int(e["seq"]), e["details"]
+        if action == "kek.manifest.sign":
+            return self._manifest_sign(e)
         if action not in ("kek.create", "kek.version.create", "kek.rotate", "kek.version.retire"):
             return ""
         if action == "kek.create" and actor == HOME:
@@ -372,6 +418,10 @@ class LogState:
             return f"a version of KEK {name} was created, but the KEK never was"
         elif version != k.current + 1:
             return f"KEK {name} got version {version} after version {k.current}"
+        if k.backend == "quorum":
+            why = self._quorum_version(name, version, d)
+            if why:
+                return why
         k.versions[version] = VersionInfo(version, fp, "active", seq)
         return ""
 

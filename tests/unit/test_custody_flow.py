@@ -196,3 +196,42 @@ def test_a_denial_after_one_approval_releases_nothing_and_the_lock_goes(
     svc.approvals.requests()  # housekeeping
     assert svc.catalog.blobs(r.id, "lock") == {} and svc.catalog.blobs(r.id, "release") == {}
     assert svc.keyring.get(f"session:oscar:{r.id}") is None
+
+
+def test_verify_refuses_a_quorum_version_its_holders_did_not_sign(
+    svc: Service, cast: Cast, vault: str, alice: Actor
+) -> None:
+    """One custodian announces a quorum KEK whose manifest she made alone (the holders'
+    keys as they are, the digest recomputed): without M holders' signatures over that
+    digest before the announcement, verify refuses the log at that entry."""
+    import base64
+    import copy
+
+    from custodian.custody import quorum as Q
+
+    (create,) = [e for e in svc.audit.entries(action="kek.create") if e["subject"] == "kek:vault"]
+    d = copy.deepcopy(create["details"])
+    holders = tuple(
+        Q.Holder(h["name"], h["x"], base64.b64decode(h["public_key"]))
+        for h in d["manifest"]["holders"]
+    )
+    man = Q.Manifest(svc.config.home_id, "vault2", 1, d["suite"], 2, holders, "").check()
+    d["manifest"]["digest"], d["fingerprint"] = man.digest(), man.fingerprint
+    forged = svc.log.append(
+        actor="alice",
+        key_id=alice.key_id,
+        sign=alice.sign,
+        action="kek.create",
+        subject="kek:vault2",
+        details=d,
+    )
+    res = svc.audit.verify()
+    assert not res.ok and res.first_bad == forged["seq"], res.summary()
+    assert "signed by 0 of its holders" in res.reason
+    # and a manifest that does not rebuild to its digest is named as such
+    svc2 = copy.deepcopy(d)
+    svc2["manifest"]["digest"] = "0" * 64
+    assert (
+        Q.Manifest(svc.config.home_id, "vault2", 1, d["suite"], 2, holders, "").digest()
+        != (svc2["manifest"]["digest"])
+    )
