@@ -1,5 +1,7 @@
 """Start-up: command-line latency, the textual-free import path, the TUI's first frame.
 
+* ``custodian demo`` (1,000 backups), whole process, best of 3: target under
+  3 s (it took about 7 s with one fsync per audit entry; issue 13).
 * ``custodian --help`` and ``custodian --home H kek list`` (H: a 1,000-backup
   demo home), whole process, best of ``repeat``; reference: the same
   interpreter running ``-c pass``. Target under 150 ms.
@@ -28,6 +30,8 @@ GROUP = "startup"
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_CLI = 0.150
 GOAL_TUI = 0.500
+GOAL_DEMO = 3.0  # seconds for `custodian demo` (1,000 backups); our choice (issue 13)
+DEMO_RUNS = 3
 SOCKET = f"custodian-bench-{os.getpid()}"
 POLL = 0.010
 FRAME_TIMEOUT = 20.0
@@ -71,16 +75,33 @@ def run(report: Report, *, repeat: int, frames: int, workdir: Path) -> None:
     _compile_project()
     py = sys.executable
     home = workdir / "home-demo"
-    shutil.rmtree(home, ignore_errors=True)
-    demo = report.row(GROUP, "custodian demo (1,000 backups, set-up)")
-    c = run_child([CUSTODIAN_BIN, "--home", home, "demo"], cwd=ROOT, timeout=600)
-    if c.returncode != 0:
-        demo.error = (c.stderr.strip().splitlines() or ["?"])[-1]
-        home_ok = False
-    else:
+    demo = report.row(GROUP, "custodian demo (1,000 backups)")
+    home_ok = False
+    for _ in range(DEMO_RUNS):  # the last one built is the home H of the rows below
+        shutil.rmtree(home, ignore_errors=True)
+        c = run_child([CUSTODIAN_BIN, "--home", home, "demo"], cwd=ROOT, timeout=600)
+        if c.returncode != 0:
+            demo.error = (c.stderr.strip().splitlines() or ["?"])[-1]
+            home_ok = False
+            break
         demo.runs.append(c.wall)
         demo.add_peak(c.peak_mb)
         home_ok = True
+    demo.note = (
+        "people, the demo policy, then the samples in two group commits (one fsync of the "
+        "log for each KEK version's batch); one fsync per entry took about 7 s here"
+    )
+    report.target(
+        GROUP,
+        "custodian demo (1,000 backups): wall time",
+        f"{demo.best:.2f} s" if demo.best is not None else "-",
+        f"< {GOAL_DEMO:.0f} s",
+        None if demo.best is None else demo.best < GOAL_DEMO,
+    )
+    print(
+        f"  demo build {demo.best:.2f} s (best of {len(demo.runs)})" if demo.best else "",
+        flush=True,
+    )
 
     # ---------------------------------------------------------------- CLI
     ref = report.row(GROUP, "python -c pass (interpreter floor)")

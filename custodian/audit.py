@@ -103,6 +103,7 @@ Signer = Callable[[bytes], bytes]
 class AuditLog:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
+        self._unsynced: set[Path] = set()  # segments appended to with sync=False
 
     # ------------------------------------------------------------ files
 
@@ -166,8 +167,13 @@ class AuditLog:
         subject: str,
         outcome: str = "ok",
         details: dict[str, Any] | None = None,
+        sync: bool = True,
     ) -> dict[str, Any]:
-        """Write one signed entry and fsync it. Raises AuditError if it cannot."""
+        """Write one signed entry and fsync it. Raises AuditError if it cannot.
+
+        With ``sync=False`` the fsync is left to :meth:`sync` (a group commit: the
+        caller fsyncs once for several entries, and commits none of their actions
+        before it has)."""
         try:
             self.dir.mkdir(mode=0o700, exist_ok=True)
             lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -208,7 +214,10 @@ class AuditLog:
                     try:
                         if os.write(fd, line) != len(line):
                             raise OSError(28, "short write (disk full?)")
-                        os.fsync(fd)
+                        if sync:
+                            os.fsync(fd)
+                        else:
+                            self._unsynced.add(path)
                     except OSError:
                         # A line not durably written must not stay behind (its action is
                         # rolled back), nor half a line that the next entry would follow.
@@ -228,6 +237,19 @@ class AuditLog:
             return entry
         finally:
             os.close(lock_fd)
+
+    def sync(self) -> None:
+        """Make every entry appended with ``sync=False`` durable. Raises AuditError."""
+        for path in sorted(self._unsynced):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise _write_error(self.dir, e) from None
+        self._unsynced.clear()
 
     # ------------------------------------------------------------ read
 

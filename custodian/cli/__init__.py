@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from custodian.cli import audit, backup, home, kek, people, policy, restore
-from custodian.cli.common import PROG, TuiRunner
+from custodian.cli.common import PROG, Parser, TuiRunner
 from custodian.errors import CatalogError, CustodianError
 
 __all__ = ["PROG", "TuiRunner", "build_parser", "main"]
@@ -63,7 +63,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     cmd = _command(argv) if argv is not None else None
     only = _OWNERS.get(cmd) if cmd is not None else None
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=PROG,
         description="Key custody for encrypted backups. With no command, opens the TUI.",
     )
@@ -99,6 +99,7 @@ def main(argv: Sequence[str] | None = None, *, tui: TuiRunner | None = None) -> 
 
     no_core_dumps()  # before any secret is read: no core of this process holds one
     arguments = list(sys.argv[1:] if argv is None else argv)
+    Parser.argv = arguments  # for the hint of a usage error ('--home goes before')
     parser = build_parser(arguments)
     args = parser.parse_args(arguments)
     args.tui = tui

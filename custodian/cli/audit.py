@@ -15,6 +15,7 @@ from custodian.cli.common import (
     unlock_actor,
     usage_error,
 )
+from custodian.errors import CustodianError
 
 
 def cmd_audit_show(args: argparse.Namespace) -> int:
@@ -43,9 +44,18 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         cp = None
         if args.checkpoint:
             try:
-                cp = json.loads(Path(args.checkpoint).read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
-                raise usage_error(f"cannot read checkpoint {args.checkpoint}: {e}") from None
+                text = Path(args.checkpoint).read_text(encoding="utf-8")
+            except OSError as e:  # a file that cannot be read: status 1, as the README says
+                raise CustodianError(
+                    f"cannot read checkpoint {args.checkpoint}: {e.strerror or e}; nothing "
+                    "was verified."
+                ) from None
+            except ValueError as e:
+                raise usage_error(f"checkpoint {args.checkpoint} is not text: {e}") from None
+            try:
+                cp = json.loads(text)
+            except ValueError as e:
+                raise usage_error(f"checkpoint {args.checkpoint} is not JSON: {e}") from None
         prog = TermProgress("verifying")
         res = svc.audit.verify(checkpoint=cp, progress=prog)
         prog.done()

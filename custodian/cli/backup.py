@@ -61,6 +61,27 @@ def _backup_json(b: Backup) -> dict[str, Any]:
     }
 
 
+# --sort takes the Backups screen's names (its 'sorted by created, newest first'); the
+# catalog's column names of 0.1.0 stay accepted
+SORT_KEYS = {
+    "created": "created_at",
+    "label": "label",
+    "size": "size",
+    "version": "kek_version",
+    "id": "id",
+    "created_at": "created_at",
+    "kek_version": "kek_version",
+}
+
+
+def _sort_key(text: str) -> str:
+    if text not in SORT_KEYS:
+        raise argparse.ArgumentTypeError(
+            f"cannot sort by {text!r}; use created, label, size, version or id"
+        )
+    return SORT_KEYS[text]
+
+
 def cmd_backup_list(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         rows = svc.backups.list(
@@ -80,7 +101,7 @@ def cmd_backup_list(args: argparse.Namespace) -> int:
                 f"{b.id:<36}  {b.created_at[:19]:<19}  {human(b.size):>10}  "
                 f"{b.kek + ' v' + str(b.kek_version):<16}  {b.label}"
             )
-        say(f"{len(rows)} of {svc.backups.total()} backups")
+        say(f"{len(rows):,} of {svc.backups.total():,} backups")
     return 0
 
 
@@ -111,9 +132,15 @@ def add_parsers(sub: Subparsers) -> None:
     s.add_argument("--kek", help="only backups under this KEK")
     s.add_argument("--version", type=int, help="only backups under this KEK version")
     s.add_argument(
-        "--sort", default="created_at", choices=["created_at", "label", "size", "kek_version", "id"]
+        "--sort",
+        default="created",
+        type=_sort_key,
+        metavar="{created,label,size,version,id}",
+        help="the column to sort on, named as the Backups screen names it (default: created)",
     )
-    s.add_argument("--ascending", action="store_true", help="oldest or smallest first")
+    s.add_argument(
+        "--ascending", action="store_true", help="oldest, smallest or A first (default: reversed)"
+    )
     s.add_argument("--limit", type=int, help="at most this many rows")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_backup_list)

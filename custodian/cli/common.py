@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, ClassVar, NoReturn, TypeAlias
 
 from custodian.errors import CustodianError
 
@@ -31,6 +31,22 @@ else:  # not subscriptable at run time
 
 TuiRunner = Callable[["Service"], None]
 """Opens the TUI on a service; the core cannot import it, so entry points pass one in."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line (with where to look), as every
+    other error of the command line is; subcommands' parsers are made of this class."""
+
+    argv: ClassVar[list[str]] = []  # what main() parses (for the hint below)
+
+    def error(self, message: str) -> NoReturn:
+        from custodian.text import printable
+
+        hint = ""
+        late = [a for a in self.argv[1:] if a == "--home" or a.startswith("--home=")]
+        if late:  # 'custodian demo --home DIR': the option belongs to custodian itself
+            hint = f"; --home goes before the command: {PROG} --home DIR COMMAND ..."
+        self.exit(2, f"{self.prog}: error: {printable(message)}{hint} (see {self.prog} --help)\n")
 
 
 def open_service(args: argparse.Namespace) -> Service:
@@ -55,16 +71,19 @@ def human(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            return f"{n:,} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return str(n)
 
 
 class TermProgress:
-    """A progress line on standard error when it is a terminal; silent otherwise."""
+    """A progress line on standard error when it is a terminal; silent otherwise.
 
-    def __init__(self, what: str) -> None:
+    ``unit`` names what is counted ("backups"); without one the counts are bytes."""
+
+    def __init__(self, what: str, unit: str = "") -> None:
         self.what = what
+        self.unit = unit
         self.tty = sys.stderr.isatty()
         self.last = -1
 
@@ -74,7 +93,12 @@ class TermProgress:
         pct = int(100 * done / total) if total else 100
         if pct != self.last:
             self.last = pct
-            sys.stderr.write(f"\r{self.what}: {pct:3d}% ({human(done)} of {human(total)})")
+            counts = (
+                f"{done:,} of {total:,} {self.unit}"
+                if self.unit
+                else f"{human(done)} of {human(total)}"
+            )
+            sys.stderr.write(f"\r{self.what}: {pct:3d}% ({counts})")
             sys.stderr.flush()
 
     def done(self) -> None:

@@ -40,18 +40,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if not args.home:
         print(
-            f"{PROG}: error: demo needs --home DIR (it never touches your real home)",
+            f"{PROG}: error: demo needs a directory of its own, named before the command: "
+            f"{PROG} --home DIR demo (it never touches your real home)",
             file=sys.stderr,
         )
         return 2
-    prog = TermProgress("building demo")
+    prog = TermProgress("building demo", unit="backups")
     svc = build_demo(Path(args.home), backups=args.backups, progress=prog)
     prog.done()
     with svc:
         st = svc.status()
         say(
-            f"demo home ready at {st.home}: {st.backup_count} backups, "
-            f"{sum(len(k.versions) for k in st.keks)} KEK versions"
+            f"demo home ready at {st.home}: {st.backup_count:,} backups, "
+            f"{sum(len(k.versions) for k in st.keks):,} KEK versions; a retired KEK version "
+            f"may be destroyed after {st.policy.retirement_wait_days} day(s) here "
+            "(policy retirement_wait_days, 7 on a new home)"
         )
         say(f"open it with: {PROG} --home {st.home}")
         say(

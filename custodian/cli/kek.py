@@ -68,10 +68,10 @@ def cmd_kek_list(args: argparse.Namespace) -> int:
             for v in reversed(k.versions):
                 cur = "*" if v.version == k.current_version else " "
                 say(
-                    f"{k.name:<20} {cur}{v.version:>3} {v.state:<10} {v.dek_count:>8}  "
+                    f"{k.name:<20} {cur}{v.version:>3} {v.state:<10} {v.dek_count:>8,}  "
                     f"{v.created_at[:19]:<20} {v.fingerprint}"
                 )
-            say(f"{'':<20} backend {k.backend}, suite {k.suite}, {k.dek_count} DEKs")
+            say(f"{'':<20} backend {k.backend}, suite {k.suite}, {k.dek_count:,} DEKs")
     return 0
 
 

@@ -9,9 +9,10 @@ fsynced. Decryption is not here: it happens only inside a restore session
 from __future__ import annotations
 
 import builtins
+import io
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 # Cryptographic modules are imported where they are used, so that listing
 # commands start fast (``custodian kek list`` needs no cryptography at all).
 DEFAULT_CHUNK = 1024 * 1024  # custodian.container.DEFAULT_CHUNK, checked by a test
+SAMPLE_CHUNK = 64 * 1024  # demo samples are a few KiB: no 1 MiB buffers for each
 
 
 class Backups:
@@ -174,6 +176,106 @@ class Backups:
             raise
         hf.done()
         return b
+
+    def encrypt_samples(
+        self,
+        samples: Iterable[tuple[bytes, str, str]],
+        directory: Path,
+        *,
+        by: Actor,
+        progress: Progress | None = None,
+    ) -> int:
+        """Demo homes only: sample backups, recorded together (a group commit).
+
+        Each ``(data, label, created_at)`` becomes a container ``directory/label.cbk``
+        under a fresh DEK and the current version of the default KEK, and a backup
+        with its own signed ``backup.encrypt`` entry, as :meth:`encrypt` makes them.
+        The entries are written without an fsync each and made durable together
+        before the one catalog commit that records every backup: the fail-closed
+        rule, grouped (no backup is recorded before its entry is on disk), for
+        about a fiftieth of the fsyncs. The containers are written in place and
+        synced once, without :meth:`encrypt`'s crash-safe naming: a demo home that
+        a crash cut short is deleted and built again. Refused on any other home.
+        Returns how many backups were recorded.
+        """
+        from custodian import container
+
+        ctx = self._ctx
+        action = "backup.encrypt"
+        if not ctx.config.demo:
+            raise ctx.refused(
+                by,
+                action,
+                "file:samples",
+                "sample backups on a home that is not a demo",
+                "sample backups are for demo homes only; use 'custodian backup encrypt'. "
+                "Nothing was done.",
+                ConflictError,
+            )
+        ctx.require(by, "operator", action, "file:samples")
+        k = ctx.catalog.kek(ctx.config.default_kek)
+        version = k.current_version
+        ctx.check_kek(k, version, by, action)
+        be = ctx.backend(k.backend)
+        todo = list(samples)
+        made: builtins.list[Backup] = []
+        written: builtins.list[Path] = []
+        try:
+            for i, (data, label, created_at) in enumerate(todo):
+                backup_id = uuid.uuid4()
+                dst = (Path(directory) / f"{check_label(label)}.cbk").absolute()
+                with new_dek() as dek, open(dst, "xb") as out:
+                    written.append(dst)
+                    os.fchmod(out.fileno(), 0o600)
+                    wrapped = be.wrap(k.name, version, [(str(backup_id), dek)])[0]
+                    w = container.encrypt_stream(
+                        io.BytesIO(data),
+                        out,
+                        dek,
+                        backup_id=backup_id,
+                        backend=be.name,
+                        kek=k.name,
+                        kek_version=version,
+                        wrapped_dek=wrapped,
+                        chunk_size=SAMPLE_CHUNK,
+                        digest=ctx.config.container_digest,
+                    )
+                made.append(
+                    Backup(
+                        id=str(backup_id),
+                        label=label,
+                        created_at=created_at,
+                        size=w.plaintext_size,
+                        container_size=w.container_size,
+                        container_sha256=w.sha256,
+                        location=str(dst),
+                        kek=k.name,
+                        kek_version=version,
+                        wrapped_dek=wrapped,
+                        chunk_size=SAMPLE_CHUNK,
+                    )
+                )
+                if progress is not None:
+                    progress(i + 1, len(todo))
+            os.sync()  # every container is on disk before any is recorded
+            with ctx.catalog.transaction():
+                ctx.catalog.add_backups(made)
+                for b in made:
+                    ctx.log.append(
+                        actor=by.name,
+                        key_id=by.key_id,
+                        sign=by.sign,
+                        action=action,
+                        subject=f"backup:{b.id}",
+                        details=_backup_details(b),
+                        sync=False,
+                    )
+                ctx.log.sync()  # the group's entries are durable before the commit
+        except BaseException:
+            for p in written:  # nothing recorded: no container stays behind
+                p.unlink(missing_ok=True)
+            raise
+        return len(made)
 
     def _sweep(self, directory: Path, by: Actor) -> None:
         """Finish or undo what a killed ``backup encrypt`` left in ``directory``.

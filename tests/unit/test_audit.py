@@ -1050,7 +1050,7 @@ def test_cli_audit_verify_exit_status(populated: Service, alice: Actor, tmp_path
     }
     assert altered.returncode == 8
     assert altered.stdout.decode().strip() == f"audit log does NOT verify: the log: {CP_ALTERED}"
-    assert missing.returncode == 2 and b"cannot read checkpoint" in missing.stderr
+    assert missing.returncode == 1 and b"cannot read checkpoint" in missing.stderr
     assert missing.stderr.count(b"\n") == 1 and b"Traceback" not in missing.stderr
 
     seg = _segment(populated)

@@ -1,0 +1,79 @@
+"""The command line reads as the README says (issue 13): one-line usage errors, the
+Backups screen's sort names, thousands separators, exit statuses, the demo home."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_cli import cli_home, run  # noqa: F401  (a fixture)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("kek",), b"the following arguments are required: COMMAND"),
+        (("deny",), b"the following arguments are required"),
+        (("backup", "list", "--sort", "bogus"), b"use created, label, size, version or id"),
+        (("kek", "list", "--bogus"), b"unrecognized arguments: --bogus"),
+    ],
+)
+def test_usage_errors_are_one_line(args: tuple[str, ...], words: bytes) -> None:
+    r = run(*args)
+    assert r.returncode == 2
+    assert r.stderr.count(b"\n") == 1 and words in r.stderr and b"--help" in r.stderr
+    assert b"usage:" not in r.stderr
+
+
+def test_home_after_the_command_says_where_it_goes(tmp_path: Path) -> None:
+    r = run("demo", "--home", str(tmp_path / "d"))
+    assert r.returncode == 2 and r.stderr.count(b"\n") == 1
+    assert b"--home goes before the command: custodian --home DIR" in r.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_sort_takes_the_screens_names(cli_home: Path, tmp_path: Path) -> None:  # noqa: F811
+    for i, size in enumerate((1000, 10, 200)):
+        dst = tmp_path / f"b{i}.cbk"
+        r = run(
+            "--home", str(cli_home), "backup", "encrypt", "-", str(dst), "--label", f"b{i}",
+            "--as", "bot", stdin=b"x" * size,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    for name, first in (("created", "b2"), ("created_at", "b2"), ("size", "b0"), ("label", "b2")):
+        r = run("--home", str(cli_home), "backup", "list", "--sort", name, "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)[0]["label"] == first, name
+    r = run("--home", str(cli_home), "backup", "list", "--sort", "version")
+    assert r.returncode == 0 and r.stdout.decode().splitlines()[-1] == "3 of 3 backups"
+    r = run("--home", str(cli_home), "backup", "list")
+    assert "1,000 B" in r.stdout.decode()  # thousands separators, as the screens show them
+
+
+def test_a_missing_checkpoint_file_is_status_1(cli_home: Path, tmp_path: Path) -> None:  # noqa: F811
+    r = run("--home", str(cli_home), "audit", "verify", "--checkpoint", str(tmp_path / "no.json"))
+    assert r.returncode == 1 and r.stderr.count(b"\n") == 1
+    assert b"cannot read checkpoint" in r.stderr and b"No such file" in r.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json")
+    r = run("--home", str(cli_home), "audit", "verify", "--checkpoint", str(bad))
+    assert r.returncode == 2 and b"is not JSON" in r.stderr
+
+
+def test_demo_home_policy_and_wording(tmp_path: Path) -> None:
+    home = tmp_path / "d"
+    r = run("--home", str(home), "demo", "--backups", "1200")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert "1,200 backups" in out and "destroyed after 0 day(s) here" in out
+    r = run("--home", str(home), "policy", "show", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["retirement_wait_days"]["value"] == 0
+    r = run("--home", str(home), "audit", "verify")
+    assert r.returncode == 0, r.stdout
+    r = run("--home", str(home), "audit", "reconcile")
+    assert r.returncode == 0, r.stdout
+    r = run("--home", str(home), "kek", "list")
+    assert "1,200 DEKs" in r.stdout.decode() and "     720  " in r.stdout.decode()
