@@ -53,7 +53,7 @@ def enrol(
     passphrase: str | None = None,
 ) -> Enrolled:
     """Enrol someone the way the ceremony does, keeping their TOTP secret for the test."""
-    phrase = None if service else (passphrase or f"{name}-test-passphrase")
+    phrase = None if service else (passphrase or f"{name} test passphrase long enough")
     pw = SecretBytes(phrase.encode()) if phrase else None
     pending = svc.people.begin_enrolment(name, roles, passphrase=pw, by=by, service=service)
     secret = SecretBytes(bytes(pending.totp.reveal())) if pending.totp else None

@@ -20,6 +20,7 @@ from custodian.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from custodian.secret import SecretBytes
     from custodian.service import PendingEnrolment, Service
 
 
@@ -78,17 +79,30 @@ def _show_enrolment(svc: Service, pending: PendingEnrolment) -> None:
     say()
 
 
+def _new_passphrase(args: argparse.Namespace) -> SecretBytes:
+    """The new passphrase: generated (--generate-passphrase: 8 words, 80 bits, shown once
+    to the person it is for), or chosen (5 words or 24 characters, not well known)."""
+    if args.generate_passphrase:
+        from custodian.custody.personal import generate_passphrase
+
+        pw = generate_passphrase()
+        say(f"passphrase for {args.name} (write it down now; it is not shown again):")
+        say(f"  {bytes(pw.reveal()).decode()}")
+        return pw
+    return secret_input(
+        f"new passphrase for {args.name} (5 words or 24 characters): ",
+        args.new_passphrase_fd,
+        "passphrase",
+        confirm=True,
+    )
+
+
 def cmd_people_enrol(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args) if args.as_ else None
         pw = None
         if not args.service or args.new_passphrase_fd is not None:
-            pw = secret_input(
-                f"new passphrase for {args.name}: ",
-                args.new_passphrase_fd,
-                "passphrase",
-                confirm=True,
-            )
+            pw = _new_passphrase(args)
         pending = svc.people.begin_enrolment(
             args.name, args.role, passphrase=pw, by=by, service=args.service
         )
@@ -115,12 +129,7 @@ def cmd_people_replace_key(args: argparse.Namespace) -> int:
         target = svc.people.get(args.name)
         pw = None
         if target.kind == "person" or args.new_passphrase_fd is not None:
-            pw = secret_input(
-                f"new passphrase for {args.name}: ",
-                args.new_passphrase_fd,
-                "passphrase",
-                confirm=True,
-            )
+            pw = _new_passphrase(args)
         p = svc.people.replace_key(args.name, pw, by=by)
         if pw is not None:
             pw.wipe()
@@ -193,12 +202,22 @@ def add_parsers(sub: Subparsers) -> None:
         metavar="N",
         help="read the new person's passphrase from file descriptor N",
     )
+    s.add_argument(
+        "--generate-passphrase",
+        action="store_true",
+        help="make an 8-word passphrase (80 bits) and show it once, instead of asking",
+    )
     s.add_argument("--totp-fd", type=int, metavar="N", help="read the first code from fd N")
     add_acting(s, required=False)
     s.set_defaults(func=cmd_people_enrol)
     s = ppl.add_parser("replace-key", help="give a person a new signing key")
     s.add_argument("name")
     s.add_argument("--new-passphrase-fd", type=int, metavar="N")
+    s.add_argument(
+        "--generate-passphrase",
+        action="store_true",
+        help="make an 8-word passphrase (80 bits) and show it once, instead of asking",
+    )
     add_acting(s)
     s.set_defaults(func=cmd_people_replace_key)
     s = ppl.add_parser("replace-totp", help="give a person a new TOTP secret")

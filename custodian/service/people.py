@@ -364,7 +364,16 @@ class People:
 
 
 def _new_key(ctx: HomeContext, name: str, passphrase: SecretBytes | None) -> P.NewKey:
-    """A signing key under a new personal key (Argon2id; cheap parameters on a demo home)."""
+    """A signing key under a new personal key (Argon2id; cheap parameters on a demo home).
+    A chosen passphrase must be long (5 words or 24 characters) and not well known; a
+    generated one (``custodian.custody.personal.generate_passphrase``) always is."""
+    if passphrase is not None:
+        from custodian.custody import personal
+
+        try:
+            personal.check_passphrase(passphrase, person=name)
+        except personal.PersonalKeyError as e:
+            raise CustodianError(f"{e} Nothing was saved.") from None
     key, pk = P.new_signing_key(
         name, passphrase, home_id=ctx.config.home_id, kdf=P.kdf_params(ctx.config.demo)
     )

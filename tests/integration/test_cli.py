@@ -254,12 +254,16 @@ def _enrol_person(
 
 
 def test_enrolment_sign_in_failures_and_verified_audit(cli_home: Path, tmp_path: Path) -> None:
-    _enrol_person(cli_home, "alice", "custodian", b"alice passphrase")
+    _enrol_person(cli_home, "alice", "custodian", b"alice passphrase for the cli tests")
     # once a custodian exists, enrolment needs one of them
     r = run("--home", str(cli_home), "people", "enrol", "eve", "--role", "custodian", "--service")
     assert r.returncode != 0
     _enrol_person(
-        cli_home, "bob", "custodian", b"bob passphrase", as_=("alice", b"alice passphrase")
+        cli_home,
+        "bob",
+        "custodian",
+        b"bob passphrase for the cli tests",
+        as_=("alice", b"alice passphrase for the cli tests"),
     )
     r = run("--home", str(cli_home), "people", "list", "--json")
     assert {p["name"] for p in json.loads(r.stdout)} == {"alice", "bob", "bot"}
@@ -289,7 +293,7 @@ def test_enrolment_sign_in_failures_and_verified_audit(cli_home: Path, tmp_path:
     )
     os.close(rfd)
     assert r.returncode == 7 and b"wrong passphrase" in r.stderr
-    assert b"alice passphrase" not in r.stderr
+    assert b"alice passphrase for the cli tests" not in r.stderr
     r = run("--home", str(cli_home), "audit", "show", "--outcome", "refused", "--json")
     refused = [json.loads(x) for x in r.stdout.splitlines()]
     assert [e["action"] for e in refused][-1] == "person.unlock"
@@ -297,7 +301,7 @@ def test_enrolment_sign_in_failures_and_verified_audit(cli_home: Path, tmp_path:
 
     # a checkpoint by alice, then verify against it
     rfd, wfd = os.pipe()
-    os.write(wfd, b"alice passphrase\n")
+    os.write(wfd, b"alice passphrase for the cli tests\n")
     os.close(wfd)
     r = subprocess.run(
         [

@@ -28,7 +28,7 @@ print("keyring:", s.keyring.description)
 (b,) = s.backups.list()
 # a restore the real way: two custodians enrolled, bot asks, both approve
 codes = {}
-pw = SecretBytes(b"long passphrase")
+pw = SecretBytes(b"a long passphrase for the keyring test")
 for name in ("alice", "bob"):
     by = s.auth.unlock("alice", pw) if name == "bob" else None
     pending = s.people.begin_enrolment(name, ("custodian",), passphrase=pw, by=by)

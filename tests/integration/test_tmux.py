@@ -26,7 +26,7 @@ from custodian import people as P
 from custodian.service import Service, totp_name
 
 EXE = str(Path(sys.executable).parent / "custodian")
-PASSPHRASE = "alice-demo-passphrase"  # custodian.demo.PEOPLE, and the README
+PASSPHRASE = "alice demo passphrase for trying"  # custodian.demo.PEOPLE, and the README
 SIZE = (120, 40)
 DEMO_BACKUPS = 30  # the default 1000 only makes the build slower
 EXITED = "custodian exited with status"

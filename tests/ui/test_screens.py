@@ -261,8 +261,8 @@ async def _enrol_through_dialogs(
     form.query_one("#enrol-name", Input).value = name
     for role in ("custodian", "operator", "auditor"):
         form.query_one(f"#role-{role}").value = role in roles
-    form.query_one("#pw1", Input).value = f"{name}-long-passphrase"
-    form.query_one("#pw2", Input).value = f"{name}-long-passphrase"
+    form.query_one("#pw1", Input).value = f"{name} long passphrase for tests"
+    form.query_one("#pw2", Input).value = f"{name} long passphrase for tests"
     await pilot.click("#enrol-next")
     for _ in range(100):
         await pilot.pause(0.05)
@@ -303,7 +303,10 @@ async def test_enrol_a_person_with_qr_and_first_code(ui_svc: Service, ui_cast: C
         assert "carol" in [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
         assert last_entry(ui_svc)["action"] == "person.enrol"
     # the new person can sign in with what they chose
-    assert ui_svc.auth.unlock("carol", P.SecretBytes(b"carol-long-passphrase")).name == "carol"
+    assert (
+        ui_svc.auth.unlock("carol", P.SecretBytes(b"carol long passphrase for tests")).name
+        == "carol"
+    )
 
 
 async def test_cancelled_enrolment_stores_nothing_and_wipes_the_secret(
@@ -363,8 +366,8 @@ async def test_disable_replace_key_and_replace_totp(ui_svc: Service, ui_cast: Ca
         old = ui_svc.people.get("bob").key
         await pilot.press("k")
         await pilot.pause()
-        app.screen.query_one("#pw1", Input).value = "bob-brand-new-phrase"
-        app.screen.query_one("#pw2", Input).value = "bob-brand-new-phrase"
+        app.screen.query_one("#pw1", Input).value = "bob brand new phrase for tests"
+        app.screen.query_one("#pw2", Input).value = "bob brand new phrase for tests"
         await pilot.click("#key-ok")
         for _ in range(60):
             await pilot.pause(0.05)

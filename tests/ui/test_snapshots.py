@@ -158,8 +158,8 @@ def test_enrolment_totp_step(
         form = app.screen
         form.query_one("#enrol-name", Input).value = "carol"
         form.query_one("#role-auditor").value = True
-        form.query_one("#pw1", Input).value = "carol-long-passphrase"
-        form.query_one("#pw2", Input).value = "carol-long-passphrase"
+        form.query_one("#pw1", Input).value = "carol long passphrase for tests"
+        form.query_one("#pw2", Input).value = "carol long passphrase for tests"
         await pilot.click("#enrol-next")
         await until(pilot, lambda: isinstance(app.screen, TotpStep))
         step = app.screen

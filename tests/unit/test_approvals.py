@@ -91,7 +91,9 @@ def test_request_two_approvals_run_restores_identical_files(
     assert r.backups == tuple(b.id for b in bs)
     assert r.payload["files"] == {bs[0].id: "db", bs[1].id: "files"}
     assert r.target == str(target.resolve())
-    assert [x.id for x in svc.approvals.inbox("alice")] == [r.id] and svc.approvals.inbox("oscar") == []
+    assert [x.id for x in svc.approvals.inbox("alice")] == [r.id] and svc.approvals.inbox(
+        "oscar"
+    ) == []
 
     codes = [next_code(svc, cast.alice)]
     r = svc.approvals.approve(r.id[:8], codes[-1], by=unlock(svc, cast.alice))
@@ -190,7 +192,9 @@ def test_the_same_custodian_twice_is_refused(
         svc.approvals.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
     _refused(svc, "request.approve", "already decided")
     with pytest.raises(ConflictError, match="already approved"):
-        svc.approvals.deny(r.id, next_code(svc, cast.alice), "changed my mind", by=unlock(svc, cast.alice))
+        svc.approvals.deny(
+            r.id, next_code(svc, cast.alice), "changed my mind", by=unlock(svc, cast.alice)
+        )
     r = svc.approvals.get(r.id)
     assert (r.state, r.approvals, r.session) == ("open", ("alice",), None)
 
@@ -322,7 +326,9 @@ def test_denial_is_final(
     svc.approvals.approve(r.id, next_code(svc, cast.alice), by=unlock(svc, cast.alice))
     with pytest.raises(CustodianError, match="needs a reason"):
         svc.approvals.deny(r.id, next_code(svc, cast.bob), "  ", by=unlock(svc, cast.bob))
-    r = svc.approvals.deny(r.id, next_code(svc, cast.bob), "no ticket [/b]", by=unlock(svc, cast.bob))
+    r = svc.approvals.deny(
+        r.id, next_code(svc, cast.bob), "no ticket [/b]", by=unlock(svc, cast.bob)
+    )
     assert r.state == "denied" and r.session is None
     assert _last(svc, "request.deny")["details"]["reason"] == "no ticket [/b]"
     with pytest.raises(ConflictError, match=r"is denied .*final"):

@@ -514,10 +514,10 @@ def test_replaced_key_old_entries_verify_and_the_old_key_signs_nothing_new(
     svc.backups.encrypt(io.BytesIO(b"x"), tmp_path / "x.cbk", by=old)
     old_entry = svc.log.count()
     cp = svc.audit.checkpoint(by=alice)  # signed with alice's first key
-    svc.people.replace_key("oscar", SecretBytes(b"oscar new passphrase"), by=alice)
+    svc.people.replace_key("oscar", SecretBytes(b"oscar new passphrase long enough"), by=alice)
     replaced_at = svc.log.count()
-    svc.people.replace_key("alice", SecretBytes(b"alice new passphrase"), by=alice)
-    new = svc.auth.unlock("oscar", SecretBytes(b"oscar new passphrase"))
+    svc.people.replace_key("alice", SecretBytes(b"alice new passphrase long enough"), by=alice)
+    new = svc.auth.unlock("oscar", SecretBytes(b"oscar new passphrase long enough"))
     svc.backups.encrypt(io.BytesIO(b"y"), tmp_path / "y.cbk", by=new)
     res = svc.audit.verify(checkpoint=cp)  # both old keys still known
     assert res.ok, res.summary()
@@ -654,7 +654,7 @@ SIGN_IN_REFUSALS = {  # case -> (message, entry actor, entry action, logged reas
 def test_refused_sign_in_is_logged_and_the_log_verifies(
     svc: Service, cast: Cast, alice: Actor, case: str
 ) -> None:
-    phrase = b"bob-test-passphrase"
+    phrase = b"bob test passphrase long enough"
     code = cast.bob.code(+1)  # enrolment used the current step
     passphrase, typed = phrase, code
     if case == "wrong-passphrase":

@@ -111,7 +111,7 @@ def _the_home_key_for_a_person(svc: Service, cast: Cast, alice: Actor) -> tuple[
 def _own_old_key_again(svc: Service, cast: Cast, alice: Actor) -> tuple[int, str]:
     old = svc.people.get("oscar").key
     assert old is not None
-    svc.people.replace_key("oscar", SecretBytes(b"oscar second passphrase"), by=alice)
+    svc.people.replace_key("oscar", SecretBytes(b"oscar second passphrase long enough"), by=alice)
     seq = _sign(svc, alice, "person.key.replace", "person:oscar", _announce(bytes(old.public_key)))
     return seq, f"oscar's key {old.key_id[:12]}… was announced before (keys are never reused)"
 

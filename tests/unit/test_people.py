@@ -59,16 +59,16 @@ def test_codes_from_oathtool_are_accepted(svc: Service, cast: Cast) -> None:
         check=True,
         timeout=10,
     ).stdout.strip()
-    actor = svc.auth.sign_in("bob", SecretBytes(b"bob-test-passphrase"), code)
+    actor = svc.auth.sign_in("bob", SecretBytes(b"bob test passphrase long enough"), code)
     assert actor.name == "bob"
 
 
 def test_sign_in_then_replay_is_refused(svc: Service, cast: Cast) -> None:
     # enrolment burned the current step for bob already; use the next step's code
     code = cast.bob.code(+1)
-    svc.auth.sign_in("bob", SecretBytes(b"bob-test-passphrase"), code)
+    svc.auth.sign_in("bob", SecretBytes(b"bob test passphrase long enough"), code)
     with pytest.raises(AuthError, match="already used"):
-        svc.auth.sign_in("bob", SecretBytes(b"bob-test-passphrase"), code)
+        svc.auth.sign_in("bob", SecretBytes(b"bob test passphrase long enough"), code)
     refused = svc.audit.entries(outcome="refused")
     assert refused[-1]["details"]["reason"] == "TOTP code replayed"
     assert code not in str(refused[-1])
@@ -76,7 +76,7 @@ def test_sign_in_then_replay_is_refused(svc: Service, cast: Cast) -> None:
 
 def test_stale_code_and_wrong_passphrase_are_refused(svc: Service, cast: Cast) -> None:
     with pytest.raises(AuthError, match="not valid now"):
-        svc.auth.sign_in("bob", SecretBytes(b"bob-test-passphrase"), cast.bob.code(-2))
+        svc.auth.sign_in("bob", SecretBytes(b"bob test passphrase long enough"), cast.bob.code(-2))
     with pytest.raises(AuthError, match="wrong passphrase"):
         svc.auth.sign_in("bob", SecretBytes(b"bob-wrong"), cast.bob.code(+1))
     reasons = [e["details"]["reason"] for e in svc.audit.entries(outcome="refused")]
@@ -93,7 +93,10 @@ def test_unknown_name_is_logged_as_an_hmac(svc: Service) -> None:
 
 def test_enrolment_needs_the_code_back(svc: Service, alice: object) -> None:
     pending = svc.people.begin_enrolment(
-        "carol", ("auditor",), passphrase=SecretBytes(b"carol pass"), by=alice
+        "carol",
+        ("auditor",),
+        passphrase=SecretBytes(b"carol passphrase long enough here"),
+        by=alice,
     )  # type: ignore[arg-type]
     assert "redacted" in repr(pending) and pending.secret_b32() not in repr(pending)
     assert pending.secret_b32() in pending.uri("home")
@@ -114,7 +117,7 @@ def test_enrolment_rules(svc: Service, cast: Cast) -> None:
         enrol(svc, "bob", ("custodian",), a)
     with pytest.raises(CustodianError, match="operator role only"):
         enrol(svc, "cron2", ("custodian",), a, service=True)
-    with pytest.raises(CustodianError, match="at least 8"):
+    with pytest.raises(CustodianError, match="passphrase is short"):
         enrol(svc, "short", ("auditor",), a, passphrase="short")
     with pytest.raises(CustodianError, match="not a valid person name"):
         enrol(svc, "Bad Name", ("auditor",), a)
@@ -158,12 +161,12 @@ def test_replaced_key_keeps_old_entries_verifiable(
     a = unlock(svc, cast.alice)
     oscar = unlock(svc, cast.oscar)
     svc.backups.encrypt(io.BytesIO(b"x"), tmp_path / "x.cbk", by=oscar)
-    svc.people.replace_key("oscar", SecretBytes(b"oscar new passphrase"), by=a)
+    svc.people.replace_key("oscar", SecretBytes(b"oscar new passphrase long enough"), by=a)
     with pytest.raises(AuthError, match="replaced"):
         svc.backups.encrypt(io.BytesIO(b"y"), tmp_path / "y.cbk", by=oscar)
     with pytest.raises(AuthError, match="wrong passphrase"):
         unlock(svc, cast.oscar)
-    new = svc.auth.unlock("oscar", SecretBytes(b"oscar new passphrase"))
+    new = svc.auth.unlock("oscar", SecretBytes(b"oscar new passphrase long enough"))
     svc.backups.encrypt(io.BytesIO(b"z"), tmp_path / "z.cbk", by=new)
     res = svc.audit.verify()
     assert res.ok, res.summary()
@@ -179,12 +182,16 @@ def test_replace_totp(svc: Service, cast: Cast) -> None:
         svc.people.complete_totp_replacement(pending, cast.bob.code(+1), by=bob)
     svc.people.complete_totp_replacement(pending, P.hotp(new, P.current_step()), by=bob)
     with pytest.raises(AuthError):
-        svc.auth.sign_in("bob", SecretBytes(b"bob-test-passphrase"), cast.bob.code(+1))
-    svc.auth.sign_in("bob", SecretBytes(b"bob-test-passphrase"), P.hotp(new, P.current_step() + 1))
+        svc.auth.sign_in("bob", SecretBytes(b"bob test passphrase long enough"), cast.bob.code(+1))
+    svc.auth.sign_in(
+        "bob", SecretBytes(b"bob test passphrase long enough"), P.hotp(new, P.current_step() + 1)
+    )
 
 
 def test_sign_out_forgets_the_key(svc: Service, cast: Cast) -> None:
-    actor = svc.auth.sign_in("alice", SecretBytes(b"alice-test-passphrase"), cast.alice.code(+1))
+    actor = svc.auth.sign_in(
+        "alice", SecretBytes(b"alice test passphrase long enough"), cast.alice.code(+1)
+    )
     svc.auth.sign_out(actor)
     with pytest.raises(AuthError, match="signed out"):
         actor.sign(b"x")

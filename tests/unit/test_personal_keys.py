@@ -98,3 +98,24 @@ def test_a_version_1_blob_is_upgraded_at_the_next_unlock(svc: Service, cast: Cas
     third = unlock(svc, cast.alice)  # no second upgrade
     assert len(svc.audit.entries(action="person.key.protect")) == 1
     third.forget()
+
+
+def test_chosen_passphrases_are_long_and_a_generated_one_always_is(
+    svc: Service, cast: Cast
+) -> None:
+    from custodian.errors import CustodianError
+    from tests.conftest import enrol
+
+    alice = unlock(svc, cast.alice)
+    for weak, why in [
+        ("dana-passphrase", "is short"),  # the old rule (8 characters) took this
+        ("correct horse battery staple!!", "well known"),
+        ("dana dana dana dana dana dana", "well known"),
+    ]:
+        with pytest.raises(CustodianError, match=why):
+            enrol(svc, "dana", ("auditor",), alice, passphrase=weak)
+    generated = bytes(personal.generate_passphrase().reveal()).decode()
+    dana = enrol(svc, "dana", ("auditor",), alice, passphrase=generated)
+    assert unlock(svc, dana).name == "dana"
+    with pytest.raises(CustodianError, match="is short"):
+        svc.people.replace_key("dana", SecretBytes(b"too short"), by=alice)

@@ -63,7 +63,7 @@ def test_signing_out_after_own_key_replacement_keeps_the_log_verifiable(
 ) -> None:
     alice = unlock(svc, cast.alice)
     other = unlock(svc, cast.alice)  # a second session of alice (another terminal)
-    svc.people.replace_key("alice", P.SecretBytes(b"alice-new-passphrase"), by=alice)
+    svc.people.replace_key("alice", P.SecretBytes(b"alice new passphrase long enough"), by=alice)
     svc.auth.sign_out(other)
     assert svc.audit.entries()[-1]["actor"] == "home"
     assert svc.audit.verify().ok

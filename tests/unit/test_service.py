@@ -289,7 +289,7 @@ def test_service_default_chunk_matches_the_container() -> None:
 
 
 def _pw(name: str) -> SecretBytes:
-    return SecretBytes(f"{name}-test-passphrase".encode())
+    return SecretBytes(f"{name} test passphrase long enough".encode())
 
 
 def test_a_home_may_name_containers_by_whole_file_sha256(
