@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import quorum
 
                 quorum.run(report, batch=args.batch, repeat=args.wrap_repeat)
+                quorum.run_service(report, workdir=args.workdir)
             else:
                 from benchmarks import audit
 
