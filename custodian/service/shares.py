@@ -159,16 +159,7 @@ def on_approve(
         for b in backups:
             qw = Q.QuorumWrap.decode(b.wrapped_dek)
             share = Q.open_share(qw, man, b.id, by.name, priv)
-            info = Q.release_info(
-                home_id=ctx.config.home_id,
-                request_id=r.id,
-                scope_hash=scope,
-                backup_id=b.id,
-                manifest=man,
-                deal_id=qw.deal_id,
-                x=x,
-                approver=by.name,
-            )
+            info = _release_info(ctx, r, scope, b, man, qw, x)
             with share.value:
                 mine[b.id] = Q.seal_release(share, suite, session_pub, info)
         if not completes:
@@ -215,6 +206,28 @@ def on_approve(
         details["releases"] = releases
 
 
+def _release_info(
+    ctx: HomeContext,
+    r: A.Request,
+    scope: bytes,
+    b: Backup,
+    man: Q.Manifest,
+    qw: Q.QuorumWrap,
+    x: int,
+) -> bytes:
+    """The info of share ``x`` of ``b`` released under ``r`` (built from signed data)."""
+    return Q.release_info(
+        home_id=ctx.config.home_id,
+        request_id=r.id,
+        scope_hash=scope,
+        backup_id=b.id,
+        manifest=man,
+        deal_id=qw.deal_id,
+        x=x,
+        approver=man.at(x).name,
+    )
+
+
 def listed_releases(ctx: HomeContext, r: A.Request) -> dict[str, str]:
     """The releases the signed approvals of ``r`` list: {blob name: SHA-256}."""
     out: dict[str, str] = {}
@@ -244,16 +257,7 @@ def dek(ctx: HomeContext, r: A.Request, b: Backup, by: Actor) -> SecretBytes:
         blob, _ = got
         if listed.get(name) != hashlib.sha256(blob).hexdigest():
             continue  # a release the log does not vouch for is not opened
-        info = Q.release_info(
-            home_id=ctx.config.home_id,
-            request_id=r.id,
-            scope_hash=scope,
-            backup_id=b.id,
-            manifest=man,
-            deal_id=qw.deal_id,
-            x=h.x,
-            approver=h.name,
-        )
+        info = _release_info(ctx, r, scope, b, man, qw, h.x)
         shares.append(Q.open_release(blob, suite, session_priv, info, h.x))
     try:
         return Q.combine(qw, man, b.id, shares)
