@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from custodian import hardening
 from custodian import people as P
 from custodian.approvals import Session
 from custodian.custody import personal
@@ -30,6 +31,11 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # The same for Argon2id (512 MiB, 2 passes): the blob records its parameters, so
     # in-process tests use the cheap ones a demo home uses.
     monkeypatch.setattr(P, "KDF", personal.CHEAP_KDF)
+    # custodian.cli.main forbids core dumps for good (RLIMIT_CORE hard limit 0, not
+    # dumpable): called in-process it would do that to this test worker, and a later
+    # test could no longer let a child dump core (tests/integration/test_core_dumps.py).
+    # Subprocesses get the real thing.
+    monkeypatch.setattr(hardening, "no_core_dumps", lambda: None)
 
 
 @dataclass
