@@ -50,7 +50,9 @@ def enrol_people(svc: Service) -> None:
     svc.people.complete_enrolment(pending, code, by=None)
     by = custodian(svc)
     try:
-        pending = svc.people.begin_enrolment(BOT, ("operator",), passphrase=None, by=by, service=True)
+        pending = svc.people.begin_enrolment(
+            BOT, ("operator",), passphrase=None, by=by, service=True
+        )
         svc.people.complete_enrolment(pending, None, by=by)
         pending = svc.people.begin_enrolment(CUSTODIAN_2, ("custodian",), passphrase=pw, by=by)
         code = P.hotp(pending.totp, P.current_step()) if pending.totp else None
