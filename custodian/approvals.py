@@ -114,6 +114,9 @@ class RestoreReport:
     skipped: list[str] = field(default_factory=list)  # already restored in this session
     cancelled: bool = False
     session_state: str = "open"
+    # why the session stays open after every backup was tried: a failure the requester
+    # can fix at the target (a file in the way, no room, no permission), then run again
+    kept_open: str = ""
 
     @property
     def ok(self) -> list[RestoreResult]:
@@ -132,6 +135,8 @@ class RestoreReport:
             s += f", {len(self.skipped)} already restored earlier"
         if self.cancelled:
             s += "; cancelled, the session stays open for the rest"
+        elif self.kept_open:
+            s += f"; the session stays open: {self.kept_open}"
         else:
             s += f"; session {self.session_state}"
         return s

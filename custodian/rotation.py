@@ -20,6 +20,7 @@ order. The rules (who may rotate, TOTP, audit) live in
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 import uuid
@@ -36,7 +37,16 @@ from custodian.errors import NotFoundError, UnwrapError
 # group rewrap): 2,000 is 10-20% faster than 500; 5,000 a few % more again but
 # doubles the peak memory with workers (2 * workers batches in flight).
 DEFAULT_BATCH = 2000
+MIN_BATCH = 50
+BATCHES_AT_LEAST = 20  # a small job still commits (and shows progress, and stops) often
 CACHE_KIB_PER_DEK = 12  # catalog page cache during a job: ~3 pages of 4 KiB a DEK
+
+
+def batch_for(pending: int) -> int:
+    """The batch size for a job of ``pending`` DEKs: :data:`DEFAULT_BATCH`, or less, so
+    that even a small job (the demo's 1,000 DEKs) takes about :data:`BATCHES_AT_LEAST`
+    batches: its progress moves and a cancel takes effect within a fraction of it."""
+    return max(MIN_BATCH, min(DEFAULT_BATCH, -(-pending // BATCHES_AT_LEAST)))
 
 
 @dataclass(frozen=True)
@@ -88,13 +98,24 @@ class RotationPreview:
     batch_size: int = DEFAULT_BATCH
     batch_seconds: float = 0.0  # measured cost of committing one batch (sign, fsync, commit)
     start_seconds: float = 0.0  # starting the worker processes, when the job uses them
+    dek_seconds: float = 0.0  # measured catalog cost of one DEK (read its row, write it back)
 
     @property
     def estimated_seconds(self) -> float:
         if self.rate <= 0:
             return 0.0
         batches = -(-self.to_rewrap // self.batch_size)
-        return self.start_seconds + self.to_rewrap / self.rate + batches * self.batch_seconds
+        return (
+            self.start_seconds
+            + self.to_rewrap * (1 / self.rate + self.dek_seconds)
+            + batches * self.batch_seconds
+        )
+
+    @property
+    def estimated_rate(self) -> float:
+        """DEKs per second the whole job is expected to run at (what its batches measure)."""
+        s = self.estimated_seconds
+        return self.to_rewrap / s if s > 0 else 0.0
 
 
 @dataclass
@@ -296,6 +317,89 @@ def finish_job(db: sqlite3.Connection, job_id: str, now: str) -> None:
 
 def count_run(db: sqlite3.Connection, job_id: str, now: str) -> None:
     db.execute("UPDATE rotation_jobs SET runs=runs+1, updated_at=? WHERE id=?", (now, job_id))
+
+
+# ---------------------------------------------------------------- how an unfinished job stands
+#
+# A job's row says running until it is done or superseded. Whether it is running now,
+# paused (cancelled between batches), interrupted (its process died or failed) or never
+# run is kept beside it in the catalog's meta table (no migration): the process running
+# it records itself there, and a pause is recorded with its audit entry.
+
+SHOWN_STATES = ("running", "paused", "interrupted", "not started", "done", "superseded")
+
+
+def _run_key(job_id: str) -> str:
+    return f"rewrap.run.{job_id}"
+
+
+def _pause_key(job_id: str) -> str:
+    return f"rewrap.paused.{job_id}"
+
+
+def process_tag(pid: int) -> str:
+    """``pid`` with its start time (Linux): a pid reused after the run died is not it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return f"{pid}:{stat.rsplit(b')', 1)[1].split()[19].decode()}"
+    except (OSError, IndexError):
+        return str(pid)
+
+
+def _alive(tag: str) -> bool:
+    pid = int(tag.split(":")[0]) if tag.split(":")[0].isdigit() else 0
+    if pid <= 0:
+        return False
+    if ":" in tag:  # a start time to compare: the same process, not a reused pid
+        return process_tag(pid) == tag
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_running(db: sqlite3.Connection, job_id: str, tag: str) -> None:
+    """This process runs ``job_id`` now (call inside the transaction that counts the run)."""
+    _set(db, _run_key(job_id), tag)
+    _set(db, _pause_key(job_id), "")
+
+
+def mark_stopped(db: sqlite3.Connection, job_id: str, *, paused_at: str = "") -> None:
+    """The run of ``job_id`` is over: paused at ``paused_at``, or else ended (done or
+    stopped by an error: interrupted)."""
+    _set(db, _run_key(job_id), "")
+    _set(db, _pause_key(job_id), paused_at)
+
+
+def _set(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute(
+        "INSERT INTO meta(key, value) VALUES(?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        (key, value),
+    )
+
+
+def _get(db: sqlite3.Connection, key: str) -> str:
+    row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+    return "" if row is None else str(row[0])
+
+
+def shown_state(db: sqlite3.Connection, j: RewrapJob) -> str:
+    """How ``j`` stands, in one of :data:`SHOWN_STATES`."""
+    if j.state != "running":
+        return j.state
+    tag = _get(db, _run_key(j.id))
+    if tag and _alive(tag):
+        return "running"
+    if _get(db, _pause_key(j.id)):
+        return "paused"
+    if j.runs == 0:
+        return "not started"
+    return "interrupted"
 
 
 # ---------------------------------------------------------------- doing the work

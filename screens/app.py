@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from functools import partial
 from typing import ClassVar
 
 from textual import events, work
@@ -105,11 +106,39 @@ class CustodianApp(App[None]):
         self.set_interval(min(30.0, max(self.idle_sign_out / 4, 0.05)), self._check_idle)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        # The screenshot command writes what is on screen to a file: not for a
-        # key custody tool. Theme, quit, keys and maximize stay.
+        """The palette (ctrl+p) offers the current screen's ceremonies and keys first (the
+        ones its footer may have no room for at 80 columns), then the screens, then
+        Textual's own. The screenshot command writes what is on screen to a file: not
+        for a key custody tool. Theme, quit, keys and maximize stay."""
+        yield from self._screen_commands(screen)
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding) and binding.action.startswith("switch_mode"):
+                yield SystemCommand(
+                    f"Go to {binding.description}",
+                    f"{self.get_key_display(binding)}: the {binding.description} screen",
+                    partial(self.run_action, binding.action),
+                )
         for command in super().get_system_commands(screen):
             if command.title != "Screenshot":
                 yield command
+
+    def _screen_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """The screen's own keys that may run now (its check_action says so)."""
+        seen: set[str] = set()
+        for binding in getattr(screen, "BINDINGS", []):
+            if not isinstance(binding, Binding) or binding.action in seen:
+                continue
+            if binding.action in ("reload", "refresh", "escape", "stop", "cancel_verify"):
+                continue  # F5 and Esc: not worth a line in the palette
+            if screen.check_action(binding.action, ()) is False:
+                continue
+            seen.add(binding.action)
+            where = screen.sub_title or type(screen).__name__
+            yield SystemCommand(
+                binding.tooltip or binding.description,
+                f"{self.get_key_display(binding)} on {where}",
+                partial(screen.run_action, binding.action),
+            )
 
     def _fatal_error(self) -> None:
         """Textual's own crash report, without the local variables it would print: a

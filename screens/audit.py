@@ -16,7 +16,7 @@ import json
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -24,7 +24,6 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import (
     DataTable,
-    Footer,
     Header,
     Input,
     ProgressBar,
@@ -36,11 +35,16 @@ from textual.worker import get_current_worker
 from custodian.audit import VerifyResult
 from custodian.errors import CustodianError
 from custodian.service import Service
-from screens.chrome import SessionBar
+from screens.chrome import AppFooter, CursorTable, SessionBar
 from screens.format import safe
 
 MAX_ROWS = 2000
 OUTCOMES = ("ok", "refused", "failed")
+# each outcome has a glyph of its own, not a colour only: refused and failed differ
+OUTCOME_GLYPH = {"ok": "✓", "refused": "⊘", "failed": "✗"}
+OUTCOME_WIDTH = 9
+NARROW_BELOW = 140  # columns: the entry's detail goes under the table
+SMALL_BELOW = 100  # columns: narrower actor and action columns
 FILTER_DELAY = 0.25
 
 
@@ -78,7 +82,9 @@ class AuditScreen(Screen[None]):
             yield Select([(o, o) for o in OUTCOMES], prompt="Any outcome", id="audit-outcome")
         yield Static("", id="audit-counts", markup=False)
         with Horizontal(id="audit-main"):
-            yield DataTable(id="audit-table", cursor_type="row", zebra_stripes=True)
+            yield CursorTable(
+                id="audit-table", cursor_type="row", zebra_stripes=True, flex="subject"
+            )
             yield Static("", id="audit-detail", classes="box", markup=False)
         with Vertical(id="audit-verify", classes="box"):
             yield Static(
@@ -88,16 +94,18 @@ class AuditScreen(Screen[None]):
                 markup=False,
             )
             yield ProgressBar(id="audit-progress", show_eta=False)
-        yield Footer(compact=True)
+        yield AppFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
+        # the outcome early and whole (refused and failed must not look alike); actor and
+        # action at fixed widths, cut with '…'; the subject takes the rest
         table.add_column("", key="mark", width=1)
         table.add_column("Seq", key="seq")
         table.add_column("Time (UTC)", key="time")
-        table.add_column("Actor", key="actor")
-        table.add_column("Action", key="action")
-        table.add_column("Outcome", key="outcome")
+        table.add_column("Outcome", key="outcome", width=OUTCOME_WIDTH)
+        table.add_column("Actor", key="actor", width=12)
+        table.add_column("Action", key="action", width=24)
         table.add_column("Subject", key="subject")
         self.query_one("#audit-verify").border_title = "Verify"
         self.query_one("#audit-detail").border_title = "Entry"
@@ -105,6 +113,21 @@ class AuditScreen(Screen[None]):
         actors = sorted({p.name for p in self.service.people.list(include_home=True)})
         self.query_one("#audit-actor", Select).set_options((a, a) for a in actors)
         self.reload()
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Below 140 columns the entry goes under the table; below 100 the actor and
+        action columns narrow (their cells end in '…'), so the subject keeps some room."""
+        width = event.size.width
+        self.set_class(width < NARROW_BELOW, "-narrow")
+        table = self.query_one("#audit-table", CursorTable)
+        small = width < SMALL_BELOW
+        for key, wide, narrow in (("actor", 12, 10), ("action", 24, 16), ("time", 19, 16)):
+            col = table.columns.get(key)  # type: ignore[call-overload]
+            if col is not None:
+                col.auto_width = False
+                col.width = narrow if small else wide
+        table.refresh()
+        table.call_after_refresh(table.fit_flex)
 
     # ------------------------------------------------------------ loading
 
@@ -158,15 +181,18 @@ class AuditScreen(Screen[None]):
                 Text("✗", style="bold red") if bad else Text(""),
                 Text(str(e.get("seq", "?")), justify="right", style="bold red" if bad else ""),
                 Text(str(e.get("time", ""))[:19].replace("T", " ")),
+                Text(
+                    f"{OUTCOME_GLYPH.get(outcome, '?')} {safe(outcome)}",
+                    style="" if outcome == "ok" else "bold red" if bad else "yellow",
+                ),
                 Text(safe(str(e.get("actor", "")))),
                 Text(safe(str(e.get("action", "")))),
-                Text(outcome, style="" if outcome == "ok" else "bold red" if bad else "yellow"),
                 Text(_subject(e)),
             )
         shown = len(self.rows)
         note = f"{self.matching:,} matching entries"
         if shown < self.matching:
-            note += f", showing {shown:,} ({'around the bad entry' if around else 'newest'} first)"
+            note += f", showing {shown:,}" + (" around the bad entry" if around else "")
         self.query_one("#audit-counts", Static).update(note + "  ·  newest first")
         if around is not None:
             for i, e in enumerate(self.rows):

@@ -31,6 +31,7 @@ from textual.strip import Strip
 from custodian.catalog import Backup
 from custodian.errors import CustodianError
 from custodian.service import Service
+from screens.chrome import CURSOR_GLYPH
 from screens.format import fit, human_size, safe, short_id, when
 
 PAGE_SIZE = 100
@@ -350,7 +351,9 @@ class BackupTable(ScrollView, can_focus=True):
                 old if current is not None and b.kek_version < current else Style(),
             ),
         ]
-        segs = [Segment(" " * PAD, row_style)]
+        # the cursor's row carries a glyph too, not colour alone (screens.chrome.CursorTable)
+        lead = (CURSOR_GLYPH + " " * (PAD - 1)) if is_cursor and PAD else " " * PAD
+        segs = [Segment(lead, row_style + Style(bold=True) if is_cursor else row_style)]
         for i, (col, w, (text, extra)) in enumerate(
             zip(COLUMNS, self._widths(), cells, strict=True)
         ):

@@ -17,14 +17,14 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Select, Static
+from textual.widgets import Header, Input, Select, Static
 
 from custodian.catalog import Kek
 from custodian.errors import CustodianError
 from custodian.service import Service
 from screens.backup_detail import BackupDetail
 from screens.backup_table import COLUMN_BY_KEY, COLUMNS, BackupQuery, BackupTable
-from screens.chrome import SessionBar
+from screens.chrome import AppFooter, SessionBar
 
 FILTER_DELAY = 0.25  # seconds of quiet typing before the filter is applied
 ALL_VERSIONS = ""
@@ -78,7 +78,7 @@ class BackupsScreen(Screen[None]):
             )
         yield Static(id="backups-counts", markup=False)
         yield BackupTable(self.service, id="backups-table")
-        yield Footer(compact=True)
+        yield AppFooter()
 
     @property
     def table(self) -> BackupTable:

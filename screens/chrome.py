@@ -1,9 +1,17 @@
-"""Pieces every screen shares: the line that says who is signed in."""
+"""Pieces every screen shares: the line that says who is signed in, the tables' cursor."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
-from textual.widgets import Static
+from textual import events
+from textual.app import ComposeResult
+from textual.widgets import DataTable, Footer, Static
+from textual.widgets._data_table import RowRenderables
+from textual.widgets._footer import FooterKey
+
+CURSOR_GLYPH = "▶"
 
 
 class SessionBar(Static):
@@ -34,3 +42,120 @@ class SessionBar(Static):
             self.update(Text.assemble(("● ", "green"), f"Signed in: {who}", "   F9 sign out"))
         else:
             self.update(Text("Not signed in. F9 signs in; viewing needs no sign-in."))
+
+
+class CursorTable(DataTable[Any]):
+    """A row table that reads the same at 80 columns as at 130.
+
+    Its cursor row carries a glyph (▶) in the row-label gutter, so that where the
+    cursor is does not show by colour alone (a monochrome terminal, a screenshot in
+    grey, a reader who does not see the colour). Every row gets a one-cell label;
+    :meth:`_get_row_renderables` (Textual 8.2.8, pinned) draws the glyph for the
+    cursor's row, whose cells Textual renders apart from the others' (its cache keys
+    carry the cursor), so nothing stale stays drawn.
+
+    Every cell is one line, cut with an ellipsis (…) when its column is narrower than
+    it; ``flex`` names the column that takes the width the others leave (a subject, a
+    purpose), so that the table fits its width and what is cut says so.
+    """
+
+    FLEX_MIN = 8
+
+    def __init__(self, *args: Any, flex: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flex = flex
+
+    def add_row(
+        self, *cells: Any, height: int | None = 1, key: str | None = None, label: Any = None
+    ) -> Any:
+        for c in cells:
+            if isinstance(c, Text):
+                c.no_wrap, c.overflow = True, "ellipsis"
+        cut = tuple(
+            Text(c, no_wrap=True, overflow="ellipsis") if isinstance(c, str) else c for c in cells
+        )
+        row = super().add_row(*cut, height=height, key=key, label=label or Text(" "))
+        if self.flex is not None and self.row_count == 1:
+            self.call_after_refresh(self.fit_flex)
+        return row
+
+    def on_resize(self) -> None:
+        self.fit_flex()
+
+    def fit_flex(self) -> None:
+        """Give the ``flex`` column what the other columns and the gutter leave."""
+        if self.flex is None or self.flex not in self.columns or self.size.width <= 0:
+            return
+        col = self.columns[self.flex]  # type: ignore[index]
+        others = sum(c.get_render_width(self) for k, c in self.columns.items() if k != self.flex)
+        gutter = self._row_label_column_width
+        room = self.size.width - others - gutter - 2 * self.cell_padding - 1
+        width = max(self.FLEX_MIN, room)
+        if col.auto_width or col.width != width:
+            col.auto_width = False
+            col.width = width
+            self._require_update_dimensions = True
+            self.refresh()
+
+    def _get_row_renderables(self, row_index: int) -> RowRenderables:
+        r = super()._get_row_renderables(row_index)
+        if row_index < 0 or self.cursor_type != "row" or not self.show_cursor:
+            return r
+        glyph = CURSOR_GLYPH if row_index == self.cursor_row else " "
+        return RowRenderables(Text(glyph, style="bold"), r.cells)
+
+
+class AppFooter(Footer):
+    """The footer every screen shows: the app's keys first (F2 to F9, the ones a newcomer
+    needs on every screen), then the screen's own; below :data:`PALETTE_BELOW` columns
+    the command palette's key (ctrl+p, which still works) makes room for them.
+
+    Textual's Footer lists the focused widget's keys first and the app's last, so at
+    80 columns F7 to F9 fell off the end. Same widgets as Footer (Textual 8.2.8, pinned).
+    """
+
+    PALETTE_BELOW = 100
+
+    def __init__(self) -> None:
+        super().__init__(compact=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        wide = event.size.width >= self.PALETTE_BELOW
+        if wide != self.show_command_palette:
+            self.show_command_palette = wide
+
+    def compose(self) -> ComposeResult:
+        if not self._bindings_ready:
+            return
+        active = self.screen.active_bindings
+        # stable: each side keeps its order; quit (ctrl+q, in the README) after the F-keys
+        app_first = sorted(
+            (a for a in active.values() if a.binding.show),
+            key=lambda a: (a.node is not self.app, a.binding.action == "quit"),
+        )
+        seen: set[str] = set()
+        for _node, binding, enabled, tooltip in app_first:
+            if binding.action in seen:  # one key per action, as Footer shows them
+                continue
+            seen.add(binding.action)
+            yield FooterKey(
+                binding.key,
+                self.app.get_key_display(binding),
+                binding.description,
+                binding.action,
+                disabled=not enabled,
+                tooltip=tooltip,
+            ).data_bind(compact=Footer.compact)
+        if self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE:
+            found = active.get(self.app.COMMAND_PALETTE_BINDING)
+            if found is not None:
+                _node, binding, enabled, tooltip = found
+                yield FooterKey(
+                    binding.key,
+                    self.app.get_key_display(binding),
+                    binding.description,
+                    binding.action,
+                    classes="-command-palette",
+                    disabled=not enabled,
+                    tooltip=binding.tooltip or binding.description,
+                )

@@ -20,12 +20,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.markup import escape
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from custodian.catalog import Kek
 from custodian.errors import CustodianError
 from custodian.service import Service, Status
-from screens.chrome import SessionBar
+from screens.chrome import AppFooter, SessionBar
 from screens.format import parse_stamp, safe, when
 
 Clock = Callable[[], datetime]
@@ -72,7 +72,6 @@ def rotation_due(
 def _versions(kek: Kek) -> Table:
     """The versions of a KEK, newest first, with their census."""
     t = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold dim")
-    t.add_column("", width=1)
     t.add_column("Version", min_width=11, no_wrap=True)
     t.add_column("State", min_width=9, no_wrap=True)
     t.add_column("Created (UTC)", no_wrap=True)
@@ -81,8 +80,10 @@ def _versions(kek: Kek) -> Table:
     for v in reversed(kek.versions):
         current = v.version == kek.current_version
         t.add_row(
-            Text("▸", style="bold cyan") if current else "",
-            Text(f"v{v.version}" + (" current" if current else ""), style="cyan"),
+            Text(
+                f"v{v.version}" + (" current" if current else ""),
+                style="bold cyan" if current else "cyan",
+            ),
             Text(v.state, style=STATE_STYLE.get(v.state, "")),
             Text(when(v.created_at), style="dim"),
             Text(safe(v.fingerprint)),
@@ -137,7 +138,7 @@ class DashboardScreen(Screen[None]):
                 )
             else:
                 yield from self._compose_status(self.status)
-        yield Footer(compact=True)
+        yield AppFooter()
 
     def _compose_status(self, st: Status) -> Iterator[Widget]:
         with Horizontal(id="dash-top"):
@@ -145,8 +146,18 @@ class DashboardScreen(Screen[None]):
             home.border_title = "Home"
             with home:
                 if st.demo:
+                    wait = st.policy.retirement_wait_days
                     yield Static(
-                        Text("DEMO HOME: sample data; its root key is kept in a file inside it."),
+                        Text(
+                            "DEMO HOME: sample data; its root key is kept in a file inside it; "
+                            + (
+                                "a retired KEK version may be destroyed at once (no waiting "
+                                "period; 7 days on a new home)."
+                                if wait == 0
+                                else f"a retired KEK version waits {_plural(wait, 'day')} "
+                                "before it may be destroyed."
+                            )
+                        ),
                         id="dash-demo",
                     )
                 yield Static(

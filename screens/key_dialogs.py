@@ -345,7 +345,7 @@ class RotatePreviewDialog(KeyDialog):
     def body(self) -> ComposeResult:
         p = self.preview
         est = (
-            f"{duration(p.estimated_seconds)} at {p.rate:,.0f} DEKs/s "
+            f"{duration(p.estimated_seconds)} at {p.estimated_rate:,.0f} DEKs/s "
             f"({p.workers} worker{'s' if p.workers != 1 else ''}, measured here just now)"
             if p.rate > 0
             else "unknown (the backend gives no rate beforehand)"
@@ -401,17 +401,30 @@ def rotate_body(p: RotationPreview) -> RenderableType:
     )
 
 
+def waiting_period(wait_days: int) -> str:
+    """The policy's wait between retiring a version and destroying it, in words."""
+    if wait_days == 0:
+        return "no waiting period (this home's policy; 7 days on a new home)"
+    return f"a waiting period of {wait_days} day{'s' if wait_days != 1 else ''}"
+
+
 def retire_body(k: Kek, v: KekVersion, wait_days: int, quorum: int) -> RenderableType:
+    when_destroyed = (
+        "From then on"
+        if wait_days == 0
+        else f"After {wait_days} day{'s' if wait_days != 1 else ''}"
+    )
     return Group(
         pairs(
             ("KEK", k.name),
             ("Version", Text(f"v{v.version}", style="bold")),
             ("Fingerprint", fingerprint_text(v.fingerprint)),
             ("DEKs under it", Text(f"{v.dek_count:,}", style="bold")),
+            ("Then", f"{waiting_period(wait_days)} before destruction"),
         ),
         Text(""),
         Text(
-            f"A retired version unwraps nothing from then on. After {wait_days} day(s) its key "
+            f"A retired version unwraps nothing from then on. {when_destroyed} its key "
             f"material may be destroyed, with the approval of {quorum} other custodians.",
             style="dim",
         ),
@@ -427,7 +440,14 @@ class DestroyRequestDialog(KeyDialog):
     FRAME_ID = "destroy-request"
 
     def __init__(
-        self, service: Service, kek: Kek, version: KekVersion, *, by: Any, quorum: int
+        self,
+        service: Service,
+        kek: Kek,
+        version: KekVersion,
+        *,
+        by: Any,
+        quorum: int,
+        wait_days: int = 7,
     ) -> None:
         super().__init__()
         self.service = service
@@ -435,6 +455,7 @@ class DestroyRequestDialog(KeyDialog):
         self.version = version
         self.by = by
         self.quorum = quorum
+        self.wait_days = wait_days
 
     def heading(self) -> str:
         return f"Request destruction of KEK {safe(self.kek.name)} v{self.version.version}"
@@ -447,6 +468,7 @@ class DestroyRequestDialog(KeyDialog):
                 ("Version", f"v{v.version} ({v.state})"),
                 ("Fingerprint", fingerprint_text(v.fingerprint)),
                 ("Retired (UTC)", when(v.retired_at or "") or "-"),
+                ("Waiting period", f"{waiting_period(self.wait_days)}: over"),
                 ("DEKs under it", f"{v.dek_count:,}"),
             ),
             id="destroy-pairs",

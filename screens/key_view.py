@@ -9,7 +9,7 @@ fingerprints and reasons are untrusted: each goes into a ``Text`` after
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from rich.console import Group
@@ -23,7 +23,27 @@ from custodian.service import Service
 from screens.dashboard import STATE_STYLE, rotation_due
 from screens.format import fit, safe, when
 
-JOB_STYLE = {"running": "bold yellow", "done": "green", "superseded": "dim"}
+JOB_STYLE = {
+    "running": "bold yellow",
+    "paused": "yellow",
+    "interrupted": "bold red",
+    "not started": "yellow",
+    "done": "green",
+    "superseded": "dim",
+}
+# what an unfinished job's pane says of it (w resumes each but a running one)
+JOB_WORDS = {
+    "paused": "Paused rewrap job {id} to v{v}: press w to resume it from where it stopped.",
+    "interrupted": (
+        "Interrupted rewrap job {id} to v{v} (its run ended without finishing): press w to "
+        "resume it from its last committed batch."
+    ),
+    "not started": "Rewrap job {id} to v{v} has not run yet: press w to start it.",
+    "running": (
+        "Rewrap job {id} to v{v} is running in another process (custodian kek rewrap); "
+        "this screen follows its census."
+    ),
+}
 MAX_FAILURES_SHOWN = 12
 PURPOSE_WIDTH = 32
 
@@ -36,15 +56,18 @@ class KeysRead:
     jobs: list[RewrapJob]
     failures: list[RewrapFailure]
     destroy_requests: list[Request]
+    states: dict[str, str] = field(default_factory=dict)  # job id -> how it stands
 
 
 def read_keys(service: Service) -> KeysRead:
     """The service calls behind the screen (in a worker's thread but for the first)."""
+    jobs = service.keys.jobs()
     return KeysRead(
         service.keys.list(),
-        service.keys.jobs(),
+        jobs,
         service.keys.failures(),
         [r for r in service.approvals.requests("open") if r.kind == "kek.destroy"],
+        service.keys.job_states(jobs),
     )
 
 
@@ -76,7 +99,7 @@ def kek_row(k: Kek, rotation_days: int, now: datetime) -> list[Text]:
     if current is not None:
         if k.current_version > 1:
             last = Text(f"{when(current.created_at)[:10]} (v{current.version})")
-        else:
+        else:  # under "Last rotated", as the dashboard says "Never rotated"
             last = Text("never", style="dim")
         due, overdue = rotation_due(current.created_at, rotation_days, now)
         if due is not None:
@@ -107,9 +130,12 @@ def version_row(k: Kek, v: KekVersion, *, asked: bool) -> list[Text]:
         end = Text(f"retired {when(v.retired_at)}", style="yellow")
     if asked:
         end.append(" ⚑", style="bold")  # explained in the note under the table
+    # "current" is said in words: a mark in a column of its own read as the cursor (▶)
     return [
-        Text("▸", style="bold cyan") if current else Text(""),
-        Text(f"v{v.version}" + (" current" if current else ""), style="cyan"),
+        Text(
+            f"v{v.version}" + (" current" if current else ""),
+            style="bold cyan" if current else "cyan",
+        ),
         Text(v.state, style=STATE_STYLE.get(v.state, "")),
         Text(when(v.created_at), style="dim"),
         Text(safe(v.fingerprint)),
@@ -148,10 +174,12 @@ def destroy_note(asked: list[Request]) -> Text:
     return out
 
 
-def history_table(jobs: list[RewrapJob]) -> Table | Text:
-    """The rotation history of one KEK: its rewrap jobs, newest first."""
+def history_table(jobs: list[RewrapJob], states: dict[str, str] | None = None) -> Table | Text:
+    """The rotation history of one KEK: its rewrap jobs, newest first, each as it stands
+    (``states``: running, paused, interrupted, not started, done, superseded)."""
     if not jobs:
-        return Text("No rotation yet: press r to rotate this KEK.", style="dim")
+        return Text("Never rotated: press r to rotate this KEK.", style="dim")
+    states = states or {}
     t = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold dim", expand=False)
     t.add_column("Job", no_wrap=True)
     t.add_column("Target", no_wrap=True)
@@ -163,10 +191,11 @@ def history_table(jobs: list[RewrapJob]) -> Table | Text:
     t.add_column("Started (UTC)", no_wrap=True)
     t.add_column("Finished (UTC)", no_wrap=True)
     for j in reversed(jobs):
+        state = states.get(j.id, j.state)
         t.add_row(
             Text(j.id[:8]),
             Text(f"v{j.target_version}", style="cyan"),
-            Text(j.state, style=JOB_STYLE.get(j.state, "")),
+            Text(state, style=JOB_STYLE.get(state, "")),
             Text(f"{j.rewrapped:,} of {j.total:,}"),
             Text(f"{j.failed:,}", style="bold red" if j.failed else "dim"),
             Text(str(j.runs)),

@@ -32,16 +32,16 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from custodian.approvals import Request
 from custodian.catalog import Kek, KekVersion
 from custodian.errors import CustodianError
 from custodian.people import Actor
-from custodian.rotation import DEFAULT_BATCH, RewrapFailure, RewrapJob
+from custodian.rotation import RewrapFailure, RewrapJob
 from custodian.service import Service
-from screens.chrome import SessionBar
+from screens.chrome import AppFooter, CursorTable, SessionBar
 from screens.dashboard import Clock, utc_now
 from screens.format import safe
 from screens.key_dialogs import (
@@ -120,8 +120,14 @@ class KeysScreen(Screen[None]):
         Binding("w", "resume", "Resume", tooltip="Resume the unfinished rewrap job"),
         Binding("w", "rewrap", "Rewrap", tooltip="Rewrap DEKs left under older versions"),
         Binding("c", "cancel_rewrap", "Cancel", tooltip="Cancel the rewrap after this batch"),
-        Binding("t", "retire", "Retire", show=False),
-        Binding("x", "destroy", "Destroy", show=False),
+        Binding("t", "retire", "Retire", show=False, tooltip="Retire the highlighted version"),
+        Binding(
+            "x",
+            "destroy",
+            "Destroy",
+            show=False,
+            tooltip="Request the destruction of the highlighted (retired) version",
+        ),
         Binding("f5", "reload", "Reload", show=False),
     ]
 
@@ -130,7 +136,7 @@ class KeysScreen(Screen[None]):
         service: Service,
         *,
         clock: Clock = utc_now,
-        batch_size: int = DEFAULT_BATCH,
+        batch_size: int | None = None,  # None: the core's choice (smaller for small jobs)
         workers: int | None = None,
     ) -> None:
         super().__init__()
@@ -138,6 +144,7 @@ class KeysScreen(Screen[None]):
         self.clock = clock
         self.keks: list[Kek] = []
         self.jobs: list[RewrapJob] = []
+        self.states: dict[str, str] = {}  # job id -> running, paused, interrupted, ...
         self.failures: list[RewrapFailure] = []
         self.destroy_requests: list[Request] = []
         self.selected_name: str | None = None
@@ -158,11 +165,11 @@ class KeysScreen(Screen[None]):
             keks = Vertical(id="keys-keks", classes="box")
             keks.border_title = "KEKs"
             with keks:
-                yield DataTable(id="keks-table", cursor_type="row", zebra_stripes=True)
+                yield CursorTable(id="keks-table", cursor_type="row", zebra_stripes=True)
             versions = Vertical(id="keys-versions", classes="box")
             versions.border_title = "Versions"
             with versions:
-                yield DataTable(id="versions-table", cursor_type="row")
+                yield CursorTable(id="versions-table", cursor_type="row")
                 yield Static("", id="versions-note")
             yield self.rewrap
             history = Vertical(id="keys-history", classes="box")
@@ -170,14 +177,14 @@ class KeysScreen(Screen[None]):
             with history:
                 yield Static("", id="history")
                 yield Static("", id="failures")
-        yield Footer(compact=True)
+        yield AppFooter()
 
     def on_mount(self) -> None:
         keks = self.query_one("#keks-table", DataTable)
-        keks.add_columns("KEK", "Backend", "Suite", "Current", "DEKs", "Last rotation", "Next due")
+        keks.add_columns("KEK", "Backend", "Suite", "Current", "DEKs", "Last rotated", "Next due")
         keks.add_column("Purpose", width=PURPOSE_WIDTH)
         self.query_one("#versions-table", DataTable).add_columns(
-            "", "Version", "State", "Created (UTC)", "Fingerprint", "DEKs", "Retired / destroyed"
+            "Version", "State", "Created (UTC)", "Fingerprint", "DEKs", "Retired / destroyed"
         )
         # the first read, here on the UI thread: the lists are there for the first frame
         # (and the first key), and no rewrap of this screen can run before it opens
@@ -232,7 +239,7 @@ class KeysScreen(Screen[None]):
         if seq < self._shown_seq:  # an older read answered after a newer one: keep the newer
             return
         self._shown_seq = seq
-        self.keks, self.jobs = keys.keks, keys.jobs
+        self.keks, self.jobs, self.states = keys.keks, keys.jobs, keys.states
         self.failures, self.destroy_requests = keys.failures, keys.destroy_requests
         select = None
         if self._want is not None and seq >= self._want[0]:
@@ -312,10 +319,11 @@ class KeysScreen(Screen[None]):
             vtable.move_cursor(row=versions.index(keep))
         jobs = [j for j in self.jobs if j.kek == k.name]
         hbox.border_title = f"Rotation history of {safe(k.name)}"
-        history.update(history_table(jobs))
+        history.update(history_table(jobs, self.states))
         failures.update(failures_view(self.failures, jobs))
         failures.display = bool(fails_of(self.failures, jobs))
-        self.rewrap.show_idle(unfinished(self.jobs, k))
+        job = unfinished(self.jobs, k)
+        self.rewrap.show_idle(job, self.states.get(job.id, "paused") if job else "")
 
     @work(exclusive=True, group="keys-f5")
     async def action_reload(self) -> None:
@@ -332,7 +340,10 @@ class KeysScreen(Screen[None]):
         if action in ("resume", "rewrap"):
             if self.rewrapping is not None or self.selected is None:
                 return False
-            left = unfinished(self.jobs, self.selected) is not None
+            job = unfinished(self.jobs, self.selected)
+            left = job is not None
+            if job is not None and self.states.get(job.id) == "running":
+                return False  # another process runs it: its census is followed, not resumed
             if action == "resume":
                 return left
             return not left and pending(self.selected) > 0
@@ -452,7 +463,7 @@ class KeysScreen(Screen[None]):
             title="KEK rotated",
             markup=False,
         )
-        self.start_rewrap(k.name, actor)
+        self.start_rewrap(k.name, actor, expected=preview.estimated_rate)
 
     def action_resume(self) -> None:
         k = self._need_kek()
@@ -465,9 +476,9 @@ class KeysScreen(Screen[None]):
     def action_rewrap(self) -> None:
         self.action_resume()
 
-    def start_rewrap(self, name: str, actor: Actor) -> None:
+    def start_rewrap(self, name: str, actor: Actor, *, expected: float = 0.0) -> None:
         self._census_read = time.monotonic()
-        self.rewrap.start(name, actor)
+        self.rewrap.start(name, actor, expected=expected)
         self.refresh_bindings()
 
     def on_rewrap_progress(self, m: RewrapProgress) -> None:
@@ -562,10 +573,11 @@ class KeysScreen(Screen[None]):
         if not isinstance(done, KekVersion):
             return
         await self.refreshed()
+        wait = self.service.config.policy.retirement_wait_days
+        after = "from now on" if wait == 0 else f"after {wait} day{'s' if wait != 1 else ''}"
         self.notify(
             f"KEK {k.name} v{v.version} is retired; it unwraps nothing from now on. Its key "
-            f"material can be destroyed after "
-            f"{self.service.config.policy.retirement_wait_days} day(s) (x).",
+            f"material can be destroyed {after}: x asks for it.",
             title="Version retired",
             markup=False,
         )
@@ -588,9 +600,32 @@ class KeysScreen(Screen[None]):
                 markup=False,
             )
             return
-        quorum = self.service.config.policy.approval_quorum
+        # what the request would refuse (the waiting period, the DEKs, too few other
+        # custodians) is said now, before a reason is typed
+        try:
+            refusal = await asyncio.to_thread(
+                self.service.keys.destroy_refusal, k.name, v.version, by=actor
+            )
+        except CustodianError as e:
+            refusal = str(e)
+        if refusal:
+            self.notify(
+                refusal[:1].upper() + refusal[1:],
+                title="Destruction refused",
+                severity="error",
+                markup=False,
+            )
+            return
+        policy = self.service.config.policy
         r = await self.app.push_screen_wait(
-            DestroyRequestDialog(self.service, k, v, by=actor, quorum=quorum)
+            DestroyRequestDialog(
+                self.service,
+                k,
+                v,
+                by=actor,
+                quorum=policy.approval_quorum,
+                wait_days=policy.retirement_wait_days,
+            )
         )
         if not isinstance(r, Request):
             return

@@ -24,14 +24,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Checkbox, DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import Checkbox, DataTable, Header, Input, Label, Static
 
 from custodian.catalog import Person
 from custodian.errors import CustodianError
 from custodian.people import Actor
 from custodian.secret import SecretBytes
 from custodian.service import PendingEnrolment, Service
-from screens.chrome import SessionBar
+from screens.chrome import AppFooter, CursorTable, SessionBar
 from screens.dialogs import CodeInput, Dialog, Tick, take_code
 from screens.format import safe, when
 from screens.secure import SecretInput, ceremony_blocked, take_secret
@@ -292,6 +292,44 @@ class ConfirmDisable(Dialog[object]):
         self.dismiss(reason)
 
 
+class ConfirmTotpReplace(Dialog[object]):
+    """Before a new TOTP secret is made and shown: whose, and what happens. Returns True.
+
+    Nothing secret is on this dialog; the secret is made only once it is confirmed, and
+    shows on the next step (:class:`TotpStep`), for the person's own authenticator."""
+
+    FRAME_ID = "totp-confirm"
+
+    def __init__(self, person: Person, by: Actor) -> None:
+        super().__init__()
+        self.person = person
+        self.by = by
+
+    def heading(self) -> str:
+        return f"Replace the TOTP secret of {self.person.name}?"
+
+    def body(self) -> ComposeResult:
+        whose = "your" if self.person.name == self.by.name else f"{self.person.name}'s"
+        yield Static(
+            f"A new TOTP secret and its QR code show on the next step, for {whose} "
+            "authenticator: make sure "
+            "nobody else can see the screen. The current codes keep working until a code "
+            "of the new secret is typed back; cancelling then changes nothing.",
+            markup=False,
+        )
+
+    def button_row(self) -> Horizontal:
+        return self.buttons(
+            "Show the new secret", "totp-confirm-ok", variant="warning", cancel_id="totp-confirm-no"
+        )
+
+    def on_mount(self) -> None:
+        self.query_one("#totp-confirm-no").focus()  # Enter alone shows nothing
+
+    def submit(self) -> None:
+        self.dismiss(True)
+
+
 class PeopleScreen(Screen[None]):
     """Everyone enrolled, and the ceremonies that change them."""
 
@@ -299,10 +337,10 @@ class PeopleScreen(Screen[None]):
     SUB_TITLE = "People"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "enrol", "Enrol"),
-        Binding("k", "replace_key", "New key"),
-        Binding("t", "replace_totp", "New TOTP"),
-        Binding("d", "disable", "Disable"),
+        Binding("n", "enrol", "Enrol", tooltip="Enrol a person"),
+        Binding("k", "replace_key", "New key", tooltip="Replace the highlighted person's key"),
+        Binding("t", "replace_totp", "New TOTP", tooltip="Replace the highlighted person's TOTP"),
+        Binding("d", "disable", "Disable", tooltip="Disable the highlighted person"),
         Binding("f5", "reload", "Reload"),
     ]
 
@@ -314,9 +352,9 @@ class PeopleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield SessionBar()
-        yield DataTable(id="people-table", cursor_type="row", zebra_stripes=True)
+        yield CursorTable(id="people-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="people-detail", classes="box", markup=False)
-        yield Footer(compact=True)
+        yield AppFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -466,6 +504,18 @@ class PeopleScreen(Screen[None]):
         by = self._actor(None, "replace a TOTP secret")
         if by is None:
             return
+        refusal = None  # what the core would refuse, said before anything is shown
+        if p.kind != "person":
+            refusal = f"{p.name} is a service identity and has no TOTP; nothing was done."
+        elif not p.active:
+            refusal = f"{p.name} is disabled; nothing was done."
+        elif by.name != p.name and not by.has("custodian"):
+            refusal = "Only a custodian may replace someone else's TOTP; nothing was done."
+        if refusal:
+            self.notify(refusal, title="Refused", severity="warning", markup=False)
+            return
+        if await self.app.push_screen_wait(ConfirmTotpReplace(p, by)) is not True:
+            return
         try:
             pending = self.service.people.begin_totp_replacement(p.name, by=by)
         except CustodianError as e:
@@ -485,6 +535,19 @@ class PeopleScreen(Screen[None]):
             return
         by = self._actor("custodian", "disable people")
         if by is None:
+            return
+        others = [
+            q.name
+            for q in self.people
+            if q.active and q.has("custodian") and q.kind == "person" and q.name != p.name
+        ]
+        refusal = None  # what the core would refuse, said before a reason is typed
+        if not p.active:
+            refusal = f"{p.name} is already disabled; nothing was done."
+        elif p.has("custodian") and not others:
+            refusal = f"{p.name} is the last active custodian; enrol another custodian first."
+        if refusal:
+            self.notify(refusal, title="Not disabled", severity="warning", markup=False)
             return
         reason = await self.app.push_screen_wait(ConfirmDisable(p))
         if not isinstance(reason, str):

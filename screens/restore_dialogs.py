@@ -27,7 +27,7 @@ from custodian.people import Actor
 from custodian.service import Service
 from screens.dialogs import CodeInput, Dialog, take_code
 from screens.format import human_size, safe, short_id
-from screens.restore_view import describe_request, sentence
+from screens.restore_view import DECIDED, describe_request, sentence
 
 SHOWN_BACKUPS = 8  # the request dialog lists this many marked backups, then "and N more"
 
@@ -199,7 +199,8 @@ class DecisionDialog(_RestoreDialog[Request | None]):
         mine = [d for d in r.decisions if d.custodian == name]
         if mine:
             return (
-                f"You already {mine[0].decision}d request {short_id(r.id)}; a quorum needs "
+                f"You already {DECIDED.get(mine[0].decision, mine[0].decision)} request "
+                f"{short_id(r.id)}; a quorum needs "
                 "distinct custodians. Nothing was done."
             )
         return None
@@ -355,3 +356,66 @@ class CancelDialog(_RestoreDialog[str | None]):
         self.run_step(
             cancel, working="Cancelling…", description="cancel a request", refocus="#cancel-reason"
         )
+
+
+class RunConfirm(_RestoreDialog[bool | None]):
+    """Before a session's run writes plaintext: which files, where. Returns True to run.
+
+    The run decrypts every backup of the request into its target, as plaintext files;
+    this says so, with each file's name, before anything is written (Ctrl+E asked for
+    it; Esc or "Not now" writes nothing)."""
+
+    FRAME_ID = "run-confirm"
+
+    def __init__(self, request: Request, backups: Mapping[str, Backup | None], now: float) -> None:
+        super().__init__()
+        self.request = request
+        self.backups = backups
+        self.now = now
+
+    def heading(self) -> str:
+        return f"Write the plaintext of request {short_id(self.request.id)}?"
+
+    def body(self) -> ComposeResult:
+        r = self.request
+        done = {x.backup for x in r.results if x.outcome == "ok"}
+        todo = [b for b in r.backups if b not in done]
+        files = r.payload.get("files", {})
+        size = sum(
+            b.size for b in (self.backups.get(x) for x in todo) if b is not None and b.size >= 0
+        )
+        yield Static(
+            Text.assemble(
+                (
+                    f"{len(todo):,} backup{'s' if len(todo) != 1 else ''}, {human_size(size)}, ",
+                    "bold",
+                ),
+                "are decrypted into ",
+                (safe(r.target), "bold"),
+                " as plaintext files readable by this account. Each file takes its name only "
+                "once it is complete and checked; one that fails leaves nothing behind."
+                + (f" {len(done):,} restored earlier are skipped." if done else ""),
+            ),
+            id="run-summary",
+        )
+        t = Table(box=None, show_header=True, padding=(0, 1), pad_edge=False, expand=True)
+        t.add_column(Text("Backup", style="dim"), no_wrap=True)
+        t.add_column(Text("File", style="dim"), ratio=1, no_wrap=True, overflow="ellipsis")
+        t.add_column(Text("Size", style="dim"), justify="right", no_wrap=True)
+        for bid in todo:
+            b = self.backups.get(bid)
+            t.add_row(
+                short_id(bid), Text(safe(str(files.get(bid, bid)))), human_size(b.size) if b else ""
+            )
+        yield Static(t, id="run-files")
+
+    def button_row(self) -> Horizontal:
+        return self.buttons(
+            "Write plaintext", "run-ok", variant="warning", cancel="Not now", cancel_id="run-cancel"
+        )
+
+    def on_mount(self) -> None:
+        self.query_one("#run-cancel").focus()  # Enter alone does not write plaintext
+
+    def submit(self) -> None:
+        self.dismiss(True)

@@ -19,7 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from custodian.approvals import Request
 from custodian.catalog import Backup
@@ -27,7 +27,7 @@ from custodian.errors import CustodianError
 from custodian.people import Actor
 from custodian.service import Service
 from screens.backup_table import BackupQuery, BackupTable, MarkingBackupTable
-from screens.chrome import SessionBar
+from screens.chrome import AppFooter, SessionBar
 from screens.format import fit, human_size, safe, short_id
 from screens.restore_dialogs import RequestDialog
 from screens.restore_view import acting
@@ -89,7 +89,7 @@ class RequestScreen(Screen[Request | None]):
         yield Static("", id="request-counts")
         yield MarkingBackupTable(self.service, marked=self.marks, id="request-table")
         yield Static("", id="request-marked", classes="box")
-        yield Footer(compact=True)
+        yield AppFooter()
 
     @property
     def table(self) -> MarkingBackupTable:

@@ -32,6 +32,7 @@ from custodian.catalog import Backup
 from custodian.errors import CustodianError
 from custodian.people import Actor
 from custodian.service import Service
+from screens.chrome import CursorTable
 from screens.format import fit, human_size, safe, short_id, when
 from screens.restore_view import (
     latest_results,
@@ -146,13 +147,13 @@ class SessionsPane(TabPane):
         self._reason_width = 30
 
     def compose(self) -> ComposeResult:
-        yield DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
+        yield CursorTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
         with Vertical(id="session-box", classes="box"):
             yield Static("", id="session-summary")
             with Horizontal(id="session-progress-row"):
                 yield ProgressBar(id="session-progress", show_eta=False)
                 yield Static("", id="session-status")
-            yield DataTable(id="results-table", cursor_type="row")
+            yield CursorTable(id="results-table", cursor_type="row")
             yield Static("", id="result-reason")
 
     def set_up(self) -> None:
@@ -284,7 +285,7 @@ class SessionsPane(TabPane):
         if runnable_by(r, me.name if me else None) and r.session is not None:
             left = time_left(r.session.expires_at, self.now())
             return (
-                f"Ctrl+R runs the session ({left}): each backup is decrypted into the target and "
+                f"Ctrl+E runs the session ({left}): each backup is decrypted into the target and "
                 "checked; one that fails leaves nothing behind."
             )
         if r.state == "open":
@@ -465,7 +466,7 @@ class SessionsPane(TabPane):
                 self.run_style = "yellow"
                 self.run_status = (
                     f"Stopped: {ok} restored, {failed} failed. The session stays open; "
-                    "Ctrl+R runs the rest."
+                    "Ctrl+E runs the rest."
                 )
             else:
                 total = bar.total or 1
@@ -474,7 +475,11 @@ class SessionsPane(TabPane):
                 self.run_status = (
                     f"Done: {ok} restored, {failed} failed"
                     + (f", {len(report.skipped)} restored earlier" if report.skipped else "")
-                    + f". The session is {report.session_state}."
+                    + (
+                        f". The session stays open: {report.kept_open}."
+                        if report.kept_open
+                        else f". The session is {report.session_state}."
+                    )
                 )
             self.notify(
                 sentence(safe(report.summary())),

@@ -109,8 +109,11 @@ def state_line(r: Request, now: float) -> str:
             f"approved: session open until {when(r.session.expires_at)} UTC "
             f"({time_left(r.session.expires_at, now)}); {r.requester} may run it"
         )
-    if r.state == "denied":
-        who = ", ".join(d.custodian for d in r.decisions if d.decision == "deny")
+    if r.state == "denied":  # the reason is for the requester: said where they look
+        denials = [d for d in r.decisions if d.decision == "deny"]
+        who = ", ".join(
+            f'{d.custodian}: "{d.reason}"' if d.reason else d.custodian for d in denials
+        )
         return f"denied by {who} ({FINAL_NOTE})"
     if r.state == "done" and r.kind != "restore":
         return (

@@ -9,8 +9,9 @@ two panes:
   version, the decisions so far and the quorum. Ctrl+A approves and Ctrl+D
   denies, each in a dialog that asks a fresh TOTP code.
 - **Sessions** (:mod:`screens.restore_sessions`): the requests of the home,
-  newest first, with the ones the signed-in person may run now on top. Ctrl+R
-  runs the session in a thread worker (progress bar, one row per backup, ok or
+  newest first, with the ones the signed-in person may run now on top. Ctrl+E
+  (after a dialog that says which plaintext files go where) runs the session in a
+  thread worker (progress bar, one row per backup, ok or
   failed with the reason); Esc stops it between backups, which keeps the
   session open. Ctrl+N asks for a new restore on
   :class:`~screens.restore_request.RequestScreen`, the catalog table with marks.
@@ -29,6 +30,7 @@ shown as plain text.
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 from rich.text import Text
@@ -38,16 +40,16 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
 from custodian.approvals import Request
 from custodian.catalog import Backup
 from custodian.errors import CustodianError
 from custodian.people import Actor
 from custodian.service import Service
-from screens.chrome import SessionBar
+from screens.chrome import AppFooter, CursorTable, SessionBar
 from screens.format import safe, short_id, when
-from screens.restore_dialogs import CancelDialog, DecisionDialog
+from screens.restore_dialogs import CancelDialog, DecisionDialog, RunConfirm
 from screens.restore_request import RequestScreen, may_request
 from screens.restore_sessions import (
     RunEnded,
@@ -80,15 +82,18 @@ class RestoresScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f5", "reload", "Reload"),
         # each pane shows its own keys (check_action); plain letters are aliases
-        Binding("ctrl+a", "approve", "Approve"),
-        Binding("ctrl+d", "deny", "Deny"),
-        Binding("ctrl+r", "run", "Run"),
+        Binding("ctrl+a", "approve", "Approve", tooltip="Approve the highlighted request"),
+        Binding("ctrl+d", "deny", "Deny", tooltip="Deny the highlighted request"),
+        # ctrl+e ("execute"): ctrl+r reverses the order on the Backups screen
+        Binding("ctrl+e", "run", "Run", tooltip="Run the highlighted session (asks first)"),
         Binding("escape", "stop", "Stop"),
-        Binding("ctrl+n", "new_request", "New request"),
-        Binding("ctrl+k", "cancel_request", "Cancel request"),
+        Binding("ctrl+n", "new_request", "New request", tooltip="Request a restore"),
+        Binding(
+            "ctrl+k", "cancel_request", "Cancel request", tooltip="Cancel the highlighted request"
+        ),
         Binding("a", "approve", "Approve", show=False),
         Binding("d", "deny", "Deny", show=False),
-        Binding("r", "run", "Run session", show=False),
+        Binding("e", "run", "Run session", show=False),
         Binding("n", "new_request", "New request", show=False),
         Binding("c", "cancel_request", "Cancel request", show=False),
     ]
@@ -116,11 +121,11 @@ class RestoresScreen(Screen[None]):
         with TabbedContent(initial=initial, id="restores-tabs"):
             with TabPane("Approvals", id="approvals"):
                 yield Static("", id="approvals-hint")
-                yield DataTable(id="approvals-table", cursor_type="row", zebra_stripes=True)
+                yield CursorTable(id="approvals-table", cursor_type="row", zebra_stripes=True)
                 with VerticalScroll(id="approvals-detail", classes="box"):
                     yield Static("", id="approvals-request")
             yield self.sessions
-        yield Footer(compact=True)
+        yield AppFooter()
 
     def on_mount(self) -> None:
         fixed_columns(
@@ -477,7 +482,8 @@ class RestoresScreen(Screen[None]):
 
     # ------------------------------------------------------------ the session run
 
-    def action_run(self) -> None:
+    @work(exclusive=True, group="ceremony")
+    async def action_run(self) -> None:
         r = self.sessions.shown_request()
         if r is None or self.running:
             return
@@ -499,6 +505,19 @@ class RestoresScreen(Screen[None]):
                 severity="warning",
                 markup=False,
             )
+            return
+        # what the run would refuse at the target is said now; the session stays open
+        problem = await asyncio.to_thread(self.service.restores.target_problems, r)
+        if problem:
+            self.notify(
+                sentence(problem) + "; nothing was decrypted and the session stays open.",
+                title="Restore not run",
+                severity="error",
+                markup=False,
+            )
+            return
+        confirmed = await self.app.push_screen_wait(RunConfirm(r, self._backups_of(r), self._now()))
+        if confirmed is not True or self.running:
             return
         self.sessions.start(r, by)
 

@@ -34,7 +34,7 @@ from custodian.people import Actor
 from custodian.rotation import RewrapFailure, RewrapJob, RewrapReport
 from custodian.service import Service
 from screens.format import duration, safe
-from screens.key_view import KeysRead, read_keys
+from screens.key_view import JOB_STYLE, JOB_WORDS, KeysRead, read_keys
 
 REWRAP_GROUP = "rewrap"
 
@@ -71,7 +71,12 @@ class RewrapPane(Vertical):
     """The job: a title, a progress bar, the numbers, the latest failures."""
 
     def __init__(
-        self, service: Service, *, batch_size: int, workers: int | None, id: str = "keys-rewrap"
+        self,
+        service: Service,
+        *,
+        batch_size: int | None,
+        workers: int | None,
+        id: str = "keys-rewrap",
     ) -> None:
         super().__init__(id=id, classes="box")
         self.service = service
@@ -80,6 +85,7 @@ class RewrapPane(Vertical):
         self.border_title = "Rewrap job"
         self.display = False
         self.running: str | None = None  # the KEK whose job runs here (one at a time)
+        self.expected = 0.0  # the rotation preview's estimate (DEKs/s), shown beside the real
         self.last: RewrapProgress | None = None  # the newest progress of the last run
         self._cancel = threading.Event()
         self._run_failures: list[RewrapFailure] = []
@@ -95,8 +101,9 @@ class RewrapPane(Vertical):
 
     # ------------------------------------------------------------------ the run
 
-    def start(self, name: str, actor: Actor) -> None:
+    def start(self, name: str, actor: Actor, *, expected: float = 0.0) -> None:
         self.running = name
+        self.expected = expected
         # Each batch's audit entry is signed with the actor's key: no sign-out (or quit)
         # while the job runs, as for a restore session (CustodianApp.busy).
         self.app.busy = (  # type: ignore[attr-defined]
@@ -191,6 +198,8 @@ class RewrapPane(Vertical):
         stats.append(f"  ·  {left:,} left")
         if m.rate > 0:
             stats.append(f"  ·  {m.rate:,.0f} DEKs/s")
+            if self.expected > 0:  # what the preview said, against what the batches measure
+                stats.append(f" (estimated {self.expected:,.0f})", style="dim")
             if left > 0:
                 stats.append(f"  ·  ETA {duration(left / m.rate)}")
         if self._cancel.is_set():
@@ -328,8 +337,9 @@ class RewrapPane(Vertical):
 
     # ------------------------------------------------------------------ outside a run
 
-    def show_idle(self, job: RewrapJob | None) -> None:
-        """Outside a run: say so when the highlighted KEK has an unfinished ``job``."""
+    def show_idle(self, job: RewrapJob | None, state: str = "paused") -> None:
+        """Outside a run: say so when the highlighted KEK has an unfinished ``job``, as it
+        stands (``state``: paused, interrupted, not started, or running elsewhere)."""
         if self.running is not None:
             return
         if self.display and self.last is not None:
@@ -340,11 +350,11 @@ class RewrapPane(Vertical):
         self.display = True
         self.border_title = f"Rewrap job of {safe(job.kek)}"
         self.border_subtitle = ""
+        words = JOB_WORDS.get(state, JOB_WORDS["paused"])
         self.query_one("#rewrap-title", Static).update(
             Text(
-                f"Unfinished rewrap job {job.id[:8]} to v{job.target_version}: press w to "
-                "resume it from where it stopped.",
-                style="bold yellow",
+                words.format(id=job.id[:8], v=job.target_version),
+                style=JOB_STYLE.get(state, "bold yellow"),
             )
         )
         bar = self.query_one("#rewrap-bar", ProgressBar)

@@ -242,7 +242,12 @@ class Pool:
 
 
 if __name__ == "__main__":
+    import signal
+
     from custodian.hardening import no_core_dumps
 
     no_core_dumps()  # before the first frame (the KEK private keys) is read
+    # Ctrl+C at the terminal reaches the whole process group: the parent stops after the
+    # batch in flight, which its workers must finish (they end at the parent's EOF)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -151,11 +151,15 @@ def secret_input(prompt: str, fd: int | None, what: str, *, confirm: bool = Fals
 
 
 def code_input(fd: int | None, who: str) -> str:
+    """A TOTP code from ``fd`` or the terminal. On a terminal it is not echoed, as a
+    passphrase is not: a code typed at the prompt stays out of the scrollback."""
     if fd is not None:
         return read_fd(fd).decode(errors="replace")
     if not sys.stdin.isatty():
         raise usage_error("a TOTP code is needed and there is no terminal: use --totp-fd N.")
-    return input(f"current TOTP code of {who}: ")
+    import getpass
+
+    return getpass.getpass(f"current TOTP code of {who} (not shown as you type): ").strip()
 
 
 def unlock_actor(svc: Service, args: argparse.Namespace) -> Actor:

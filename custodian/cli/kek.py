@@ -176,26 +176,55 @@ class _RewrapProgress:
 
 
 def _run_rewrap(svc: Service, args: argparse.Namespace, by: Actor) -> int:
+    import signal
+
     prog = _RewrapProgress()
+    resume = f"{PROG} kek rewrap {args.name} --as {by.name}"
+    stop: list[bool] = []
 
     def failed(f: Any) -> None:
         if prog.tty:
             sys.stderr.write("\n")
         say(f"FAILED  {f.backup}  (v{f.from_version}) {f.reason}", flush=True)
 
-    report = svc.keys.rewrap(
-        args.name,
-        by=by,
-        workers=args.workers,
-        batch_size=args.batch,
-        progress=prog,
-        on_failure=failed,
-    )
+    def interrupt(signum: int, frame: object) -> None:
+        if stop:  # a second Ctrl+C: at once (the batch in flight is not committed)
+            raise KeyboardInterrupt
+        stop.append(True)
+        if prog.tty:
+            sys.stderr.write("\n")
+        print(
+            "stopping after the batch in flight (Ctrl+C again stops at once); every "
+            f"committed batch is kept. Resume with: {resume}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    old = signal.signal(signal.SIGINT, interrupt)
+    try:
+        report = svc.keys.rewrap(
+            args.name,
+            by=by,
+            workers=args.workers,
+            batch_size=args.batch,
+            progress=prog,
+            cancelled=lambda: bool(stop),
+            on_failure=failed,
+        )
+    except KeyboardInterrupt:
+        prog.done()
+        say(f"interrupted: every committed batch is kept; resume with: {resume}")
+        raise
+    finally:
+        signal.signal(signal.SIGINT, old)
     prog.done()
     if not report.job:
         say(f"nothing to rewrap: every DEK of KEK {args.name} is under its current version")
         return 0
     say(report.summary())
+    if report.cancelled:
+        say(f"paused with {report.remaining:,} DEK(s) left; resume with: {resume}")
+        return 130
     if report.remaining:
         say(
             f"{report.remaining:,} DEK(s) stay under older versions (see 'custodian kek jobs "
@@ -214,8 +243,16 @@ def cmd_kek_rotate(args: argparse.Namespace) -> int:
         )
         for v, n in sorted(pv.census.items()):
             say(f"  v{v}: {n:,} DEK(s)")
-        est = f"about {pv.estimated_seconds:,.0f} s" if pv.rate else "unknown"
-        say(f"DEKs to rewrap: {pv.to_rewrap:,}; estimated time {est} ({pv.workers} worker(s))")
+        est = (
+            f"about {pv.estimated_seconds:,.1f} s ({pv.estimated_rate:,.0f} DEKs/s, measured "
+            "here just now)"
+            if pv.rate
+            else "unknown"
+        )
+        say(
+            f"DEKs to rewrap: {pv.to_rewrap:,}; estimated time {est}; {pv.workers} worker(s), "
+            f"batches of {pv.batch_size:,}"
+        )
         if pv.unfinished is not None:
             say(
                 f"the unfinished job {pv.unfinished.id[:8]} to v{pv.unfinished.target_version} "
@@ -245,9 +282,11 @@ def cmd_kek_retire(args: argparse.Namespace) -> int:
         by = unlock_actor(svc, args)
         code = _code(args, by)
         v = svc.keys.retire(args.name, args.version, code, by=by)
+        wait = svc.config.policy.retirement_wait_days
+        after = "from now on" if wait == 0 else f"after {wait:,} day(s)"
         say(
             f"KEK {args.name} v{v.version} retired; it unwraps nothing from now on. Its key "
-            f"material can be destroyed after {svc.config.policy.retirement_wait_days} day(s) "
+            f"material can be destroyed {after} "
             f"with: {PROG} kek destroy {args.name} {v.version} --reason TEXT --as NAME"
         )
     return 0
@@ -269,12 +308,14 @@ def cmd_kek_jobs(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         jobs = svc.keys.jobs(args.name)
         fails = svc.keys.failures()
+        states = svc.keys.job_states(jobs)
         if args.json:
             print(
                 json.dumps(
                     [
                         {
                             **{k: getattr(j, k) for k in j.__dataclass_fields__},
+                            "status": states[j.id],
                             "failures": [
                                 {
                                     "backup": f.backup,
@@ -293,19 +334,19 @@ def cmd_kek_jobs(args: argparse.Namespace) -> int:
             )
             return 0
         say(
-            f"{'JOB':<8}  {'KEK':<16} {'TO':>3}  {'STATE':<10} {'DONE':>10} {'FAILED':>7} "
+            f"{'JOB':<8}  {'KEK':<16} {'TO':>3}  {'STATE':<11} {'DONE':>10} {'FAILED':>7} "
             f"{'RUNS':>4}  {'STARTED':<19}  BY"
         )
         for j in jobs:
             say(
-                f"{j.id[:8]}  {j.kek:<16} v{j.target_version:<2}  {j.state:<10} "
+                f"{j.id[:8]}  {j.kek:<16} v{j.target_version:<2}  {states[j.id]:<11} "
                 f"{j.rewrapped:>10,} {j.failed:>7,} {j.runs:>4}  {j.created_at[:19]:<19}  "
                 f"{j.started_by}"
             )
             for f in (x for x in fails if x.job == j.id):
                 say(f"          failed {f.backup} (v{f.from_version}): {f.reason}")
         if not jobs:
-            say("no rotation yet")
+            say("never rotated: no rewrap job yet")
     return 0
 
 
@@ -394,7 +435,8 @@ def _add_rewrap_options(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--batch",
         type=int,
-        default=REWRAP_BATCH,
+        default=None,
         metavar="N",
-        help=f"DEKs per batch; each batch is one transaction (default {REWRAP_BATCH:,})",
+        help=f"DEKs per batch; each batch is one transaction (default {REWRAP_BATCH:,}, or "
+        "fewer for a small job, so that progress moves and Ctrl+C stops within it)",
     )

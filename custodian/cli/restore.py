@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 RESTORE_FAILED = 9  # the session ran and at least one backup failed
 
 
+DECIDED = {"approve": "approved", "deny": "denied"}  # never "denyd"
+
+
 def _request_json(r: Request) -> dict[str, Any]:
     s = r.session
     return {
@@ -114,7 +117,7 @@ def _print_request(svc: Service, r: Request) -> None:
     say(f"approvals {len(r.approvals)} of {r.quorum}")
     for d in r.decisions:
         extra = f": {d.reason!r}" if d.reason else ""
-        say(f"  {d.decision}d by {d.custodian} at {d.at[:19]}Z{extra}")
+        say(f"  {DECIDED.get(d.decision, d.decision)} by {d.custodian} at {d.at[:19]}Z{extra}")
     if r.session is not None:
         s = r.session
         say(
@@ -214,7 +217,10 @@ def _decide(args: argparse.Namespace, decision: str) -> int:
         elif r.state == "denied":
             say(f"request {r.id} denied; this is final")
         else:
-            say(f"request {r.id}: {decision}d, {len(r.approvals)} of {r.quorum} approvals")
+            say(
+                f"request {r.id}: {DECIDED.get(decision, decision)}, {len(r.approvals)} of "
+                f"{r.quorum} approvals"
+            )
     return 0
 
 

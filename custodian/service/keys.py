@@ -13,6 +13,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -235,22 +236,29 @@ class Keys:
     # ------------------------------------------------------------ rotation
 
     def rotate_preview(
-        self, name: str, *, measure: bool = True, batch_size: int = R.DEFAULT_BATCH
+        self, name: str, *, measure: bool = True, batch_size: int | None = None
     ) -> R.RotationPreview:
         """What :meth:`rotate` would do: census per version, DEKs to rewrap, and a time
         estimate from what is measured here and now: the suite's rate with throwaway
-        keys, one fsync in the audit directory (each batch commits one), and the start
-        of the worker processes when the job would use them."""
+        keys (one unwrap and one wrap a DEK), the catalog's cost of a DEK (reading a
+        sample of the job's rows, read-only; writing one back costs about as much), one
+        fsync in the audit directory and the commit for each batch, and the start of
+        the worker processes when the job would use them. Checked against the rate the
+        job's first batches then measure (tests/unit/test_rotation.py, benchmarks)."""
         ctx = self._ctx
         k = ctx.catalog.kek(name)
-        rate = batch_s = start_s = 0.0
-        workers = self._workers_for(k.backend, k.dek_count, batch_size)
+        batch = batch_size if batch_size is not None else R.batch_for(k.dek_count)
+        rate = batch_s = start_s = dek_s = 0.0
+        workers = self._workers_for(k.backend, k.dek_count, max(batch, R.DEFAULT_BATCH))
+        if batch_size is not None:
+            workers = self._workers_for(k.backend, k.dek_count, batch_size)
         if measure and k.backend == "local":
             from custodian.backends.local import measure_rewrap_rate
 
             rate = measure_rewrap_rate(k.suite) * workers * (0.8 if workers > 1 else 1.0)
-            batch_s = 2 * _fsync_seconds(ctx.home.audit) + 0.002
+            batch_s = 2 * _fsync_seconds(ctx.home.audit) + 0.004
             start_s = 0.4 if workers > 1 else 0.0
+            dek_s = 2 * _row_seconds(ctx.catalog.db, k.name, k.current_version + 1)
         return R.RotationPreview(
             kek=k.name,
             backend=k.backend,
@@ -262,9 +270,10 @@ class Keys:
             rate=rate,
             workers=workers,
             unfinished=R.running_job(ctx.catalog.db, k.name),
-            batch_size=batch_size,
+            batch_size=batch,
             batch_seconds=batch_s,
             start_seconds=start_s,
+            dek_seconds=dek_s,
         )
 
     @staticmethod
@@ -317,6 +326,13 @@ class Keys:
         """Every rewrap job (of KEK ``name``), oldest first: the rotation history."""
         return R.jobs(self._ctx.catalog.db, name)
 
+    def job_states(self, jobs: builtins.list[R.RewrapJob]) -> dict[str, str]:
+        """How each job stands (job id -> one of :data:`custodian.rotation.SHOWN_STATES`):
+        an unfinished job is running (in a live process), paused, interrupted or not
+        started, not just "running" as its row says."""
+        db = self._ctx.catalog.db
+        return {j.id: R.shown_state(db, j) for j in jobs}
+
     def failures(self, job_id: str | None = None) -> builtins.list[R.RewrapFailure]:
         return R.failures(self._ctx.catalog.db, job_id)
 
@@ -326,7 +342,7 @@ class Keys:
         *,
         by: Actor,
         workers: int | None = None,
-        batch_size: int = R.DEFAULT_BATCH,
+        batch_size: int | None = None,
         progress: Progress | None = None,
         cancelled: Callable[[], bool] | None = None,
         on_failure: Callable[[R.RewrapFailure], None] | None = None,
@@ -358,9 +374,12 @@ class Keys:
                 j = R.add_job(db, name, target, by.name, total, ctx.now())
                 d.update(job=j.id, to_rewrap=total)
         be = ctx.backend(k.backend)
-        n = self._workers_for(
-            k.backend, R.pending_count(db, name, target, j.cursor), batch_size, workers
-        )
+        left = R.pending_count(db, name, target, j.cursor)
+        if batch_size is None:  # small jobs get small batches: progress moves, cancel acts
+            batch_size = R.batch_for(left)
+            n = self._workers_for(k.backend, left, max(batch_size, R.DEFAULT_BATCH), workers)
+        else:
+            n = self._workers_for(k.backend, left, batch_size, workers)
         rewrapper: R.Rewrapper
         if n > 1:
             from custodian.backends.local import LocalBackend, ProcessRewrapper
@@ -371,6 +390,7 @@ class Keys:
             rewrapper = R.InlineRewrapper(be, target)
         with ctx.catalog.transaction():
             R.count_run(db, j.id, ctx.now())
+            R.mark_running(db, j.id, R.process_tag(os.getpid()))
             ctx.record(
                 by,
                 "kek.rewrap.run",
@@ -413,6 +433,10 @@ class Keys:
                 cancelled=cancelled,
                 on_failure=on_failure,
             )
+        except BaseException:
+            with suppress(Exception), ctx.catalog.transaction():
+                R.mark_stopped(db, j.id)  # interrupted: the job resumes from its cursor
+            raise
         finally:
             rewrapper.close()
         report.remaining = R.pending_count(db, name, target)
@@ -420,6 +444,7 @@ class Keys:
         if not report.cancelled:
             with ctx.catalog.transaction():
                 R.finish_job(db, j.id, ctx.now())
+                R.mark_stopped(db, j.id)
                 cur = R.job(db, j.id)
                 ctx.record(
                     by,
@@ -439,6 +464,7 @@ class Keys:
         else:
             with ctx.catalog.transaction():
                 cur = R.job(db, j.id)
+                R.mark_stopped(db, j.id, paused_at=ctx.now())
                 ctx.record(
                     by,
                     "kek.rewrap.pause",
@@ -501,30 +527,54 @@ class Keys:
                 "a destruction request needs a reason (--reason TEXT); nothing was done.",
             )
         self._destroy_allowed(name, version, by, action, subject)
+        short = self._approvers_missing(by)
+        if short:
+            raise ctx.refused(by, action, subject, short[0], short[1], ConflictError)
+        v = ctx.catalog.kek_version(name, version)
+        payload = {"kek": name, "version": version, "reason": reason, "fingerprint": v.fingerprint}
+        return self._approvals.open_request("kek.destroy", payload, by=by, action=action)
+
+    def destroy_refusal(self, name: str, version: int, *, by: Actor) -> str | None:
+        """Why :meth:`request_destroy` would refuse this now, before anyone types a reason
+        (None: it would not). Reads only; logs nothing (the request, if made, does)."""
+        why = self._destroy_blocker(name, version)
+        if why:
+            return f"{why}. Nothing was done."
+        short = self._approvers_missing(by)
+        return short[1] if short else None
+
+    def _approvers_missing(self, by: Actor) -> tuple[str, str] | None:
+        """(logged reason, message) when fewer than a quorum of other custodians exist."""
+        ctx = self._ctx
         q = ctx.policy.approval_quorum
         others = [
             p.name
             for p in ctx.catalog.people()
             if p.kind != "home" and p.active and p.has("custodian") and p.name != by.name
         ]
-        if len(others) < q:
-            raise ctx.refused(
-                by,
-                action,
-                subject,
-                f"only {len(others)} other active custodian(s), the quorum is {q}",
-                f"destroying a key needs {q} custodians other than {by.name} to approve, and "
-                f"this home has {len(others)} ({', '.join(others) or 'none'}); enrol another "
-                "custodian first. Nothing was done.",
-                ConflictError,
-            )
-        v = ctx.catalog.kek_version(name, version)
-        payload = {"kek": name, "version": version, "reason": reason, "fingerprint": v.fingerprint}
-        return self._approvals.open_request("kek.destroy", payload, by=by, action=action)
+        if len(others) >= q:
+            return None
+        return (
+            f"only {len(others)} other active custodian(s), the quorum is {q}",
+            f"destroying a key needs {q} custodians other than {by.name} to approve, and "
+            f"this home has {len(others)} ({', '.join(others) or 'none'}); enrol another "
+            "custodian first. Nothing was done.",
+        )
 
     def _destroy_allowed(
         self, name: str, version: int, by: Actor | None, action: str, subject: str
     ) -> KekVersion:
+        ctx = self._ctx
+        v = ctx.catalog.kek_version(name, version)
+        why = self._destroy_blocker(name, version)
+        if why:
+            err = ctx.refused(by, action, subject, why, f"{why}. Nothing was done.", ConflictError)
+            err.logged = True
+            raise err
+        return v
+
+    def _destroy_blocker(self, name: str, version: int) -> str:
+        """What stands in the way of destroying this version's key material ('' if nothing)."""
         ctx = self._ctx
         v = ctx.catalog.kek_version(name, version)
         why = ""
@@ -549,11 +599,7 @@ class Keys:
                     f"KEK {name} v{version} was retired at {(v.retired_at or '')[:19]}Z; the "
                     f"waiting period of {wait} day(s) ends {A.stamp(ready)[:19]}Z"
                 )
-        if why:
-            err = ctx.refused(by, action, subject, why, f"{why}. Nothing was done.", ConflictError)
-            err.logged = True
-            raise err
-        return v
+        return why
 
     def destroy_at_quorum(self, r: A.Request, by: Actor, details: dict[str, Any]) -> None:
         """Inside the approving transaction: check again, mark destroyed, say so in the entry.
@@ -612,6 +658,14 @@ def _manifest_details(man: Any) -> dict[str, Any]:
             for h in man.holders
         ],
     }
+
+
+def _row_seconds(db: Any, kek: str, target: int, sample: int = 200) -> float:
+    """Seconds the catalog takes to read one DEK's row as a job reads them (a sample of
+    the first rows it would read; nothing written, no key material)."""
+    start = time.perf_counter()
+    batch = R.read_batch(db, kek, target, "", sample)
+    return (time.perf_counter() - start) / max(1, len(batch.refs))
 
 
 def _fsync_seconds(directory: Path) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -150,9 +150,21 @@ class Restores:
                 ) from None
             if all(b.id != f.id for f in found):
                 found.append(b)
+        files = restore_names(found)
+        problem = target_problem(t, files.values())
+        if problem:  # the run would refuse it: say so now, before anyone approves
+            raise ctx.refused(
+                by,
+                action,
+                "request:new",
+                problem,
+                f"{problem}; nothing was requested.",
+                ConflictError,
+                details,
+            )
         payload = {
             "backups": [b.id for b in found],
-            "files": restore_names(found),
+            "files": files,
             "reason": reason,
             "target": str(t),
         }
@@ -168,6 +180,16 @@ class Restores:
             action=action,
             prepare=lambda rid, exp, q: shares.payload(ctx, rid, exp, q, by, ids, str(t), sk),
         )
+
+    def target_problems(self, r: A.Request) -> str:
+        """What at ``r``'s target would stop its run now ('' when nothing): the directory
+        gone or not writable, or a file already under the name of a backup still to
+        restore. The requester can fix each; :meth:`run` refuses it first, so the
+        session stays open."""
+        done_ok = {x.backup for x in r.results if x.outcome == "ok"}
+        files = r.payload.get("files", {})
+        names = [str(files.get(b, b)) for b in r.backups if b not in done_ok]
+        return target_problem(Path(r.target), names)
 
     def _forget_ended(self) -> None:
         """Releases, locks and session keys of custody requests that ended go."""
@@ -263,6 +285,17 @@ class Restores:
                 NotFoundError,
             )
         self._sweep(target)
+        problem = self.target_problems(r)
+        if problem:  # fixable by the requester: the session stays open for the next run
+            raise ctx.refused(
+                by,
+                action,
+                subject,
+                problem,
+                f"{problem}; nothing was decrypted and the session stays open until "
+                f"{s.expires_at[11:16]} UTC: fix it and run the session again.",
+                ConflictError,
+            )
         done_ok = {x.backup for x in r.results if x.outcome == "ok"}
         todo = [b for b in r.backups if b not in done_ok]
         report = A.RestoreReport(
@@ -280,14 +313,19 @@ class Restores:
                 if progress is not None:
                     progress(min(base + done, total), total)
 
-            res = self._restore_one(s, r, bid, target, by, step)
+            res, fixable = self._restore_one(s, r, bid, target, by, step)
+            if fixable and not report.kept_open:
+                report.kept_open = (
+                    f"{res.reason} Fix it and run the session again before "
+                    f"{s.expires_at[11:16]} UTC"
+                )
             report.results.append(res)
             if on_result is not None:
                 on_result(res)
             base += sizes[bid]
             if progress is not None:
                 progress(base, total)
-        if not report.cancelled:
+        if not report.cancelled and not report.kept_open:
             report.session_state = self._close_session(s, r, report, by)
         return report
 
@@ -306,18 +344,21 @@ class Restores:
         target: Path,
         by: Actor,
         progress: Progress,
-    ) -> A.RestoreResult:
+    ) -> tuple[A.RestoreResult, bool]:
+        """One backup restored and recorded; with whether its failure is one the
+        requester can fix at the target (a file in the way, no room, no permission)."""
         ctx = self._ctx
         dst = target / str(r.payload.get("files", {}).get(bid, bid))
         size: int | None = None
         reason = ""
+        fixable = False
         held: list[HiddenFile] = []  # the restored file, published but not yet recorded
         try:
             b = ctx.catalog.backup(bid)
             if dst.exists() or dst.is_symlink():
                 raise ConflictError(
                     f"{dst} already exists; it was left as it is and this backup was not "
-                    "restored. Move that file away and ask for a new restore of this backup."
+                    "restored. Move that file away and run the session again."
                 )
             w = self._decrypt_backup(b, dst, session=s, progress=progress, hold=held, by=by)
             size = w.plaintext_size
@@ -326,6 +367,9 @@ class Restores:
                 hf.discard()
             held.clear()
             reason = str(e) if isinstance(e, CustodianError) else f"{e.strerror or e} ({dst})"
+            fixable = isinstance(e, OSError) or (
+                isinstance(e, ConflictError) and "already exists" in reason
+            )
         ok = not reason
         res = A.RestoreResult(
             s.id, bid, "ok" if ok else "failed", reason, size, str(dst) if ok else None, ctx.now()
@@ -345,7 +389,7 @@ class Restores:
             raise
         for hf in held:
             hf.done()  # recorded: the private second name goes
-        return res
+        return res, fixable
 
     def _sweep(self, target: Path) -> None:
         """Remove what a killed run left in ``target``.
@@ -546,6 +590,23 @@ def _shares() -> Any:
     from custodian.service import shares
 
     return shares
+
+
+def target_problem(target: Path, names: Iterable[str]) -> str:
+    """Why restoring files ``names`` into ``target`` would fail now ('' when nothing)."""
+    if not target.is_dir():
+        return f"the target {target} is not an existing directory"
+    if not os.access(target, os.W_OK | os.X_OK):
+        return f"the target {target} is not writable by this account"
+    taken = [n for n in names if (target / n).exists() or (target / n).is_symlink()]
+    if taken:
+        more = f" and {len(taken) - 3:,} more" if len(taken) > 3 else ""
+        return (
+            f"the target {target} already holds {', '.join(taken[:3])}{more}, the restore "
+            "name of a backup it asks for (custodian never replaces a file); move "
+            f"{'it' if len(taken) == 1 else 'them'} away or choose another directory"
+        )
+    return ""
 
 
 def _safe_name(label: str) -> str:

@@ -3,11 +3,14 @@ Backups screen's sort names, thousands separators, exit statuses, the demo home.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 
+from custodian.service import Service
+from tests.conftest import Cast, next_code, unlock
 from tests.integration.test_cli import cli_home, run  # noqa: F401  (a fixture)
 
 
@@ -77,3 +80,64 @@ def test_demo_home_policy_and_wording(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout
     r = run("--home", str(home), "kek", "list")
     assert "1,200 DEKs" in r.stdout.decode() and "     720  " in r.stdout.decode()
+
+
+def test_restore_show_says_denied(svc: Service, cast: Cast, home: Path, tmp_path: Path) -> None:
+    b = svc.backups.encrypt(
+        io.BytesIO(b"x"), tmp_path / "x.cbk", by=svc.auth.unlock("bot", None), label="x"
+    )
+    t = tmp_path / "t"
+    t.mkdir()
+    r = svc.restores.request([b.id], "INC-3", t, by=unlock(svc, cast.oscar))
+    svc.approvals.deny(r.id, next_code(svc, cast.bob), "no ticket", by=unlock(svc, cast.bob))
+    out = run("--home", str(home), "restore", "show", r.id[:8])
+    assert out.returncode == 0, out.stderr
+    assert b"denied by bob" in out.stdout and b"'no ticket'" in out.stdout
+    assert b"denyd" not in out.stdout
+
+
+def test_a_totp_code_typed_at_the_terminal_is_not_echoed(
+    svc: Service, cast: Cast, home: Path
+) -> None:
+    import os
+    import select
+    import subprocess
+    import time
+
+    from tests.integration.test_cli import EXE
+
+    code = next_code(svc, cast.alice)
+    svc.close()  # the child opens the home itself
+    master, slave = os.openpty()
+    read, write = os.pipe()
+    os.write(write, cast.alice.passphrase.encode() + b"\n")
+    os.close(write)
+    p = subprocess.Popen(
+        [EXE, "--home", str(home), "kek", "create", "arch", "--suite", "x25519",
+         "--as", "alice", "--passphrase-fd", str(read)],
+        stdin=slave, stdout=slave, stderr=slave, pass_fds=(read,), start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    os.close(read)
+    seen = b""
+    typed = False
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if not typed and b"current TOTP code of alice" in seen:
+            os.write(master, code.encode() + b"\r")
+            typed = True
+        if p.poll() is not None and not ready:
+            break
+    os.close(master)
+    assert p.wait(timeout=30) == 0, seen
+    assert b"not shown as you type" in seen and b"created KEK arch" in seen
+    assert code.encode() not in seen  # neither echoed nor printed: not in the scrollback

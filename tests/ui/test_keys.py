@@ -527,17 +527,19 @@ async def test_destroy_request_waits_for_the_period_then_needs_two_others(
         await pilot.pause(0.2)
         assert any("only a retired version can be destroyed" in n for n in notes(app))
         await select_version(pilot, screen, 1)
+        # refused up front, before a reason is typed: the waiting period is not over
+        await pilot.press("x")
+        await wait_for(pilot, lambda: any("waiting period of 7 day(s)" in n for n in notes(app)))
+        assert app.screen is screen and ui_svc.approvals.requests() == []
+        assert isinstance(ui_svc.clock, Clock)
+        ui_svc.clock.advance(8 * 86400)
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, DestroyRequestDialog))
         assert "2 other custodians must approve" in shown(app, "#destroy-note")
+        assert "a waiting period of 7 days: over" in shown(app, "#destroy-pairs")
         await pilot.press("enter")  # no reason
         assert "Say why" in shown(app, ".error")
         app.screen.query_one("#destroy-reason", Input).value = "rotated out in 2026"
-        await pilot.press("enter")
-        await answered(pilot, app.screen)
-        assert "waiting period of 7 day(s)" in shown(app, ".error")  # refused by the core
-        assert ui_svc.approvals.requests() == []
-        ui_svc.clock.advance(8 * 86400)
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is screen)
         await noted(pilot, "Destruction requested")

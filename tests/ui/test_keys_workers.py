@@ -145,10 +145,11 @@ async def test_generating_a_kek_keeps_the_ui_running_while_the_service_works(
     assert [k.name for k in ui_svc.keys.list()] == ["archive-2027", "backups"]
     assert ("keys.create", "keys.py", False) in slow.calls
     assert slow.from_keys_on_ui_thread() == [
-        "keys.list",
         "keys.jobs",
+        "keys.list",
         "keys.failures",
         "approvals.requests",
+        "keys.job_states",
     ]
 
 

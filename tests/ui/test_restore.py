@@ -22,7 +22,7 @@ from custodian.approvals import Request
 from custodian.service import Service
 from screens.app import CustodianApp
 from screens.backup_table import MarkingBackupTable
-from screens.restore_dialogs import CancelDialog, DecisionDialog, RequestDialog
+from screens.restore_dialogs import CancelDialog, DecisionDialog, RequestDialog, RunConfirm
 from screens.restore_request import RequestScreen
 from screens.restore_sessions import RunProgress, SessionsPane
 from screens.restores import RestoresScreen
@@ -81,6 +81,13 @@ def ask(svc: Service, cast: Cast, target: Path, n: int = 3, reason: str = "INC-7
     """oscar asks for the newest ``n`` backups."""
     ids = [b.id for b in svc.backups.list(limit=n)]
     return svc.restores.request(ids, reason, target, by=unlock(svc, cast.oscar))
+
+
+async def run_session(pilot: Any, app: Any) -> None:
+    """Ctrl+E, then "Write plaintext" in the dialog that says which files go where."""
+    await pilot.press("ctrl+e")
+    await wait_for(pilot, lambda: isinstance(app.screen, RunConfirm))
+    await pilot.click("#run-ok")
 
 
 async def open_restores(pilot: Any, app: CustodianApp) -> RestoresScreen:
@@ -274,7 +281,8 @@ async def test_deny_is_final(svc: Service, cast: Cast, target: Path) -> None:
         await pilot.pause()
         assert cells(screen.query_one("#sessions-table", DataTable), 4) == ["denied"]
         summary = shown(screen.query_one("#session-summary", Static))
-        assert "denied by bob (final)" in summary
+        # the requester reads why, where they look (the dialog says it is for them)
+        assert 'denied by bob: "no ticket [/b] for this" (final)' in summary
         assert any("denial is final" in m for m in messages(app))
     # alice has nothing left to decide, and the core refuses any late approval
     assert svc.approvals.inbox("alice") == []
@@ -419,7 +427,7 @@ async def test_run_a_session_with_progress_and_a_tampered_backup(
         summary = shown(screen.query_one("#session-summary", Static))
         assert "session open until" in summary and "min left" in summary
         assert "INC-9 [/b] restore test" in summary
-        await pilot.press("ctrl+r")
+        await run_session(pilot, app)
         await run_until_done(pilot, screen)
         results = screen.query_one("#results-table", DataTable)
         outcomes = cells(results, 2)
@@ -456,7 +464,7 @@ async def test_stop_between_backups_keeps_the_session_open(
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         sign_in_directly(app, unlock(svc, cast.oscar))
         screen = await open_restores(pilot, app)
-        await pilot.press("ctrl+r")
+        await run_session(pilot, app)
         await wait_for(pilot, lambda: screen.running is not None)
         assert "… restoring" in cells(screen.query_one("#results-table", DataTable), 2)
         # while it runs: no sign-out, no other action, no quit
@@ -470,7 +478,7 @@ async def test_stop_between_backups_keeps_the_session_open(
         r = svc.approvals.get(session.id)
         assert r.state == "approved" and r.session is not None and r.session.state == "open"
         assert 1 <= len(r.results) < 3
-        await pilot.press("ctrl+r")  # the rest
+        await run_session(pilot, app)  # the rest
         await run_until_done(pilot, screen)
         assert cells(screen.query_one("#results-table", DataTable), 2) == ["✓ restored"] * 3
         assert "restored earlier" in str(screen.query_one("#session-status").render())
@@ -488,7 +496,7 @@ async def test_only_the_requester_runs_a_session(svc: Service, cast: Cast, targe
         screen.show_pane("sessions")
         await pilot.pause()
         assert "Only oscar, who asked" in shown(screen.query_one("#session-summary", Static))
-        await pilot.press("ctrl+r")
+        await pilot.press("ctrl+e")
         await pilot.pause()
         assert screen.running is None
         assert any("Only oscar, who asked for request" in m for m in messages(app))
@@ -717,7 +725,7 @@ async def test_cancel_is_refused_while_its_session_runs(
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         sign_in_directly(app, unlock(svc, cast.oscar))
         screen = await open_restores(pilot, app)
-        await pilot.press("ctrl+r")
+        await run_session(pilot, app)
         await wait_for(pilot, lambda: screen.running is not None)
         await pilot.press("ctrl+k")
         await pilot.pause()

@@ -26,6 +26,7 @@ from custodian.approvals import Request, Session
 from custodian.catalog import Backup
 from custodian.service import Service
 from screens.app import CustodianApp
+from screens.restore_dialogs import RunConfirm
 from screens.restores import RestoresScreen
 from tests.conftest import Cast, Clock, approved_session, next_code, unlock
 from tests.ui.conftest import (
@@ -57,6 +58,11 @@ class FrozenRestores(Frozen):
         self.backups = Namespace(svc.backups, list=self.backups_list, get=self.backup)
         self.approvals = Namespace(
             svc.approvals, requests=self.requests, get=self.request, inbox=self.inbox
+        )
+        # the target check looks at the real directory, not the path the snapshot shows
+        self.restores = Namespace(
+            svc.restores,
+            target_problems=lambda r: svc.restores.target_problems(svc.approvals.get(r.id)),
         )
 
     def clock(self) -> float:
@@ -212,7 +218,9 @@ def test_session_after_a_run_with_a_tampered_backup(
         screen = pilot.app.screen
         assert isinstance(screen, RestoresScreen)
         await until(pilot, lambda: screen.pane == "sessions" and screen.shown is not None)
-        await pilot.press("ctrl+r")
+        await pilot.press("ctrl+e")
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunConfirm))
+        await pilot.click("#run-ok")
         await until(pilot, lambda: screen.run_status.startswith("Done"))
         await pilot.app.workers.wait_for_complete()
         await settle(pilot)

@@ -22,7 +22,7 @@ from screens.app import CustodianApp
 from screens.audit import AuditScreen
 from screens.backup_table import BackupTable
 from screens.chrome import SessionBar
-from screens.people import EnrolForm, PeopleScreen, TotpStep
+from screens.people import ConfirmTotpReplace, EnrolForm, PeopleScreen, TotpStep
 from screens.signin import SignInScreen
 from tests.conftest import Cast, unlock
 from tests.ui.conftest import fixed_clock, sign_in_directly
@@ -75,7 +75,9 @@ async def test_dashboard_shows_keks_versions_census_and_refreshes(ui_svc: Servic
         screen = app.screen
         assert pair(screen.query_one("#dash-home-pairs", Static), "Backups") == "24"
         rows = plain(screen.query_one(".versions", Static)).splitlines()
-        census = [line.split()[-1] for line in rows if " v" in line or line.startswith("▸")]
+        census = [
+            line.split()[-1] for line in rows if line.split() and line.split()[0][1:].isdigit()
+        ]
         assert census == ["10", "14"]  # v2 (current, listed first), then v1
         assert "await rewrap to v2" in text_of(screen.query_one(".rewrap", Static))
         # A backup made elsewhere shows after F5.
@@ -380,6 +382,10 @@ async def test_disable_replace_key_and_replace_totp(ui_svc: Service, ui_cast: Ca
         table.move_cursor(row=names.index("bob"))
         await pilot.press("t")
         await pilot.pause()
+        assert isinstance(app.screen, ConfirmTotpReplace)  # no secret made or shown yet
+        assert ui_svc.people.get("bob").totp_generation == 1
+        await pilot.click("#totp-confirm-ok")
+        await wait_for(pilot, lambda: isinstance(app.screen, TotpStep))
         step = app.screen
         assert isinstance(step, TotpStep)
         assert step.pending.totp is not None
