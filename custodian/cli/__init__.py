@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from custodian.cli import audit, backup, home, kek, people, policy, restore
+from custodian.cli import audit, backup, breakglass, home, kek, people, policy, restore
 from custodian.cli.common import PROG, Parser, TuiRunner
 from custodian.errors import CatalogError, CustodianError
 
@@ -36,6 +36,7 @@ _OWNERS = {
     "policy": "policy",
     "backup": "backup",
     "restore": "restore",
+    "breakglass": "breakglass",
     "approve": "restore",
     "deny": "restore",
     "demo": "home",
@@ -84,6 +85,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         ("policy", policy.add_parsers),
         ("backup", backup.add_parsers),
         ("restore", restore.add_parsers),  # restore ..., then approve and deny
+        ("breakglass", breakglass.add_parsers),
         ("home", home.add_demo_and_tui_parsers),
     ]
     for name, add in groups:

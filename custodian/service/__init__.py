@@ -13,6 +13,7 @@ namespace in a module of its own, as hvac's ``client.secrets.transit`` is:
 ``svc.restores``     restore requests, sessions, runs (restores.py)
 ``svc.audit``        entries, verify, checkpoint, reconcile (audit.py)
 ``svc.policy``       the policy the signed log records; set, loosen by quorum (policy.py)
+``svc.custody``      the break-glass set: split, drill, recover (custody.py)
 ===================  ==========================================================
 
 They share one :class:`~custodian.service.context.HomeContext` (``svc.ctx``):
@@ -52,6 +53,7 @@ from custodian.service.context import (
     policy_dict,
     totp_name,
 )
+from custodian.service.custody import Custody
 from custodian.service.keys import Keys
 from custodian.service.people import PendingEnrolment, People
 from custodian.service.restores import Restores
@@ -95,6 +97,7 @@ class Service:
         self.auth = Auth(self.ctx)
         self.restores = Restores(self.ctx, self.approvals)
         self.audit = Audit(self.ctx)
+        self.custody = Custody(self.ctx)
         self._policy: PolicySettings | None = None
         # policy.change requests are decided like any other: their hooks are known from
         # the start, and svc.policy is made when first asked for (a listing never is)

@@ -14,7 +14,7 @@ import custodian
 CORE_MODULES = sorted(
     m.name for m in pkgutil.walk_packages(custodian.__path__, prefix="custodian.")
 )
-CAPABILITIES = ("keys", "backups", "people", "auth", "approvals", "restores", "audit")
+CAPABILITIES = ("keys", "backups", "people", "auth", "approvals", "restores", "audit", "custody")
 
 
 def test_there_are_core_modules() -> None:
