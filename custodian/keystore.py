@@ -182,7 +182,8 @@ class Keyring:
             raise KeyringError(
                 "this home's root key is not in the keyring (" + self.description + "); "
                 "no secret was read. Use the keyring (and the account) this home was made with; "
-                "break-glass recovery from shares is not built yet."
+                "if it is lost, custodians install it again from the break-glass shares "
+                "('custodian breakglass recover')."
             )
         ksk = SecretBytes(base64.b64decode(raw), "KSK")
         if not hmac.compare_digest(ksk_check_value(ksk), expected_check):
