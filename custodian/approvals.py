@@ -128,11 +128,11 @@ class RestoreReport:
 
     def summary(self) -> str:
         s = (
-            f"restore {self.request[:8]}: {len(self.ok)} restored, {len(self.failed)} failed"
+            f"restore {self.request[:8]}: {len(self.ok):,} restored, {len(self.failed):,} failed"
             f" into {self.target}"
         )
         if self.skipped:
-            s += f", {len(self.skipped)} already restored earlier"
+            s += f", {len(self.skipped):,} already restored earlier"
         if self.cancelled:
             s += "; cancelled, the session stays open for the rest"
         elif self.kept_open:

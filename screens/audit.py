@@ -126,7 +126,7 @@ class AuditScreen(Screen[None]):
             if col is not None:
                 col.auto_width = False
                 col.width = narrow if small else wide
-        table.refresh()
+        table._changed_widths()
         table.call_after_refresh(table.fit_flex)
 
     # ------------------------------------------------------------ loading

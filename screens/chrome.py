@@ -61,9 +61,19 @@ class CursorTable(DataTable[Any]):
 
     FLEX_MIN = 8
 
-    def __init__(self, *args: Any, flex: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        flex: str | None = None,
+        hide_below: dict[str, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.flex = flex
+        # column -> the table width below which it is left out (what a narrow terminal
+        # can do without: the backend beside the KEK's name, a second time stamp)
+        self.hide_below = hide_below or {}
+        self._hidden: dict[str, tuple[bool, int]] = {}  # column -> its width before
 
     def add_row(
         self, *cells: Any, height: int | None = 1, key: str | None = None, label: Any = None
@@ -75,7 +85,7 @@ class CursorTable(DataTable[Any]):
             Text(c, no_wrap=True, overflow="ellipsis") if isinstance(c, str) else c for c in cells
         )
         row = super().add_row(*cut, height=height, key=key, label=label or Text(" "))
-        if self.flex is not None and self.row_count == 1:
+        if (self.flex is not None or self.hide_below) and self.row_count == 1:
             self.call_after_refresh(self.fit_flex)
         return row
 
@@ -83,8 +93,24 @@ class CursorTable(DataTable[Any]):
         self.fit_flex()
 
     def fit_flex(self) -> None:
-        """Give the ``flex`` column what the other columns and the gutter leave."""
-        if self.flex is None or self.flex not in self.columns or self.size.width <= 0:
+        """Leave out what a narrow table does without, and give the ``flex`` column what
+        the other columns and the gutter leave."""
+        if self.size.width <= 0:
+            return
+        for key, below in self.hide_below.items():
+            hidden = self.columns.get(key)  # type: ignore[call-overload]
+            if hidden is None:
+                continue
+            hide = self.size.width < below
+            if hide == (key in self._hidden):
+                continue
+            if hide:
+                self._hidden[key] = (hidden.auto_width, hidden.width)
+                hidden.auto_width, hidden.width = False, 0
+            else:
+                hidden.auto_width, hidden.width = self._hidden.pop(key)
+            self._changed_widths()
+        if self.flex is None or self.flex not in self.columns:
             return
         col = self.columns[self.flex]  # type: ignore[index]
         others = sum(c.get_render_width(self) for k, c in self.columns.items() if k != self.flex)
@@ -94,8 +120,13 @@ class CursorTable(DataTable[Any]):
         if col.auto_width or col.width != width:
             col.auto_width = False
             col.width = width
-            self._require_update_dimensions = True
-            self.refresh()
+            self._changed_widths()
+
+    def _changed_widths(self) -> None:
+        """Columns changed width: draw every cell again (Textual caches drawn cells)."""
+        self._clear_caches()
+        self._require_update_dimensions = True
+        self.refresh()
 
     def _get_row_renderables(self, row_index: int) -> RowRenderables:
         r = super()._get_row_renderables(row_index)

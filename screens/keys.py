@@ -56,7 +56,6 @@ from screens.key_dialogs import (
     rotate_body,
 )
 from screens.key_view import (
-    PURPOSE_WIDTH,
     KeysRead,
     current_version,
     destroy_note,
@@ -74,6 +73,7 @@ from screens.rewrap_pane import RewrapEnded, RewrapPane, RewrapProgress
 from screens.secure import ceremony_blocked
 
 CENSUS_EVERY = 2.0  # seconds between census reads while a rewrap runs
+NARROW = 100  # columns: below this the tables leave out the backend, current and created
 READ_GROUP = "keys-read"
 
 
@@ -165,11 +165,22 @@ class KeysScreen(Screen[None]):
             keks = Vertical(id="keys-keks", classes="box")
             keks.border_title = "KEKs"
             with keks:
-                yield CursorTable(id="keks-table", cursor_type="row", zebra_stripes=True)
+                yield CursorTable(
+                    id="keks-table",
+                    cursor_type="row",
+                    zebra_stripes=True,
+                    flex="purpose",
+                    hide_below={"backend": NARROW, "current": NARROW},
+                )
             versions = Vertical(id="keys-versions", classes="box")
             versions.border_title = "Versions"
             with versions:
-                yield CursorTable(id="versions-table", cursor_type="row")
+                yield CursorTable(
+                    id="versions-table",
+                    cursor_type="row",
+                    flex="fingerprint",
+                    hide_below={"created": NARROW},
+                )
                 yield Static("", id="versions-note")
             yield self.rewrap
             history = Vertical(id="keys-history", classes="box")
@@ -181,11 +192,27 @@ class KeysScreen(Screen[None]):
 
     def on_mount(self) -> None:
         keks = self.query_one("#keks-table", DataTable)
-        keks.add_columns("KEK", "Backend", "Suite", "Current", "DEKs", "Last rotated", "Next due")
-        keks.add_column("Purpose", width=PURPOSE_WIDTH)
-        self.query_one("#versions-table", DataTable).add_columns(
-            "Version", "State", "Created (UTC)", "Fingerprint", "DEKs", "Retired / destroyed"
-        )
+        for title, key in (
+            ("KEK", "kek"),
+            ("Backend", "backend"),
+            ("Suite", "suite"),
+            ("Current", "current"),
+            ("DEKs", "deks"),
+            ("Last rotated", "last"),
+            ("Next due", "due"),
+            ("Purpose", "purpose"),
+        ):
+            keks.add_column(title, key=key)
+        versions = self.query_one("#versions-table", DataTable)
+        for title, key in (
+            ("Version", "version"),
+            ("State", "state"),
+            ("Created (UTC)", "created"),
+            ("Fingerprint", "fingerprint"),
+            ("DEKs", "deks"),
+            ("Retired / destroyed", "end"),
+        ):
+            versions.add_column(title, key=key)
         # the first read, here on the UI thread: the lists are there for the first frame
         # (and the first key), and no rewrap of this screen can run before it opens
         try:

@@ -352,15 +352,29 @@ class PeopleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield SessionBar()
-        yield CursorTable(id="people-table", cursor_type="row", zebra_stripes=True)
+        yield CursorTable(
+            id="people-table",
+            cursor_type="row",
+            zebra_stripes=True,
+            flex="enrolled",
+            hide_below={"kind": 100, "keys": 100},
+        )
         yield Static("", id="people-detail", classes="box", markup=False)
         yield AppFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns(
-            "Name", "Roles", "Kind", "State", "Signing key", "Keys", "TOTP", "Enrolled (UTC)"
-        )
+        for title, key in (
+            ("Name", "name"),
+            ("Roles", "roles"),
+            ("Kind", "kind"),
+            ("State", "state"),
+            ("Signing key", "key"),
+            ("Keys", "keys"),
+            ("TOTP", "totp"),
+            ("Enrolled (UTC)", "enrolled"),
+        ):
+            table.add_column(title, key=key)
         self.reload()
 
     def reload(self, select: str | None = None) -> None:

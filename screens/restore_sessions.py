@@ -147,7 +147,12 @@ class SessionsPane(TabPane):
         self._reason_width = 30
 
     def compose(self) -> ComposeResult:
-        yield CursorTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
+        yield CursorTable(
+            id="sessions-table",
+            cursor_type="row",
+            zebra_stripes=True,
+            hide_below={"created": 110, "results": 90},
+        )
         with Vertical(id="session-box", classes="box"):
             yield Static("", id="session-summary")
             with Horizontal(id="session-progress-row"):
@@ -213,7 +218,7 @@ class SessionsPane(TabPane):
                 Text(safe(r.requester)),
                 Text(when(r.created_at)),
                 Text(r.state, style=STATE_STYLE.get(r.state, "")),
-                Text(str(len(r.backups)), justify="right"),
+                Text(f"{len(r.backups):,}", justify="right"),
                 Text(session_note(r, now)),
                 Text(results_note(r)),
                 key=r.id,
@@ -432,7 +437,7 @@ class SessionsPane(TabPane):
             done = len(self.run_results)
             r = self.shown_request()
             n = len(r.backups) if r is not None else done
-            self._status(f"Restoring: {done} of {n} done, {human_size(message.done)} written")
+            self._status(f"Restoring: {done:,} of {n:,} done, {human_size(message.done)} written")
 
     def _status(self, text: str | None = None, style: str | None = None) -> None:
         """Set (when given) and show the line beside the progress bar."""
@@ -465,7 +470,7 @@ class SessionsPane(TabPane):
             if report.cancelled:
                 self.run_style = "yellow"
                 self.run_status = (
-                    f"Stopped: {ok} restored, {failed} failed. The session stays open; "
+                    f"Stopped: {ok:,} restored, {failed:,} failed. The session stays open; "
                     "Ctrl+E runs the rest."
                 )
             else:
@@ -473,8 +478,8 @@ class SessionsPane(TabPane):
                 bar.update(total=total, progress=total)
                 self.run_style = "bold red" if failed else "green"
                 self.run_status = (
-                    f"Done: {ok} restored, {failed} failed"
-                    + (f", {len(report.skipped)} restored earlier" if report.skipped else "")
+                    f"Done: {ok:,} restored, {failed:,} failed"
+                    + (f", {len(report.skipped):,} restored earlier" if report.skipped else "")
                     + (
                         f". The session stays open: {report.kept_open}."
                         if report.kept_open

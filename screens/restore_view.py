@@ -93,7 +93,7 @@ def results_note(r: Request) -> str:
         return "-"
     ok = sum(1 for x in res if x.outcome == "ok")
     failed = sum(1 for x in res if x.outcome == "failed")
-    return f"{ok} ok, {failed} failed" if failed else f"{ok} ok"
+    return f"{ok:,} ok, {failed:,} failed" if failed else f"{ok:,} ok"
 
 
 def state_line(r: Request, now: float) -> str:

@@ -121,7 +121,12 @@ class RestoresScreen(Screen[None]):
         with TabbedContent(initial=initial, id="restores-tabs"):
             with TabPane("Approvals", id="approvals"):
                 yield Static("", id="approvals-hint")
-                yield CursorTable(id="approvals-table", cursor_type="row", zebra_stripes=True)
+                yield CursorTable(
+                    id="approvals-table",
+                    cursor_type="row",
+                    zebra_stripes=True,
+                    hide_below={"created": 110, "expires": 90},
+                )
                 with VerticalScroll(id="approvals-detail", classes="box"):
                     yield Static("", id="approvals-request")
             yield self.sessions

@@ -90,7 +90,7 @@ def _print_request(svc: Service, r: Request) -> None:
     say(f"reason    {r.reason!r}")
     if r.kind == "restore":
         say(f"target    {r.target}")
-        say(f"backups   {len(r.backups)}:")
+        say(f"backups   {len(r.backups):,}:")
         for bid in r.backups:
             file = r.payload.get("files", {}).get(bid, bid)
             try:
@@ -136,7 +136,7 @@ def cmd_restore_request(args: argparse.Namespace) -> int:
             print(json.dumps(_request_json(r), indent=2))
             return 0
         say(
-            f"request {r.id} opened: {len(r.backups)} backup(s) into {r.target}; "
+            f"request {r.id} opened: {len(r.backups):,} backup(s) into {r.target}; "
             f"needs {r.quorum} custodians' approval before {r.expires_at[:19]}Z"
         )
         say(f"custodians approve with: {PROG} approve {r.id[:8]} --as NAME")
