@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -29,6 +30,7 @@ from screens.chrome import AppFooter, SessionBar
 from screens.format import parse_stamp, safe, when
 
 Clock = Callable[[], datetime]
+NARROW_BELOW = 100  # columns
 
 
 def utc_now() -> datetime:
@@ -253,6 +255,10 @@ class DashboardScreen(Screen[None]):
                 ),
                 classes="rewrap warn",
             )
+
+    def on_resize(self, event: events.Resize) -> None:
+        # below 100 columns the policy goes under the home: side by side, both wrap
+        self.set_class(event.size.width < NARROW_BELOW, "-narrow")
 
     # ------------------------------------------------------------------ actions
 
