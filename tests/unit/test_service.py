@@ -31,6 +31,14 @@ from custodian.service import Service
 from tests.conftest import Cast, approved_session
 
 
+def _out(tmp: Path) -> Path:
+    """Where restores go: not the directory that holds the containers (a request into
+    a directory that already holds a backup's restore name is refused)."""
+    d = tmp / "restore"
+    d.mkdir(exist_ok=True)
+    return d
+
+
 def _enc(svc: Service, tmp: Path, data: bytes, name: str = "b.cbk", **kw: Any) -> Backup:
     by = svc.auth.unlock("bot", None)
     return svc.backups.encrypt(io.BytesIO(data), tmp / name, by=by, label=name, **kw)
@@ -94,9 +102,9 @@ def test_encrypt_records_and_decrypts_under_each_version(
     assert (b1.kek_version, b2.kek_version, v2.version) == (1, 2, 2)
     census = {v.version: v.dek_count for v in svc.keys.get("backups").versions}
     assert census == {1: 1, 2: 1}
-    session = approved_session(svc, cast, [b1.id, b2.id], tmp_path)
+    session = approved_session(svc, cast, [b1.id, b2.id], _out(tmp_path))
     for b, data in ((b1, b"one" * 1000), (b2, b"two" * 1000)):
-        out = tmp_path / f"{b.id}.out"
+        out = _out(tmp_path) / f"{b.id}.out"
         w = svc.restores._decrypt_backup(b, out, session=session)
         assert out.read_bytes() == data
         assert w.sha256 == b.container_sha256
@@ -105,7 +113,7 @@ def test_encrypt_records_and_decrypts_under_each_version(
 def test_every_backup_gets_its_own_dek(svc: Service, tmp_path: Path, cast: Cast) -> None:
     a = _enc(svc, tmp_path, b"same", "a.cbk")
     b = _enc(svc, tmp_path, b"same", "b.cbk")
-    session = approved_session(svc, cast, [a.id, b.id], tmp_path)
+    session = approved_session(svc, cast, [a.id, b.id], _out(tmp_path))
     da, db = svc.restores._unwrap(a, session=session), svc.restores._unwrap(b, session=session)
     assert da != db
     assert "redacted" in repr(da) and bytes(da.reveal()).hex() not in repr(da)
@@ -132,10 +140,10 @@ def test_swapped_wrapped_dek_does_not_unwrap(svc: Service, tmp_path: Path, cast:
     a = _enc(svc, tmp_path, b"a", "a.cbk")
     b = _enc(svc, tmp_path, b"b", "b.cbk")
     forged = replace(a, wrapped_dek=b.wrapped_dek)
-    session = approved_session(svc, cast, [a.id], tmp_path)
+    session = approved_session(svc, cast, [a.id], _out(tmp_path))
     with pytest.raises(UnwrapError, match="bound to another backup"):
-        svc.restores._decrypt_backup(forged, tmp_path / "out", session=session)
-    assert not (tmp_path / "out").exists()
+        svc.restores._decrypt_backup(forged, _out(tmp_path) / "out", session=session)
+    assert not (_out(tmp_path) / "out").exists()
 
 
 def test_wrong_kek_version_does_not_unwrap(
@@ -143,46 +151,50 @@ def test_wrong_kek_version_does_not_unwrap(
 ) -> None:
     a = _enc(svc, tmp_path, b"a", "a.cbk")
     svc.keys.add_version("backups", by=alice)
-    session = approved_session(svc, cast, [a.id], tmp_path)
+    session = approved_session(svc, cast, [a.id], _out(tmp_path))
     with pytest.raises(UnwrapError):
-        svc.restores._decrypt_backup(replace(a, kek_version=2), tmp_path / "out", session=session)
-    assert not (tmp_path / "out").exists()
+        svc.restores._decrypt_backup(
+            replace(a, kek_version=2), _out(tmp_path) / "out", session=session
+        )
+    assert not (_out(tmp_path) / "out").exists()
 
 
 def test_header_of_another_backup_is_refused(svc: Service, tmp_path: Path, cast: Cast) -> None:
     a = _enc(svc, tmp_path, b"a" * 5000, "a.cbk")
     b = _enc(svc, tmp_path, b"b" * 5000, "b.cbk")
     moved = replace(a, location=b.location)
-    session = approved_session(svc, cast, [a.id], tmp_path)
+    session = approved_session(svc, cast, [a.id], _out(tmp_path))
     with pytest.raises(ContainerError, match="another backup"):
-        svc.restores._decrypt_backup(moved, tmp_path / "out", session=session)
-    assert not (tmp_path / "out").exists()
+        svc.restores._decrypt_backup(moved, _out(tmp_path) / "out", session=session)
+    assert not (_out(tmp_path) / "out").exists()
 
 
 def test_flipped_byte_in_stored_container_writes_no_plaintext(
     svc: Service, tmp_path: Path, cast: Cast
 ) -> None:
     a = _enc(svc, tmp_path, os.urandom(3 * 1024 * 1024), "a.cbk", chunk_size=1024 * 1024)
-    session = approved_session(svc, cast, [a.id], tmp_path)
+    session = approved_session(svc, cast, [a.id], _out(tmp_path))
     p = Path(a.location)
     data = bytearray(p.read_bytes())
     data[len(data) // 2] ^= 0x40
     p.write_bytes(data)
     with pytest.raises(ContainerError, match="chunk 1"):
-        svc.restores._decrypt_backup(a, tmp_path / "out", session=session)
-    assert sorted(x.name for x in tmp_path.iterdir() if x.name.startswith((".out", "out"))) == []
+        svc.restores._decrypt_backup(a, _out(tmp_path) / "out", session=session)
+    assert (
+        sorted(x.name for x in _out(tmp_path).iterdir() if x.name.startswith((".out", "out"))) == []
+    )
 
 
 def test_container_replaced_by_an_older_copy_fails_the_hash(
     svc: Service, tmp_path: Path, cast: Cast
 ) -> None:
     a = _enc(svc, tmp_path, b"a" * 100, "a.cbk")
-    session = approved_session(svc, cast, [a.id], tmp_path)
+    session = approved_session(svc, cast, [a.id], _out(tmp_path))
     with pytest.raises(ContainerError, match="digest differs"):
         svc.restores._decrypt_backup(
-            replace(a, container_sha256="0" * 64), tmp_path / "out", session=session
+            replace(a, container_sha256="0" * 64), _out(tmp_path) / "out", session=session
         )
-    assert not (tmp_path / "out").exists()
+    assert not (_out(tmp_path) / "out").exists()
 
 
 def test_import_rebuilds_a_lost_catalog_entry(svc: Service, tmp_path: Path, cast: Cast) -> None:
@@ -196,9 +208,9 @@ def test_import_rebuilds_a_lost_catalog_entry(svc: Service, tmp_path: Path, cast
         a.wrapped_dek,
         a.container_sha256,
     )
-    session = approved_session(svc, cast, [b.id], tmp_path)
-    svc.restores._decrypt_backup(b, tmp_path / "out", session=session)
-    assert (tmp_path / "out").read_bytes() == b"payload" * 50
+    session = approved_session(svc, cast, [b.id], _out(tmp_path))
+    svc.restores._decrypt_backup(b, _out(tmp_path) / "out", session=session)
+    assert (_out(tmp_path) / "out").read_bytes() == b"payload" * 50
     with pytest.raises(ConflictError, match="already in the catalog"):
         svc.backups.import_file(Path(b.location), by=svc.auth.unlock("bot", None))
 
@@ -309,9 +321,9 @@ def test_a_home_may_name_containers_by_whole_file_sha256(
     svc.ctx.config = replace(svc.config, container_digest="tags")
     b = _enc(svc, tmp_path, b"new" * 500, "new.cbk")
     assert b.container_sha256.startswith("t1:")
-    session = approved_session(svc, cast, [a.id, b.id], tmp_path)
+    session = approved_session(svc, cast, [a.id, b.id], _out(tmp_path))
     for x, data in ((a, b"old" * 500), (b, b"new" * 500)):
-        out = tmp_path / f"{x.id}.out"
+        out = _out(tmp_path) / f"{x.id}.out"
         assert svc.restores._decrypt_backup(x, out, session=session).sha256 == x.container_sha256
         assert out.read_bytes() == data
     bad = svc.home.config.read_text().replace('"sha256"', '"md5"')
