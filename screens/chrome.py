@@ -75,6 +75,13 @@ class CursorTable(DataTable[Any]):
         self.hide_below = hide_below or {}
         self._hidden: dict[str, tuple[bool, int]] = {}  # column -> its width before
 
+    def add_column(
+        self, label: Any, *, width: int | None = None, key: str | None = None, default: Any = None
+    ) -> Any:
+        """A column whose title, too, ends in '…' when the column is narrower."""
+        title = Text(label, no_wrap=True, overflow="ellipsis") if isinstance(label, str) else label
+        return super().add_column(title, width=width, key=key, default=default)
+
     def add_row(
         self, *cells: Any, height: int | None = 1, key: str | None = None, label: Any = None
     ) -> Any:
@@ -110,7 +117,7 @@ class CursorTable(DataTable[Any]):
             else:
                 hidden.auto_width, hidden.width = self._hidden.pop(key)
             self._changed_widths()
-        if self.flex is None or self.flex not in self.columns:
+        if self.flex is None or self.flex not in self.columns or self.flex in self._hidden:
             return
         col = self.columns[self.flex]  # type: ignore[index]
         others = sum(c.get_render_width(self) for k, c in self.columns.items() if k != self.flex)

@@ -317,11 +317,16 @@ class Dialog(ModalScreen[ResultT]):
             return
         self.app.call_from_thread(self._finish, result)
 
+    def refusal(self, message: str) -> str:
+        """What the error line says of the service's refusal ``message`` (a dialog adds
+        what was cleared and must be typed again)."""
+        return message
+
     def _refused(self, message: str) -> None:
         self._stepping = False
         if not self.is_attached:  # closed meanwhile (signing out closes every dialog)
             return
-        self.error(message)
+        self.error(self.refusal(message))
         self.ok_button.disabled = False
         if self._refocus:
             self.query_one(self._refocus).focus()

@@ -424,7 +424,7 @@ def retire_body(k: Kek, v: KekVersion, wait_days: int, quorum: int) -> Renderabl
         ),
         Text(""),
         Text(
-            f"A retired version unwraps nothing from then on. {when_destroyed} its key "
+            f"A retired version unwraps nothing any more. {when_destroyed} its key "
             f"material may be destroyed, with the approval of {quorum} other custodians.",
             style="dim",
         ),
@@ -468,7 +468,12 @@ class DestroyRequestDialog(KeyDialog):
                 ("Version", f"v{v.version} ({v.state})"),
                 ("Fingerprint", fingerprint_text(v.fingerprint)),
                 ("Retired (UTC)", when(v.retired_at or "") or "-"),
-                ("Waiting period", f"{waiting_period(self.wait_days)}: over"),
+                (
+                    "Waiting period",
+                    "none on this home (7 days on a new home)"
+                    if self.wait_days == 0
+                    else f"{self.wait_days} day{'s' if self.wait_days != 1 else ''}: over",
+                ),
                 ("DEKs under it", f"{v.dek_count:,}"),
             ),
             id="destroy-pairs",

@@ -170,7 +170,8 @@ class KeysScreen(Screen[None]):
                     cursor_type="row",
                     zebra_stripes=True,
                     flex="purpose",
-                    hide_below={"backend": NARROW, "current": NARROW},
+                    # the purpose is in the dashboard and the ceremonies' dialogs
+                    hide_below={"backend": NARROW, "current": NARROW, "purpose": 90},
                 )
             versions = Vertical(id="keys-versions", classes="box")
             versions.border_title = "Versions"
@@ -440,13 +441,14 @@ class KeysScreen(Screen[None]):
         if not isinstance(kek, Kek):
             return
         await self.refreshed(select=kek.name)
+        # the dialog says it all; a toast at the same time would cover its button (80x24)
+        await self.app.push_screen_wait(KekCreated(kek))
         self.notify(
             f"KEK {kek.name} v1 generated ({kek.suite}); "
             f"fingerprint {kek.versions[0].fingerprint}.",
             title="KEK generated",
             markup=False,
         )
-        await self.app.push_screen_wait(KekCreated(kek))
 
     # ------------------------------------------------------------------ rotation
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -28,7 +29,7 @@ from custodian.people import Actor
 from custodian.service import Service
 from screens.backup_table import BackupQuery, BackupTable, MarkingBackupTable
 from screens.chrome import AppFooter, SessionBar
-from screens.format import fit, human_size, safe, short_id
+from screens.format import human_size, safe, short_id
 from screens.restore_dialogs import RequestDialog
 from screens.restore_view import acting
 
@@ -123,7 +124,7 @@ class RequestScreen(Screen[Request | None]):
             text.append(f" matching “{safe(self.query_state.text)}”")
         text.append("  ·  ")
         text.append(f"{n} marked", style="bold" if n else "")
-        text.append("  ·  space or enter marks a backup; Ctrl+R asks for their restore")
+        text.append("  ·  space marks; Ctrl+R asks for their restore")
         self.query_one("#request-counts", Static).update(text)
         marked = self.query_one("#request-marked", Static)
         if not n:
@@ -131,14 +132,21 @@ class RequestScreen(Screen[Request | None]):
             return
         backups = list(self.marks.values())
         size = sum(b.size for b in backups if b.size >= 0)
-        lines = [
-            f"● {short_id(b.id)}  {fit(safe(b.label), 48)}  {human_size(b.size):>10}  "
-            f"{safe(b.kek)} v{b.kek_version}"
-            for b in backups[:SHOWN_MARKS]
-        ]
+        t = Table(box=None, show_header=False, padding=(0, 1), pad_edge=False, expand=True)
+        t.add_column(no_wrap=True)
+        t.add_column(ratio=1, no_wrap=True, overflow="ellipsis")  # the label: cut with '…'
+        t.add_column(justify="right", no_wrap=True)
+        t.add_column(no_wrap=True)
+        for b in backups[:SHOWN_MARKS]:
+            t.add_row(
+                f"● {short_id(b.id)}",
+                Text(safe(b.label)),
+                human_size(b.size),
+                f"{safe(b.kek)} v{b.kek_version}",
+            )
         if n > SHOWN_MARKS:
-            lines.append(f"  and {n - SHOWN_MARKS} more")
-        marked.update(Text("\n".join(lines)))
+            t.add_row("", Text(f"and {n - SHOWN_MARKS:,} more"), "", "")
+        marked.update(t)
         marked.border_subtitle = f"{n} backup{'s' if n != 1 else ''}, {human_size(size)}"
 
     def on_marking_backup_table_marks_changed(self, event: MarkingBackupTable.MarksChanged) -> None:

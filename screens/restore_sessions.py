@@ -152,13 +152,18 @@ class SessionsPane(TabPane):
             cursor_type="row",
             zebra_stripes=True,
             hide_below={"created": 110, "results": 90},
+            flex="session",
         )
         with Vertical(id="session-box", classes="box"):
             yield Static("", id="session-summary")
             with Horizontal(id="session-progress-row"):
                 yield ProgressBar(id="session-progress", show_eta=False)
                 yield Static("", id="session-status")
-            yield CursorTable(id="results-table", cursor_type="row")
+            # the reason of the highlighted row is in full under the table: below 110
+            # columns its own column goes, and the label takes what the others leave
+            yield CursorTable(
+                id="results-table", cursor_type="row", flex="label", hide_below={"reason": 110}
+            )
             yield Static("", id="result-reason")
 
     def set_up(self) -> None:
@@ -363,16 +368,10 @@ class SessionsPane(TabPane):
             label.update(Text(f"✗ {safe(res.reason)}", style="red"))
 
     def fit_reason_column(self, width: int) -> None:
-        """The Reason column takes what the others leave of ``width`` (the screen's); the
-        full text is shown below."""
-        table = self.query_one("#results-table", DataTable)
-        reason = table.columns.get(self._reason_column)
-        if reason is None:
-            return
-        others = sum(c.width + 2 for key, c in table.columns.items() if key != self._reason_column)
-        reason.auto_width = False
-        reason.width = self._reason_width = max(20, width - BOX_CHROME - others - 2)
-        table.refresh()
+        """The label takes what the other columns leave (CursorTable's flex); the Reason
+        column keeps its width, and below 110 columns it goes (the highlighted row's
+        reason is in full under the table)."""
+        self.query_one("#results-table", CursorTable).fit_flex()
 
     # ------------------------------------------------------------ the run
 

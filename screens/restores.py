@@ -126,6 +126,7 @@ class RestoresScreen(Screen[None]):
                     cursor_type="row",
                     zebra_stripes=True,
                     hide_below={"created": 110, "expires": 90},
+                    flex="note",
                 )
                 with VerticalScroll(id="approvals-detail", classes="box"):
                     yield Static("", id="approvals-request")

@@ -39,7 +39,7 @@ class SignInScreen(Dialog[Actor | None]):
     def body(self) -> ComposeResult:
         yield Label("Person", classes="field-name")
         yield OptionList(
-            *[Option(f"{p.name}  ({', '.join(p.roles)})", id=p.name) for p in self.people],
+            *[Option(f"  {p.name}  ({', '.join(p.roles)})", id=p.name) for p in self.people],
             id="signin-person",
         )
         yield Label("Passphrase", classes="field-name")
@@ -61,6 +61,17 @@ class SignInScreen(Dialog[Actor | None]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.query_one("#signin-passphrase").focus()
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        """The highlighted person carries a glyph (▶), not a colour only."""
+        people = event.option_list
+        for i, p in enumerate(self.people):
+            mark = "▶ " if i == event.option_index else "  "
+            people.replace_option_prompt_at_index(i, f"{mark}{p.name}  ({', '.join(p.roles)})")
+
+    def refusal(self, message: str) -> str:
+        # the passphrase was read once and cleared, whatever the answer
+        return f"{message} Type your passphrase again (it was cleared), then the code."
 
     def submit(self) -> None:
         people = self.query_one("#signin-person", OptionList)

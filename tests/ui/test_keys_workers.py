@@ -141,6 +141,7 @@ async def test_generating_a_kek_keeps_the_ui_running_while_the_service_works(
         assert dialog.query_one("#code", Input).value == ""  # read once, already cleared
         slow.go.set()
         await wait_for(pilot, lambda: isinstance(app.screen, KekCreated))
+        await pilot.press("enter")  # Done
         await noted(pilot, "KEK generated")
     assert [k.name for k in ui_svc.keys.list()] == ["archive-2027", "backups"]
     assert ("keys.create", "keys.py", False) in slow.calls

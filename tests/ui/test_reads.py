@@ -110,3 +110,30 @@ async def test_the_cursor_and_the_checkboxes_have_glyphs(ui_svc: Service, ui_cas
         box.value = True
         await pilot.pause()
         assert box.BUTTON_INNER == "✓"
+
+
+async def test_sign_in_marks_the_person_and_says_what_to_type_again(
+    ui_svc: Service, ui_cast: Cast
+) -> None:
+    from textual.widgets import Input, OptionList
+
+    from screens.signin import SignInScreen
+
+    app = CustodianApp(ui_svc, clock=fixed_clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen))
+        dialog = app.screen
+        people = dialog.query_one("#signin-person", OptionList)
+        await pilot.press("down")
+        await pilot.pause()
+        prompts = [str(people.get_option_at_index(i).prompt) for i in range(people.option_count)]
+        assert prompts[1].startswith("▶ ") and all(p.startswith("  ") for p in prompts[:1])
+        await pilot.press("up", "enter")
+        dialog.query_one("#signin-passphrase", Input).value = ui_cast.alice.passphrase
+        dialog.query_one("#signin-code", Input).value = "000000"  # one wrong code
+        await pilot.click("#signin-ok")
+        await wait_for(pilot, lambda: "again" in str(dialog.query_one(".error", Static).render()))
+        said = str(dialog.query_one(".error", Static).render())
+        assert "Type your passphrase again (it was cleared), then the code." in said
+        assert dialog.query_one("#signin-passphrase", Input).value == ""
