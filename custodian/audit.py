@@ -424,7 +424,7 @@ class VerifyResult:
             cp = f"; {self.checkpoint}" if self.checkpoint else ""
             ab = f", {self.aborted} cancelled by a later entry" if self.aborted else ""
             return (
-                f"audit log verified: {self.entries} entries{ab}, chain and signatures "
+                f"audit log verified: {self.entries:,} entries{ab}, chain and signatures "
                 f"intact, {self.keys} signing keys known{cp}; head {self.head[:16]}…"
             )
         where = f"entry {self.first_bad}" if self.first_bad is not None else "the log"

@@ -33,7 +33,7 @@ from custodian.errors import CustodianError
 from custodian.people import Actor
 from custodian.service import Service
 from screens.chrome import CursorTable
-from screens.format import fit, human_size, safe, short_id, when
+from screens.format import human_size, safe, short_id, when
 from screens.restore_view import (
     latest_results,
     results_note,
@@ -218,7 +218,8 @@ class SessionsPane(TabPane):
         for r in rows:
             ready = runnable_by(r, name)
             table.add_row(
-                Text("▶", style="bold green") if ready else Text(""),
+                # ● ready for you (the approvals pane's mark); ▶ is the cursor's
+                Text("●", style="bold green") if ready else Text(""),
                 Text(short_id(r.id)),
                 Text(safe(r.requester)),
                 Text(when(r.created_at)),
@@ -335,13 +336,10 @@ class SessionsPane(TabPane):
             reason = res.reason if res is not None and res.outcome != "ok" else ""
             table.add_row(
                 Text(short_id(bid)),
-                Text(
-                    fit(safe(b.label), RESULT_LABEL) if b else "not in the catalog",
-                    style="" if b else "red",
-                ),
+                Text(safe(b.label) if b else "not in the catalog", style="" if b else "red"),
                 outcome,
                 Text(size, justify="right"),
-                Text(fit(safe(reason), self._reason_width) if reason else ""),
+                Text(safe(reason) if reason else ""),
                 key=bid,
             )
             self._result_rows.append((r, bid, res))

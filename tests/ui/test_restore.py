@@ -423,7 +423,7 @@ async def test_run_a_session_with_progress_and_a_tampered_backup(
         sign_in_directly(app, unlock(svc, cast.oscar))
         screen = await open_restores(pilot, app)
         sessions = screen.query_one("#sessions-table", DataTable)
-        assert cells(sessions, 0)[0] == "▶"  # ready to run, on top
+        assert cells(sessions, 0)[0] == "●"  # ready to run, on top (▶ is the cursor)
         summary = shown(screen.query_one("#session-summary", Static))
         assert "session open until" in summary and "min left" in summary
         assert "INC-9 [/b] restore test" in summary
