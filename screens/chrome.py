@@ -12,6 +12,7 @@ from textual.widgets._data_table import RowRenderables
 from textual.widgets._footer import FooterKey
 
 CURSOR_GLYPH = "▶"
+NAVIGATION_KEYS = ("f2", "f3", "f4", "f6", "f7", "f8", "f9")
 
 
 class SessionBar(Static):
@@ -162,15 +163,19 @@ class AppFooter(Footer):
         if wide != self.show_command_palette:
             self.show_command_palette = wide
 
+    def _place(self, a: Any) -> tuple[int, int]:
+        """F2 to F9 first, in order (whoever binds them: F6 on Restores is its other pane),
+        then the app's other keys (quit), then the screen's; stable within each."""
+        key = a.binding.key
+        if key in NAVIGATION_KEYS:
+            return (0, NAVIGATION_KEYS.index(key))
+        return (1, 0) if a.node is self.app else (2, 0)
+
     def compose(self) -> ComposeResult:
         if not self._bindings_ready:
             return
         active = self.screen.active_bindings
-        # stable: each side keeps its order; quit (ctrl+q, in the README) after the F-keys
-        app_first = sorted(
-            (a for a in active.values() if a.binding.show),
-            key=lambda a: (a.node is not self.app, a.binding.action == "quit"),
-        )
+        app_first = sorted((a for a in active.values() if a.binding.show), key=self._place)
         seen: set[str] = set()
         for _node, binding, enabled, tooltip in app_first:
             if binding.action in seen:  # one key per action, as Footer shows them

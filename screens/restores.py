@@ -80,6 +80,8 @@ class RestoresScreen(Screen[None]):
     SUB_TITLE = "Restores"
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        # F6 again, on this screen: the other pane (the tabs are not reached by keys)
+        Binding("f6", "other_pane", "Panes", tooltip="Switch Approvals and Sessions"),
         Binding("f5", "reload", "Reload"),
         # each pane shows its own keys (check_action); plain letters are aliases
         Binding("ctrl+a", "approve", "Approve", tooltip="Approve the highlighted request"),
@@ -187,6 +189,9 @@ class RestoresScreen(Screen[None]):
         if action == "new_request":
             return self.pane == "sessions"
         return True
+
+    def action_other_pane(self) -> None:
+        self.show_pane("sessions" if self.pane == "approvals" else "approvals")
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.refresh_bindings()

@@ -98,3 +98,15 @@ async def test_the_requester_reads_why_the_request_was_denied(
         await wait_for(pilot, lambda: screen.pane == "sessions")
         summary = shown(screen.query_one("#session-summary", Static))
         assert 'denied by bob: "no ticket for this" (final)' in summary
+
+
+async def test_f6_again_switches_the_panes(svc: Service, cast: Cast) -> None:  # noqa: F811
+    app = app_for(svc)
+    async with app.run_test(size=SIZE) as pilot:
+        sign_in_directly(app, unlock(svc, cast.alice))
+        screen = await open_restores(pilot, app)
+        assert screen.pane == "approvals"
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: screen.pane == "sessions")
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: screen.pane == "approvals")
