@@ -148,7 +148,8 @@ def test_the_waiting_period_is_said_in_words() -> None:
     c = Console(width=100, record=True)
     c.print(retire_body(k, v, 0, 2))
     seen = c.export_text()
-    assert "no waiting period" in seen and "unwraps nothing any more. From then on its key material may be destroyed" in seen
+    assert "no waiting period" in seen
+    assert "unwraps nothing any more. From then on its key material may be destroyed" in seen
 
 
 async def test_a_demo_home_states_its_destruction_wait(tmp_path: Any) -> None:
