@@ -218,3 +218,30 @@ def test_scope_hash_covers_every_signed_field() -> None:
         other = RL.Scope(**{**base.__dict__, field: value})
         assert RL.scope_hash(other) != h, field
     assert "redacted" in repr(RL.new_session_key(SUITE))
+
+
+def test_a_lock_with_no_one_to_lift_it_is_refused_before_anything_is_sealed() -> None:
+    """An early approver's lock goes to the holders who may still approve. With M <= N-1
+    and distinct approvers there is always one, but if the list were ever empty (every
+    other holder decided), the lock would be a release no one can lift: refused."""
+    w = World()
+    sk, scope = w.request()
+    alice = w.releases("alice", "req-1", scope, sk)
+    with pytest.raises(Q.QuorumError, match="at least one custodian"):
+        RL.lock(
+            alice,
+            home_id="home-1",
+            request_id="req-1",
+            scope=scope,
+            approver="alice",
+            recipients=[],
+        )
+    with pytest.raises(Q.QuorumError, match="own share"):
+        RL.lock(
+            alice,
+            home_id="home-1",
+            request_id="req-1",
+            scope=scope,
+            approver="alice",
+            recipients=w.recipients("alice", "bob"),
+        )
