@@ -134,6 +134,7 @@ class RequestInfo:
     session: str | None = None
     session_expires_at: str | None = None
     session_state: str | None = None
+    releases: dict[str, str] = field(default_factory=dict)  # blob name -> SHA-256, as signed
 
     @property
     def approvals(self) -> tuple[str, ...]:
@@ -509,6 +510,9 @@ class LogState:
             r.state = "denied"
             return ""
         r.decisions[actor] = "approve"
+        rel = d.get("releases")
+        if isinstance(rel, dict):  # the quorum shares this approval released (custody v2)
+            r.releases.update({str(k): str(v) for k, v in rel.items()})
         if len(r.approvals) < self.policy["approval_quorum"]:
             if d.get("state") != "open" or "destroyed" in d or "policy" in d:
                 return f"request {rid[:8]} acted on before its quorum"

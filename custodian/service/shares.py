@@ -229,14 +229,11 @@ def _release_info(
 
 
 def listed_releases(ctx: HomeContext, r: A.Request) -> dict[str, str]:
-    """The releases the signed approvals of ``r`` list: {blob name: SHA-256}."""
-    out: dict[str, str] = {}
-    for e in ctx.log.entries():
-        if e.get("action") == "request.approve" and e.get("subject") == f"request:{r.id}":
-            d = e.get("details")
-            if isinstance(d, dict) and isinstance(d.get("releases"), dict):
-                out.update({str(k): str(v) for k, v in d["releases"].items()})
-    return out
+    """The releases the signed approvals of ``r`` list: {blob name: SHA-256}, from the
+    ledger (entries whose hash chain and signatures held, read once per process), not
+    from a scan of the whole log at every run."""
+    info = ctx.ledger.verified().requests.get(r.id)
+    return dict(info.releases) if info is not None else {}
 
 
 def dek(ctx: HomeContext, r: A.Request, b: Backup, by: Actor) -> SecretBytes:

@@ -235,3 +235,35 @@ def test_verify_refuses_a_quorum_version_its_holders_did_not_sign(
         Q.Manifest(svc.config.home_id, "vault2", 1, d["suite"], 2, holders, "").digest()
         != (svc2["manifest"]["digest"])
     )
+
+
+def test_only_signed_approvals_vouch_for_a_release(
+    svc: Service, cast: Cast, vault: str, carol: Enrolled, tmp_path: Path, target: Path
+) -> None:
+    """The release hashes a run trusts come from the ledger (hash chain and signatures
+    checked), not from any line in the log file: a line an operator appends, listing a
+    release of his own making, vouches for nothing."""
+    import json
+
+    from custodian.service import shares
+
+    bid = _backup(svc, cast, tmp_path, vault)
+    r = svc.restores.request([bid], "INC-6", target, by=unlock(svc, cast.oscar))
+    svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+    name = f"release/{r.id}/{bid}/1"
+    forged = {
+        "action": "request.approve",
+        "subject": f"request:{r.id}",
+        "actor": "bob",
+        "seq": 10**6,
+        "details": {"releases": {name: "00" * 32}},
+    }
+    seg = sorted(svc.log.segments())[-1]
+    with open(seg, "a", encoding="utf-8") as f:
+        f.write(json.dumps(forged) + "\n")
+    try:
+        listed = shares.listed_releases(svc.ctx, svc.approvals.get(r.id))
+    except CustodianError as e:  # the ledger refuses a log that does not hold together
+        assert "does not hold together" in str(e)
+    else:
+        assert name not in listed
