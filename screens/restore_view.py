@@ -67,6 +67,10 @@ def what(r: Request) -> str:
         return f"restore {n} backup{'s' if n != 1 else ''}"
     if r.kind == "kek.destroy":
         return f"destroy {safe(str(r.payload.get('kek', '?')))} v{r.payload.get('version', '?')}"
+    if r.kind == "person.change":
+        from custodian.service.changes import describe
+
+        return safe(describe(r.payload))
     return safe(r.kind)
 
 
@@ -171,6 +175,14 @@ def describe_request(
         pairs.add_row("fingerprint", Text(safe(str(p.get("fingerprint", "")))))
     elif r.kind == "restore":
         pairs.add_row("target", Text(safe(r.target)))
+    elif r.kind == "person.change":
+        p = r.payload
+        pairs.add_row("changes", Text(what(r), style="bold"))
+        if p.get("key_id"):
+            pairs.add_row("new key", Text(f"{safe(str(p['key_id']))} (check it with "
+                                          f"{safe(str(p.get('person')))})"))  # fmt: skip
+        pairs.add_row("scope", Text(safe(str(p.get("scope", "")))[:32]))
+        pairs.add_row("never", Text(f"{safe(str(p.get('person')))}, whom it is about"))
     pairs.add_row(
         "quorum",
         Text(

@@ -88,6 +88,12 @@ class Completion:
     def __repr__(self) -> str:
         return f"<Completion {self.change} of {self.person} [secrets redacted]>"
 
+    @property
+    def name(self) -> str:
+        return self.person
+
+    replace_totp = False  # what the TOTP dialog of an enrolment reads
+
     __str__ = __repr__
 
     def uri(self, home_label: str) -> str:
