@@ -399,6 +399,46 @@ class ChangeRequest(Dialog[object]):
         self.dismiss((name, roles, reason))
 
 
+class SubjectCode(Dialog[object]):
+    """The subject of a new key someone else asked for shows it is them: a code of their
+    current authenticator. Returns the code."""
+
+    FRAME_ID = "subject-code"
+
+    def __init__(self, name: str, requester: str) -> None:
+        super().__init__()
+        self.subject = name
+        self.requester = requester
+
+    def heading(self) -> str:
+        return f"New signing key for {self.subject}: is it {self.subject}?"
+
+    def body(self) -> ComposeResult:
+        yield Static(
+            f"{self.requester} asked for this key. {self.subject}: type the code your "
+            "authenticator shows now, then choose the new passphrase. Lost the "
+            f"authenticator too? Cancel; {self.subject} asks with the command line (custodian "
+            f"people request key {self.subject}, no --as).",
+            markup=False,
+        )
+
+    def fields(self) -> ComposeResult:
+        yield Label(f"Current code of {self.subject}", classes="field-name")
+        yield CodeInput(id="subject-code")
+
+    def button_row(self) -> Horizontal:
+        return self.buttons("Next", "subject-code-ok", cancel_id="subject-code-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#subject-code").focus()
+
+    def submit(self) -> None:
+        field = self.query_one("#subject-code", CodeInput)
+        code = take_code(field)
+        if self.code_ok(code):
+            self.dismiss(code)
+
+
 class CompletionTotpStep(TotpStep):
     """The subject completes an approved enrolment or TOTP change: the new secret shows
     now, to them, and leaves the screen with this dialog."""
@@ -626,11 +666,19 @@ class PeopleScreen(Screen[None]):
         passphrase: SecretBytes | None = None
         try:
             if change in ("enrol", "key"):
+                code = None
+                if change == "key" and not pick.payload.get("key_id"):
+                    got_code = await self.app.push_screen_wait(SubjectCode(name, pick.requester))
+                    if not isinstance(got_code, str):
+                        return
+                    code = got_code
                 got = await self.app.push_screen_wait(NewPassphrase(name))
                 if not isinstance(got, SecretBytes):
                     return
                 passphrase = got
-                c = await asyncio.to_thread(changes.begin, pick.id, passphrase=passphrase)
+                c = await asyncio.to_thread(
+                    changes.begin, pick.id, passphrase=passphrase, code=code
+                )
             else:
                 c = changes.begin(pick.id, by=me)
         except CustodianError as e:

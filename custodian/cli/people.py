@@ -258,10 +258,14 @@ def cmd_people_complete(args: argparse.Namespace) -> int:
                 args.new_passphrase_fd,
                 "passphrase",
             )
-        elif change == "key":
+        subject_code = None
+        if change == "key" and not r.payload.get("key_id"):
+            # someone else asked: the subject shows it is them with their current code,
+            # then chooses (or is shown) the new passphrase
+            subject_code = code_input(args.totp_fd, name)
             pw = _new_passphrase(args, name, clear=True)
         try:
-            c = changes.begin(r.id, by=by, passphrase=pw)
+            c = changes.begin(r.id, by=by, passphrase=pw, code=subject_code)
         finally:
             if pw is not None:
                 pw.wipe()

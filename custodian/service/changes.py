@@ -260,11 +260,14 @@ class CredentialChanges:
                 payload.update(roles=list(new), **{"from": sorted(p.roles)})
             if change == "disable" or (change == "roles" and "custodian" not in (roles or ())):
                 others = [n for n in ctx.log_state().active_custodians() if n != name]
-                if p.has("custodian") and not others:
+                q = ctx.policy.approval_quorum
+                if p.has("custodian") and len(others) < q:
                     raise ctx.refused(
-                        by, ACTION, subject, "last active custodian",
-                        f"{name} is the last active custodian; enrol another first. "
-                        "Nothing was done.",
+                        by, ACTION, subject, f"{len(others)} custodians would remain",
+                        f"without {name} this home would have {len(others)} active "
+                        f"custodian(s), fewer than the quorum of {q}: nothing could be "
+                        "approved any more. Enrol another custodian first; nothing was done.",
+                        ConflictError,
                     )  # fmt: skip
             if change == "holder":
                 payload.update(self._holder_target(by, name, kek))
@@ -384,6 +387,9 @@ class CredentialChanges:
             ctx.catalog.set_person_state(name, "active")
         else:
             ctx.catalog.set_person_roles(name, tuple(r.payload["roles"]))
+            held = self.held_by(name)
+            if held and "custodian" not in r.payload["roles"]:
+                details["holder_of"] = held
         A.set_request_state(ctx.catalog.db, r.id, "done", ctx.now())
         details.update(
             state="done",
@@ -391,7 +397,10 @@ class CredentialChanges:
         )
 
     def _after_commit(self, r: A.Request) -> None:
-        if r.state == "done" and r.payload.get("change") == "disable":
+        lost = r.payload.get("change") == "disable" or (
+            r.payload.get("change") == "roles" and "custodian" not in r.payload.get("roles", ())
+        )
+        if r.state == "done" and lost:
             held = self.held_by(str(r.payload["person"]))
             if held:
                 self.on_holder_disabled(held, str(r.payload["person"]))
@@ -404,11 +413,17 @@ class CredentialChanges:
         *,
         by: Actor | None = None,
         passphrase: SecretBytes | None = None,
+        code: str | None = None,
     ) -> Completion:
         """The subject, in person, starts completing an approved change: an enrolment or
         a new key takes their (new) ``passphrase`` (the key it names opens with it, or one
         is made now); a new TOTP secret or holder key needs them unlocked (``by``). The new
-        secret exists only in the returned :class:`Completion` until :meth:`complete`."""
+        secret exists only in the returned :class:`Completion` until :meth:`complete`.
+
+        A new key that someone else asked for (the request names no key) also takes the
+        subject's current TOTP ``code``: otherwise whoever asked could complete it as
+        them. A subject who lost their authenticator too asks themselves
+        (:meth:`request_own_key`), with the new key made in front of the approvers."""
         ctx = self._ctx
         action = "person.change.complete"
         r = self._approvals.find(request_id, by, action)
@@ -447,6 +462,8 @@ class CredentialChanges:
                 signer = self._open_pending(name, str(r.payload["key_id"]), passphrase, roles)
                 key = None
             else:
+                if change == "key":
+                    self._subject_code(r, name, code)
                 key, signer = _make_key(ctx, name, passphrase, roles)
             totp = P.new_totp_secret() if change == "enrol" and kind == "person" else None
             return Completion(r, change, name, signer, key=key, totp=totp)
@@ -468,6 +485,19 @@ class CredentialChanges:
             personal_key=by.personal, recovery_public=None,
         )  # fmt: skip
         return Completion(r, change, name, by, holder=new)
+
+    def _subject_code(self, r: A.Request, name: str, code: str | None) -> None:
+        """The subject shows it is them with a code of their current authenticator."""
+        ctx = self._ctx
+        if not code:
+            raise ctx.refused(
+                None, "person.change.complete", f"request:{r.id}", "no code of the subject",
+                f"completing a new key that {r.requester} asked for needs {name}'s current "
+                f"TOTP code, which shows it is {name}. If {name} lost the authenticator too, "
+                f"cancel this request; {name} asks with: custodian people request key {name} "
+                "--reason TEXT (no --as). Nothing was done.", AuthError,
+            )  # fmt: skip
+        ctx.check_totp(Actor(name, (), "", None), code, "person.change.complete", f"request:{r.id}")
 
     def _open_pending(
         self, name: str, kid: str, passphrase: SecretBytes | None, roles: tuple[str, ...]

@@ -178,7 +178,8 @@ def test_a_completion_before_its_quorum_fails_verify(
     svc.ctx.record(forged, "person.key.replace", "person:bob", details={
         **new, "request": r.id, "scope": r.payload["scope"], "protection": "passphrase",
         "previous_key_id": None})  # fmt: skip
-    _verify_fails(svc, "completes request", "while it is open")
+    line = _verify_fails(svc, "completes request", "while it is open")
+    assert _example_verifier(svc) == (8, line)  # the independent verifier agrees
 
 
 def test_a_completion_with_another_key_than_approved_fails_verify(
@@ -368,3 +369,84 @@ def test_too_few_other_custodians_refuses_the_request(quorum_home: Service, cast
     assert r.quorum == 1
     with pytest.raises(CustodianError, match="reason"):
         svc.people.changes.request("disable", "oscar", by=alice, reason="  ")
+
+
+def test_whoever_asked_for_a_colleagues_new_key_cannot_complete_it_as_them(
+    quorum_home: Service, cast: Cast, carol: Enrolled
+) -> None:
+    """alice asks for a new key for bob, carol approves (believing bob will complete it
+    at the workstation), and alice completes it herself with a passphrase she chose:
+    refused without bob's current TOTP code (bob, who lost his authenticator too, asks
+    himself with the new key made in front of the approvers)."""
+    svc = quorum_home
+    alice = unlock(svc, cast.alice)
+    r = svc.people.changes.request("key", "bob", by=alice, reason="bob forgot it")
+    svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+    with pytest.raises(AuthError, match="needs bob's current TOTP code"):
+        svc.people.changes.begin(r.id, passphrase=_pw("alice chose this for bob herself"))
+    with pytest.raises(AuthError, match="not valid now"):
+        svc.people.changes.begin(
+            r.id, passphrase=_pw("alice chose this for bob herself"), code="000000"
+        )
+    assert len(svc.people.get("bob").keys) == 1
+    c = svc.people.changes.begin(r.id, passphrase=_pw(NEW_PW), code=next_code(svc, cast.bob))
+    p = svc.people.changes.complete(c)
+    assert len(p.keys) == 2
+    assert svc.audit.verify().ok
+
+
+def test_a_disable_that_would_leave_fewer_custodians_than_the_quorum_is_refused(
+    quorum_home: Service, cast: Cast, carol: Enrolled
+) -> None:
+    svc = quorum_home
+    alice = unlock(svc, cast.alice)
+    r = svc.people.changes.request("disable", "carol", by=alice, reason="left")
+    svc.approvals.approve(r.id, next_code(svc, cast.bob), by=unlock(svc, cast.bob))
+    with pytest.raises(ConflictError, match="fewer than the quorum"):
+        svc.people.changes.request("disable", "bob", by=alice, reason="left too")
+    with pytest.raises(ConflictError, match="fewer than the quorum"):
+        svc.people.changes.request("roles", "bob", by=alice, reason="x", roles=["operator"])
+
+
+def _example_verifier(svc: Service) -> tuple[int, str]:
+    import subprocess
+    import sys
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    r = subprocess.run(
+        [sys.executable, str(docs / "audit_verify_example.py"), str(svc.home.audit), "--strict"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return r.returncode, r.stdout.strip().splitlines()[-1]
+
+
+def test_the_example_verifier_follows_every_change_and_refuses_the_same_forgery(
+    quorum_home: Service, cast: Cast, carol: Enrolled
+) -> None:
+    """docs/audit_verify_example.py implements section 14: a log with a lost key, an
+    enrolment, a TOTP change, new roles and a disable verifies with both, with the same
+    summary; a direct change after bootstrap is refused by both with the same words."""
+    svc = quorum_home
+    alice = unlock(svc, cast.alice)
+    r = svc.people.changes.request_own_key("bob", _pw(NEW_PW), reason="forgot passphrase")
+    for who in (cast.alice, carol):
+        svc.approvals.approve(r.id, next_code(svc, who), by=unlock(svc, who))
+    svc.people.changes.complete(svc.people.changes.begin(r.id, passphrase=_pw(NEW_PW)))
+    r = svc.people.changes.request("enrol", "dave", by=alice, reason="new", roles=["custodian"])
+    svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+    c = svc.people.changes.begin(r.id, passphrase=_pw("dave test passphrase long enough"))
+    assert c.totp is not None
+    svc.people.changes.complete(c, P.hotp(c.totp, P.current_step(svc.clock())))
+    r = svc.people.changes.request("roles", "oscar", by=alice, reason="x",
+                                   roles=["auditor", "operator"])  # fmt: skip
+    svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+    r = svc.people.changes.request("disable", "audrey", by=alice, reason="left")
+    svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+    ours = svc.audit.verify()
+    assert ours.ok, ours.summary()
+    code, line = _example_verifier(svc)
+    assert code == 0 and line == ours.summary()
+    svc.ctx.record(alice, "person.disable", "person:oscar", details={"reason": "direct"})
+    code, line = _example_verifier(svc)
+    assert code == 8 and line == svc.audit.verify().summary()
+    assert "person.disable of oscar after bootstrap" in line
