@@ -183,13 +183,25 @@ def describe_request(
                                           f"{safe(str(p.get('person')))})"))  # fmt: skip
         pairs.add_row("scope", Text(safe(str(p.get("scope", "")))[:32]))
         pairs.add_row("never", Text(f"{safe(str(p.get('person')))}, whom it is about"))
-    pairs.add_row(
-        "quorum",
-        Text(
-            f"{r.quorum} custodians, each with a fresh TOTP code; never {safe(r.requester)}, "
-            "who asked"
-        ),
-    )
+    if r.kind == "person.change":
+        subject = safe(str(r.payload.get("person", "?")))
+        counts = r.requester != r.payload.get("person")  # a custodian asking for another
+        many = "custodian" if r.quorum == 1 else "custodians"
+        line = (
+            f"{r.quorum} more {many} besides {safe(r.requester)}, who asked and counts as one "
+            f"of {r.quorum + 1}; never {subject}"
+            if counts
+            else f"{r.quorum} {many} other than {subject}, who asked"
+        )
+        pairs.add_row("quorum", Text(line + "; each with a fresh TOTP code"))
+    else:
+        pairs.add_row(
+            "quorum",
+            Text(
+                f"{r.quorum} custodians, each with a fresh TOTP code; never "
+                f"{safe(r.requester)}, who asked"
+            ),
+        )
     if r.decisions:
         for i, d in enumerate(r.decisions):
             word = DECIDED.get(d.decision, d.decision)
