@@ -6,6 +6,13 @@ people; anyone may replace their own key or TOTP secret. While the home has no
 custodian, the first one may be enrolled without signing in (the home's own
 key signs that entry).
 
+That is bootstrap. Once the home has a quorum KEK, the same keys (n, k, t, d,
+and Ctrl+R for roles) ask instead (:class:`ChangeRequest`): a ``person.change``
+request that custodians other than its subject approve in the approvals inbox
+(F6). Ctrl+O completes an approved change in person (:class:`SubjectCode`,
+:class:`NewPassphrase`, :class:`CompletionTotpStep`): the new secret is made and
+shown only then, to its owner.
+
 Each ceremony is a chain of dialogs (on :class:`screens.dialogs.Dialog`)
 awaited in order by a small coordinator (an async worker of this screen).
 Secrets cross the dialogs as :class:`~custodian.secret.SecretBytes` or inside a

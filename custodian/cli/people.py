@@ -1,5 +1,10 @@
 """``custodian people``: enrol people and service identities, replace their
-signing keys and TOTP secrets, disable them, list them."""
+signing keys and TOTP secrets, disable them, list them.
+
+Those direct changes are for bootstrap (until the home's first quorum KEK). After
+it, ``people request CHANGE NAME`` asks for a change that custodians other than
+its subject approve (``custodian approve ID``), ``people complete ID`` is the
+subject completing it in person, and ``people changes`` lists them."""
 
 from __future__ import annotations
 
