@@ -490,6 +490,8 @@ class PeopleScreen(Screen[None]):
         Binding("f5", "reload", "Reload"),
     ]
 
+    _after_bootstrap = False
+
     def __init__(self, service: Service) -> None:
         super().__init__()
         self.service = service
@@ -523,7 +525,18 @@ class PeopleScreen(Screen[None]):
             table.add_column(title, key=key)
         self.reload()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Roles (Ctrl+R) and Complete (Ctrl+O) exist once changes are requests: they are
+        left out of the footer while the home is in bootstrap."""
+        if action in ("roles", "complete"):
+            return self._after_bootstrap
+        return True
+
     def reload(self, select: str | None = None) -> None:
+        after = self._requests()
+        if after != self._after_bootstrap:
+            self._after_bootstrap = after
+            self.refresh_bindings()
         table = self.query_one(DataTable)
         current = select or (self.selected.name if self.selected else None)
         try:
