@@ -46,7 +46,14 @@ HOME = "home"
 ROLES = ("custodian", "operator", "auditor")  # custodian.people.ROLES (a test keeps them equal)
 NAME_RE = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")  # custodian.people.NAME_RE
 KEY_ID_PREFIX = b"custodian signing key v1\0"
-KEY_ACTIONS = ("person.enrol", "person.key.replace", "person.disable", "person.enable")
+KEY_ACTIONS = (
+    "person.enrol",
+    "person.key.replace",
+    "person.disable",
+    "person.enable",
+    "person.totp.replace",
+    "person.holder.replace",
+)
 STATE_ACTIONS = frozenset(
     {
         "home.init",
@@ -134,6 +141,7 @@ class RequestInfo:
     session: str | None = None
     session_expires_at: str | None = None
     session_state: str | None = None
+    needed: int = 0  # approvals that complete it (0: the policy's quorum)
     releases: dict[str, str] = field(default_factory=dict)  # blob name -> SHA-256, as signed
 
     @property
@@ -157,6 +165,12 @@ class LogState:
         # (kek, version, manifest digest) -> the holders who signed that manifest
         self.manifest_signs: dict[tuple[str, int, str], set[str]] = {}
         self.last_seq = 0
+        # Credential changes under dual control (section "Credential changes"): the seq
+        # of the first quorum kek.create, which ends bootstrap (0: still in bootstrap);
+        # the holders of each quorum version; holder keys announced to replace one.
+        self.bootstrap_end = 0
+        self.holders: dict[tuple[str, int], tuple[str, ...]] = {}
+        self.next_holder_keys: dict[tuple[str, int, str], str] = {}
 
     # ------------------------------------------------------------ reading it
 
@@ -177,6 +191,12 @@ class LogState:
     def person_keys(self, name: str) -> dict[str, KeyInfo]:
         return {k: v for k, v in self.keys.items() if v.person == name}
 
+    @property
+    def in_bootstrap(self) -> bool:
+        """True until the first quorum KEK is created: until then people are enrolled
+        and changed directly; after it every change is a ``person.change`` request."""
+        return self.bootstrap_end == 0
+
     # ------------------------------------------------------------ the signer
 
     def signer(self, e: dict[str, Any]) -> tuple[str, bytes | None]:
@@ -193,6 +213,9 @@ class LogState:
             return "", pub
         k = self.keys.get(kid)
         if k is None:
+            own = _self_signed(e)
+            if own is not None:
+                return "", own
             return f"signed by key {kid[:12]}…, which no earlier entry enrolled", None
         if k.person != actor:
             return (
@@ -268,6 +291,22 @@ class LogState:
                 action, "it is never disabled or enabled"
             )
             return f"the home identity is not a person: {what}"
+        if isinstance(d.get("request"), str):
+            return self._person_completion(e, subject)
+        if not self.in_bootstrap:
+            return (
+                f"{action} of {subject} after bootstrap (it ended at entry "
+                f"{self.bootstrap_end}, the first quorum KEK) without an approved "
+                "person.change request"
+            )
+        if action in ("person.totp.replace", "person.holder.replace"):
+            if p is None:
+                return f"{action} of {subject}, who was never enrolled"
+            if action == "person.holder.replace":
+                return f"{subject}'s holder key was replaced while the home has no quorum KEK"
+            if actor != subject and not custodian:
+                return f"{actor} replaced {subject}'s TOTP without holding the custodian role"
+            return ""
         if action == "person.enrol":
             if not NAME_RE.fullmatch(subject):
                 return f"{subject!r} is not a valid person name"
@@ -423,6 +462,9 @@ class LogState:
             why = self._quorum_version(name, version, d)
             if why:
                 return why
+            self.holders[(name, version)] = tuple(str(h["name"]) for h in d["manifest"]["holders"])
+            if action == "kek.create" and not self.bootstrap_end:
+                self.bootstrap_end = seq  # the first quorum KEK: bootstrap is over
         k.versions[version] = VersionInfo(version, fp, "active", seq)
         return ""
 
@@ -460,7 +502,18 @@ class LogState:
                 return f"the request asks for {why}"
             if not self.is_custodian(e["actor"]):
                 return f"{e['actor']} asked to change the policy without the custodian role"
-        self.requests[rid] = RequestInfo(rid, kind, e["actor"], d, int(e["seq"]))
+        needed = 0
+        if kind == PERSON_CHANGE:
+            why = self._person_change_request(e)
+            if why:
+                return why
+            needed = approvals_needed(
+                self.policy["approval_quorum"],
+                e["actor"],
+                str(d["person"]),
+                self.is_custodian(e["actor"]) and e["key_id"] in self.keys,
+            )
+        self.requests[rid] = RequestInfo(rid, kind, e["actor"], d, int(e["seq"]), needed=needed)
         return ""
 
     def _decision(self, e: dict[str, Any]) -> str:
@@ -505,6 +558,8 @@ class LogState:
             return f"{actor} decided request {rid[:8]} twice"
         if r.kind == "person.unlock" and actor == r.details.get("person"):
             return f"{actor} decided the request to lift their own lockout"
+        if r.kind == PERSON_CHANGE and actor == r.details.get("person"):
+            return f"{actor} decided request {rid[:8]}, a change about themselves"
         if action == "request.deny":
             r.decisions[actor] = "deny"
             r.state = "denied"
@@ -513,11 +568,15 @@ class LogState:
         rel = d.get("releases")
         if isinstance(rel, dict):  # the quorum shares this approval released (custody v2)
             r.releases.update({str(k): str(v) for k, v in rel.items()})
-        if len(r.approvals) < self.policy["approval_quorum"]:
+        if len(r.approvals) < (r.needed or self.policy["approval_quorum"]):
             if d.get("state") != "open" or "destroyed" in d or "policy" in d:
+                return f"request {rid[:8]} acted on before its quorum"
+            if "person_change" in d:
                 return f"request {rid[:8]} acted on before its quorum"
             return ""
         r.state = "done" if r.kind in DONE_AT_QUORUM else "approved"
+        if r.kind == PERSON_CHANGE:
+            return self._person_change_at_quorum(r, d, seq)
         if r.kind == "restore":
             r.session = str(d["session"])
             r.session_expires_at = str(d["session_expires_at"])
@@ -540,6 +599,155 @@ class LogState:
             return f"request {rid[:8]} lifted the lockout of someone other than it named"
         return ""
 
+    # ------------------------------------------------------------ credential changes
+
+    def _person_change_request(self, e: dict[str, Any]) -> str:
+        """A ``person.change`` request: who may ask for which change of whom, and the
+        scope its approvals and its completion are bound to."""
+        actor, d = e["actor"], e["details"]
+        change, person = d.get("change"), d.get("person")
+        if change not in CHANGES or not isinstance(person, str):
+            return f"a person.change request asks for {str(change)[:20]!r}, not one of {CHANGES}"
+        if d.get("scope") != change_scope(d):
+            return "a person.change request's scope is not the hash of what it asks"
+        if person == HOME:
+            return "a person.change request names the home identity, which is not a person"
+        self_signed = e["key_id"] not in self.keys
+        if self_signed and (change != "key" or actor != person):
+            return "a request signed by a key no entry enrolled is not a lost-key request"
+        p = self.people.get(person)
+        if change == "enrol":
+            if not NAME_RE.fullmatch(person):
+                return f"{person!r} is not a valid person name"
+            if p is not None:
+                return f"a request asks to enrol {person}, who is already enrolled"
+            if not self.is_custodian(actor):
+                return f"{actor} asked to enrol {person} without holding the custodian role"
+            return _roles_problem(person, d.get("roles"), d.get("person_kind"))
+        if p is None or not (p.active or change == "enable"):
+            return f"a request asks to change {person}, who is not an enrolled, active person"
+        if actor != person and not self.is_custodian(actor):
+            return f"{actor} asked to change {person} without holding the custodian role"
+        if change == "roles":
+            if p.kind == "service":
+                return f"{person} is a service identity, which holds the operator role only"
+            return _roles_problem(person, d.get("roles"), p.kind)
+        if change == "holder":
+            kek, version = d.get("kek"), d.get("version")
+            if person not in self.holders.get((str(kek), _int(version)), ()):
+                return (
+                    f"a request asks to replace {person}'s holder key of {kek} v{version}, "
+                    "which they do not hold"
+                )
+        if change in ("totp", "holder") and p.kind != "person":
+            return f"{person} is a service identity: no TOTP and no holder key"
+        if change == "enable" and p.active:
+            return f"a request asks to enable {person}, who is not disabled"
+        return ""
+
+    def _person_change_at_quorum(self, r: RequestInfo, d: dict[str, Any], seq: int) -> str:
+        """The approval that completes a ``person.change``: a disable, an enable or a change
+        of roles takes effect with it; the others wait for their subject to complete them."""
+        change, person = str(r.details["change"]), str(r.details["person"])
+        if change not in AT_QUORUM_CHANGES:
+            if "person_change" in d:
+                return (
+                    f"request {r.id[:8]} changed {person} at its quorum; its subject completes it"
+                )
+            r.state = "approved"
+            return ""
+        want = {"change": change, "person": person, "scope": r.details["scope"]}
+        if d.get("person_change") != want or d.get("state") != "done":
+            return f"request {r.id[:8]} changed someone or something other than it asked"
+        r.state = "done"
+        p = self.people.get(person)
+        if p is None:
+            return f"request {r.id[:8]} changed {person}, who was never enrolled"
+        if change == "disable":
+            if not p.active:
+                return f"{person} was already disabled"
+            if "custodian" in p.roles and self.active_custodians() == [person]:
+                return f"disabling {person} leaves the home with no active custodian"
+            p.state, p.state_at = "disabled", seq
+        elif change == "enable":
+            if p.active:
+                return f"{person} is not disabled"
+            p.state, p.state_at = "active", seq
+        else:
+            roles = tuple(r.details["roles"])
+            if "custodian" not in roles and self.active_custodians() == [person]:
+                return f"{person}'s new roles leave the home with no active custodian"
+            p.roles = roles
+        return ""
+
+    def _person_completion(self, e: dict[str, Any], subject: str) -> str:
+        """The subject completes an approved request in person: an enrolment or a new signing
+        key is signed by the key it announces; a new TOTP or holder key by their own key."""
+        action, actor, seq, d = e["action"], e["actor"], int(e["seq"]), e["details"]
+        rid = str(d["request"])
+        r = self.requests.get(rid)
+        if r is None or r.kind != PERSON_CHANGE:
+            return (
+                f"{action} of {subject} names request {rid[:8]}, which is no person.change request"
+            )
+        change = str(r.details["change"])
+        if COMPLETED_BY.get(change) != action or r.details["person"] != subject:
+            return (
+                f"{action} of {subject} does not match request {rid[:8]} "
+                f"({change} of {r.details['person']})"
+            )
+        if r.state != "approved":
+            return f"{action} of {subject} completes request {rid[:8]} while it is {r.state}"
+        need = r.needed or self.policy["approval_quorum"]
+        others = [n for n in r.approvals if n not in (subject, r.requester)]
+        if len(others) < need:
+            return f"request {rid[:8]} has {len(others)} approvals of the {need} it needs"
+        if d.get("scope") != r.details["scope"]:
+            return f"{action} of {subject} is bound to another scope than request {rid[:8]}"
+        if actor != subject:
+            return f"{actor} completed request {rid[:8]}, which only {subject} completes, in person"
+        p = self.people.get(subject)
+        if action in ("person.enrol", "person.key.replace"):
+            if e["key_id"] != d.get("key_id"):
+                return f"{action} of {subject} is not signed by the key it announces"
+            want = r.details.get("key_id")
+            if want is not None and d["key_id"] != want:
+                return f"{action} of {subject} announces another key than request {rid[:8]} named"
+        if action == "person.enrol":
+            if p is not None:
+                return f"{subject} was already enrolled"
+            if list(d.get("roles", ())) != list(r.details["roles"]) or d.get(
+                "kind"
+            ) != r.details.get("person_kind"):
+                return (
+                    f"{subject} was enrolled with other roles or kind than request {rid[:8]} named"
+                )
+            why = self._new_key(subject, d, seq)
+            if why:
+                return why
+            self.people[subject] = PersonInfo(
+                subject, tuple(d["roles"]), str(d["kind"]), "active", d["key_id"], seq, seq
+            )
+        elif p is None or not p.active:
+            return f"{action} of {subject}, who is not an enrolled, active person"
+        elif action == "person.key.replace":
+            if d.get("previous_key_id") not in (None, p.key_id):
+                return f"previous_key_id is not {subject}'s current key"
+            why = self._new_key(subject, d, seq)
+            if why:
+                return why
+            p.key_id = d["key_id"]
+        elif action == "person.holder.replace":
+            kek, version = str(r.details["kek"]), _int(r.details["version"])
+            if (d.get("kek"), d.get("version")) != (kek, version):
+                return f"{action} of {subject} names another KEK version than request {rid[:8]}"
+            fp = d.get("fingerprint")
+            if not isinstance(fp, str) or not fp:
+                return f"{action} of {subject} announces no holder key fingerprint"
+            self.next_holder_keys[(kek, version, subject)] = fp
+        r.state = "done"
+        return ""
+
 
 def _subject(e: dict[str, Any], prefix: str) -> str:
     s = e["subject"]
@@ -555,6 +763,86 @@ def _policy_value(name: Any, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         return f"policy.{name} = {value!r}, outside {low} to {high} {unit}"
     return ""
+
+
+# ---------------------------------------------------------------- credential changes (issue 11)
+
+PERSON_CHANGE = "person.change"
+# What a person.change request may ask for, and the entry with which its subject
+# completes it in person (the others take effect at the approval completing the quorum).
+CHANGES = ("enrol", "key", "totp", "holder", "disable", "enable", "roles")
+COMPLETED_BY = {
+    "enrol": "person.enrol",
+    "key": "person.key.replace",
+    "totp": "person.totp.replace",
+    "holder": "person.holder.replace",
+}
+AT_QUORUM_CHANGES = ("disable", "enable", "roles")
+SCOPE_FIELDS = (
+    "change",
+    "person",
+    "roles",
+    "person_kind",
+    "key_id",
+    "public_key",
+    "kek",
+    "version",
+)
+SCOPE_LABEL = b"custodian/v2/person-change\0"
+
+
+def change_scope(d: dict[str, Any]) -> str:
+    """SHA-256 over what a person.change request asks (docs/audit-format.md, section 14):
+    the request entry, each approval (through the request id) and the completing entry
+    carry it, so a completion cannot change what was approved."""
+    fields = {k: d[k] for k in SCOPE_FIELDS if d.get(k) is not None}
+    body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(SCOPE_LABEL + body.encode()).hexdigest()
+
+
+def approvals_needed(quorum: int, requester: str, subject: str, requester_counts: bool) -> int:
+    """Approvals a change about ``subject`` needs: M custodians other than the subject, the
+    requester counting as one of them when they are a custodian and not the subject."""
+    return quorum - 1 if requester_counts and requester != subject else quorum
+
+
+def _self_signed(e: dict[str, Any]) -> bytes | None:
+    """The public key of an entry signed by the key it announces itself (a lost-key
+    request, the completion of an enrolment or of a key replacement), or None."""
+    d = e.get("details")
+    if not isinstance(d, dict) or d.get("key_id") != e.get("key_id"):
+        return None
+    action = e.get("action")
+    if action == "person.change.request":
+        if d.get("change") != "key" or d.get("person") != e.get("actor"):
+            return None
+    elif action not in ("person.enrol", "person.key.replace") or not isinstance(
+        d.get("request"), str
+    ):
+        return None
+    if not isinstance(d.get("public_key"), str):
+        return None
+    pub = base64.b64decode(d["public_key"], validate=True)
+    return pub if len(pub) == 32 and key_id(pub) == e["key_id"] else None
+
+
+def _roles_problem(person: str, roles: Any, kind: Any) -> str:
+    if (
+        not isinstance(roles, list)
+        or not roles
+        or any(r not in ROLES for r in roles)
+        or roles != sorted(set(roles))
+    ):
+        return f"{person}'s roles are not one or more of {', '.join(ROLES)}"
+    if kind not in ("person", "service"):
+        return f"{person}'s kind is {kind!r}, not person or service"
+    if kind == "service" and roles != ["operator"]:
+        return f"{person} is a service identity, which holds the operator role only"
+    return ""
+
+
+def _int(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else -1
 
 
 # ---------------------------------------------------------------- the per-process replay

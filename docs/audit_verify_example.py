@@ -12,7 +12,9 @@ It enforces the rules of section 7 step 11 (who may announce, replace, disable a
 enable which key) as custodian does. ``--strict`` adds one check custodian does not
 make (section 8): every line is byte-for-byte its canonical encoding. custodian's
 own verify also checks the rules of section 7 step 12 (KEK versions, the policy,
-decisions on requests), which this example leaves out.
+decisions on requests), which this example leaves out, except those of section 14
+(credential changes after bootstrap: a change of keys or roles completes an approved
+``person.change`` request).
 
 Exit status: 0 the log verifies, 8 it does not, 2 usage or unreadable input.
 """
@@ -128,6 +130,56 @@ CHECKPOINT_TYPES = {
 }
 
 
+PERSON_ACTIONS = (
+    "person.enrol",
+    "person.key.replace",
+    "person.disable",
+    "person.enable",
+    "person.totp.replace",
+    "person.holder.replace",
+)
+COMPLETED_BY = {
+    "enrol": "person.enrol",
+    "key": "person.key.replace",
+    "totp": "person.totp.replace",
+    "holder": "person.holder.replace",
+}
+SCOPE_FIELDS = (
+    "change",
+    "person",
+    "roles",
+    "person_kind",
+    "key_id",
+    "public_key",
+    "kek",
+    "version",
+)
+
+
+def change_scope(d: dict[str, Any]) -> str:
+    """Section 14: SHA-256 over what a person.change request asks."""
+    fields = {k: d[k] for k in SCOPE_FIELDS if d.get(k) is not None}
+    body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(b"custodian/v2/person-change\0" + body.encode()).hexdigest()
+
+
+def self_signed(e: dict[str, Any]) -> bytes | None:
+    """Section 14: the public key of an entry signed by the key it announces (a lost-key
+    request, the completion of an enrolment or of a new key), or None."""
+    d = e.get("details")
+    if not isinstance(d, dict) or d.get("key_id") != e.get("key_id"):
+        return None
+    if e["action"] == "person.change.request":
+        if d.get("change") != "key" or d.get("person") != e["actor"]:
+            return None
+    elif e["action"] not in ("person.enrol", "person.key.replace") or not isinstance(
+        d.get("request"), str
+    ):
+        return None
+    pub = base64.b64decode(d.get("public_key", ""), validate=True)
+    return pub if len(pub) == 32 and key_id(pub) == e["key_id"] else None
+
+
 def json_type(v: Any) -> str:
     if isinstance(v, bool):
         return "boolean"
@@ -144,6 +196,10 @@ class Verifier:
         self.n = 0
         self.head = GENESIS
         self.hash_at: dict[int, str] = {}
+        # section 14: where bootstrap ended, the quorum (policy), the person.change requests
+        self.bootstrap_end = 0
+        self.quorum = 2
+        self.requests: dict[str, dict[str, Any]] = {}
 
     # ---------------------------------------------------------------- reading
 
@@ -227,7 +283,12 @@ class Verifier:
             self.keys[kid] = Key(HOME, Ed25519PublicKey.from_public_bytes(pub), pub)
             self.people[HOME] = Person([], HOME, kid)
             self.home_id = str(e["details"].get("home_id", ""))
+            self.quorum = int(e["details"].get("policy", {}).get("approval_quorum", 2))
         k = self.keys.get(kid)
+        if k is None and seq > 1:
+            own = self_signed(e)  # section 14: a lost-key request, an enrolment completed
+            if own is not None:
+                k = Key(actor, Ed25519PublicKey.from_public_bytes(own), own)
         if k is None:
             raise Bad(seq, f"signed by key {kid[:12]}…, which no earlier entry enrolled")
         if k.person != actor:
@@ -275,12 +336,31 @@ class Verifier:
         action, actor, d = e["action"], e["actor"], e["details"]
         if action == "home.init":
             return "" if seq == 1 else "home.init appears only as entry 1"
-        if action not in ("person.enrol", "person.key.replace", "person.disable", "person.enable"):
+        if action == "person.change.request" or (
+            action == "request.approve" and e["subject"].removeprefix("request:") in self.requests
+        ):
+            return self.change_rules(e)
+        if action not in PERSON_ACTIONS:
             return ""
         if not e["subject"].startswith("person:"):
             return f"{action}'s subject {e['subject'][:60]!r} is not person:NAME"
         s = e["subject"].removeprefix("person:")
         p = self.people.get(s)
+        if s != HOME and isinstance(d.get("request"), str):
+            return self.completion_rules(e, s, p)
+        if s != HOME and self.bootstrap_end:
+            return (
+                f"{action} of {s} after bootstrap (it ended at entry {self.bootstrap_end}, the "
+                "first quorum KEK) without an approved person.change request"
+            )
+        if action in ("person.totp.replace", "person.holder.replace"):
+            if p is None:
+                return f"{action} of {s}, who was never enrolled"
+            if action == "person.holder.replace":
+                return f"{s}'s holder key was replaced while the home has no quorum KEK"
+            if actor != s and not self.custodian(actor):
+                return f"{actor} replaced {s}'s TOTP without holding the custodian role"
+            return ""
         if s == HOME:
             if action == "person.enrol":
                 return "'home' is the home's own identity: no person is enrolled under that name"
@@ -346,9 +426,102 @@ class Verifier:
         owner = "the home identity" if old.person == HOME else old.person
         return f"the key {d['key_id'][:12]}… announced for {person} already belongs to {owner}"
 
+    # ---------------------------------------------------------------- section 14
+
+    def change_rules(self, e: dict[str, Any]) -> str:
+        """A person.change request, and the approval of one (section 14)."""
+        actor, d = e["actor"], e["details"]
+        if e["action"] == "request.approve":
+            r = self.requests[e["subject"].removeprefix("request:")]
+            if actor == r["details"]["person"]:
+                rid = e["subject"].removeprefix("request:")
+                return f"{actor} decided request {rid[:8]}, a change about themselves"
+            return ""
+        if d.get("kind") != "person.change":
+            return ""
+        person, change = d.get("person"), d.get("change")
+        if d.get("scope") != change_scope(d):
+            return "a person.change request's scope is not the hash of what it asks"
+        if e["key_id"] not in self.keys and (change != "key" or actor != person):
+            return "a request signed by a key no entry enrolled is not a lost-key request"
+        if change == "enrol" and not self.custodian(actor):
+            return f"{actor} asked to enrol {person} without holding the custodian role"
+        if change != "enrol" and actor != person and not self.custodian(actor):
+            return f"{actor} asked to change {person} without holding the custodian role"
+        return ""
+
+    def completion_rules(self, e: dict[str, Any], s: str, p: Person | None) -> str:
+        action, actor, d = e["action"], e["actor"], e["details"]
+        rid = str(d["request"])
+        r = self.requests.get(rid)
+        if r is None:
+            return f"{action} of {s} names request {rid[:8]}, which is no person.change request"
+        rd = r["details"]
+        if COMPLETED_BY.get(rd["change"]) != action or rd["person"] != s:
+            what = f"{rd['change']} of {rd['person']}"
+            return f"{action} of {s} does not match request {rid[:8]} ({what})"
+        if r["state"] != "approved":
+            return f"{action} of {s} completes request {rid[:8]} while it is {r['state']}"
+        if d.get("scope") != rd["scope"]:
+            return f"{action} of {s} is bound to another scope than request {rid[:8]}"
+        if actor != s:
+            return f"{actor} completed request {rid[:8]}, which only {s} completes, in person"
+        if action in ("person.enrol", "person.key.replace"):
+            if e["key_id"] != d.get("key_id"):
+                return f"{action} of {s} is not signed by the key it announces"
+            if rd.get("key_id") is not None and d["key_id"] != rd["key_id"]:
+                return f"{action} of {s} announces another key than request {rid[:8]} named"
+            if action == "person.enrol" and p is not None:
+                return f"{s} was already enrolled"
+            return self.fresh_key(s, d)
+        if p is None or p.disabled_at is not None:
+            return f"{action} of {s}, who is not an enrolled, active person"
+        return ""
+
+    def learn_change(self, e: dict[str, Any], seq: int) -> None:
+        """Section 14: bootstrap's end, requests and their decisions."""
+        action, d = e["action"], e["details"]
+        rid = e["subject"].removeprefix("request:")
+        if action == "kek.create" and d.get("backend") == "quorum" and not self.bootstrap_end:
+            self.bootstrap_end = seq
+        elif action == "person.change.request":
+            counts = e["actor"] != d["person"] and self.custodian(e["actor"])
+            need = self.quorum - 1 if counts else self.quorum
+            self.requests[rid] = {"details": d, "state": "open", "approvals": set(), "need": need}
+        elif action == "policy.set" and d.get("setting") == "approval_quorum":
+            self.quorum = int(d["to"])
+        elif action == "request.approve" and isinstance(d.get("policy"), dict):
+            self.quorum = int(d["policy"].get("approval_quorum", self.quorum))
+        if action.startswith("request.") and rid in self.requests:
+            r = self.requests[rid]
+            if action == "request.approve":
+                r["approvals"].add(e["actor"])
+                if len(r["approvals"]) >= r["need"] and r["state"] == "open":
+                    r["state"] = "approved"
+                    pc = d.get("person_change")
+                    if isinstance(pc, dict):
+                        r["state"] = "done"
+                        p = self.people[str(pc["person"])]
+                        if pc["change"] == "disable":
+                            p.disabled_at = seq
+                        elif pc["change"] == "enable":
+                            p.disabled_at = None
+                        else:
+                            p.roles = list(r["details"]["roles"])
+            elif action == "request.deny":
+                r["state"] = "denied"
+            elif action == "request.cancel":
+                r["state"] = "cancelled"
+            elif action == "request.expire" and r["state"] == "open":
+                r["state"] = "expired"
+        done = isinstance(d.get("request"), str) and d["request"] in self.requests
+        if done and action in COMPLETED_BY.values():
+            self.requests[d["request"]]["state"] = "done"
+
     def learn(self, e: dict[str, Any], seq: int) -> None:
         """Section 6: what an accepted entry teaches about keys and people."""
         action, d = e["action"], e["details"]
+        self.learn_change(e, seq)
         person = e["subject"].removeprefix("person:")
         if action in ("person.enrol", "person.key.replace"):
             pub = base64.b64decode(d["public_key"])

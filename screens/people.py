@@ -6,6 +6,13 @@ people; anyone may replace their own key or TOTP secret. While the home has no
 custodian, the first one may be enrolled without signing in (the home's own
 key signs that entry).
 
+That is bootstrap. Once the home has a quorum KEK, the same keys (n, k, t, d,
+and Ctrl+R for roles) ask instead (:class:`ChangeRequest`): a ``person.change``
+request that custodians other than its subject approve in the approvals inbox
+(F6). Ctrl+O completes an approved change in person (:class:`SubjectCode`,
+:class:`NewPassphrase`, :class:`CompletionTotpStep`): the new secret is made and
+shown only then, to its owner.
+
 Each ceremony is a chain of dialogs (on :class:`screens.dialogs.Dialog`)
 awaited in order by a small coordinator (an async worker of this screen).
 Secrets cross the dialogs as :class:`~custodian.secret.SecretBytes` or inside a
@@ -31,6 +38,7 @@ from custodian.errors import CustodianError
 from custodian.people import Actor
 from custodian.secret import SecretBytes
 from custodian.service import PendingEnrolment, Service
+from custodian.service.changes import Completion, describe
 from screens.chrome import AppFooter, CursorTable, SessionBar
 from screens.dialogs import CodeInput, Dialog, Tick, take_code
 from screens.format import safe, when
@@ -330,6 +338,142 @@ class ConfirmTotpReplace(Dialog[object]):
         self.dismiss(True)
 
 
+class ChangeRequest(Dialog[object]):
+    """After bootstrap: ask for a change about a person, which custodians other than them
+    approve (F6, Approvals). Enrolment asks the name and roles, a change of roles the
+    roles; every change asks a reason. Returns ``(name, roles, reason)``. Nothing secret
+    is on this dialog: a new secret is made when its owner completes the change."""
+
+    FRAME_ID = "change-request"
+
+    def __init__(self, change: str, person: Person | None, need: str) -> None:
+        super().__init__()
+        self.change = change
+        self.person = person
+        self.need = need
+
+    def heading(self) -> str:
+        who = self.person.name if self.person is not None else "a new person"
+        return f"Ask: {describe({'change': self.change, 'person': who})}"
+
+    def body(self) -> ComposeResult:
+        yield Static(
+            f"This home has a quorum KEK, so this change is a request: {self.need}. "
+            + (
+                "Its subject then completes it in person (People, Ctrl+O), and only then "
+                "is the new secret made and shown, to them."
+                if self.change in ("enrol", "key", "totp", "holder")
+                else "It takes effect with the approval that completes the quorum."
+            ),
+            markup=False,
+        )
+
+    def fields(self) -> ComposeResult:
+        if self.change == "enrol":
+            yield Label("Name", classes="field-name")
+            yield Input(placeholder="e.g. dave", id="change-name", max_length=32)
+        if self.change in ("enrol", "roles"):
+            have = self.person.roles if self.person is not None else ()
+            with Horizontal(id="change-roles"):
+                for role in ROLES:
+                    yield Tick(role, role in have, id=f"change-role-{role}")
+        yield Label("Reason (custodians decide on it)", classes="field-name")
+        yield Input(placeholder="e.g. lost phone", id="change-reason", max_length=2000)
+
+    def button_row(self) -> Horizontal:
+        return self.buttons("Ask", "change-ok", cancel_id="change-cancel")
+
+    def on_mount(self) -> None:
+        first = "#change-name" if self.change == "enrol" else "#change-reason"
+        self.query_one(first).focus()
+
+    def submit(self) -> None:
+        name = self.person.name if self.person is not None else ""
+        if self.change == "enrol":
+            name = self.query_one("#change-name", Input).value.strip()
+            if not name:
+                self.error("Type the new person's name.")
+                return
+        roles = [r for r in ROLES if self.change in ("enrol", "roles")
+                 and self.query_one(f"#change-role-{r}", Tick).value]  # fmt: skip
+        if self.change in ("enrol", "roles") and not roles:
+            self.error("Tick at least one role.")
+            return
+        reason = self.query_one("#change-reason", Input).value.strip()
+        if not reason:
+            self.error("Say why: custodians decide on it.")
+            return
+        self.dismiss((name, roles, reason))
+
+
+class SubjectCode(Dialog[object]):
+    """The subject of a new key someone else asked for shows it is them: a code of their
+    current authenticator. Returns the code."""
+
+    FRAME_ID = "subject-code"
+
+    def __init__(self, name: str, requester: str) -> None:
+        super().__init__()
+        self.subject = name
+        self.requester = requester
+
+    def heading(self) -> str:
+        return f"New signing key for {self.subject}: is it {self.subject}?"
+
+    def body(self) -> ComposeResult:
+        yield Static(
+            f"{self.requester} asked for this key. {self.subject}: type the code your "
+            "authenticator shows now, then choose the new passphrase. Lost the "
+            f"authenticator too? Cancel; {self.subject} asks with the command line (custodian "
+            f"people request key {self.subject}, no --as).",
+            markup=False,
+        )
+
+    def fields(self) -> ComposeResult:
+        yield Label(f"Current code of {self.subject}", classes="field-name")
+        yield CodeInput(id="subject-code")
+
+    def button_row(self) -> Horizontal:
+        return self.buttons("Next", "subject-code-ok", cancel_id="subject-code-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#subject-code").focus()
+
+    def submit(self) -> None:
+        field = self.query_one("#subject-code", CodeInput)
+        code = take_code(field)
+        if self.code_ok(code):
+            self.dismiss(code)
+
+
+class CompletionTotpStep(TotpStep):
+    """The subject completes an approved enrolment or TOTP change: the new secret shows
+    now, to them, and leaves the screen with this dialog."""
+
+    def __init__(self, service: Service, completion: Completion) -> None:
+        super().__init__(service, completion, None)  # type: ignore[arg-type]
+        self.completion = completion
+
+    def heading(self) -> str:
+        c = self.completion
+        what = "Enrol" if c.change == "enrol" else "New TOTP secret of"
+        return f"{what} {safe(c.person)}: authenticator"
+
+    def submit(self) -> None:
+        field = self.query_one("#totp-code", CodeInput)
+        code = take_code(field)
+        if not self.code_ok(code):
+            field.focus()
+            return
+        c = self.completion
+        self.run_step(
+            lambda: self.service.people.changes.complete(c, code),
+            working="Checking the code…",
+            description="complete a credential change",
+            refocus="#totp-code",
+        )
+
+
 class PeopleScreen(Screen[None]):
     """Everyone enrolled, and the ceremonies that change them."""
 
@@ -341,8 +485,12 @@ class PeopleScreen(Screen[None]):
         Binding("k", "replace_key", "New key", tooltip="Replace the highlighted person's key"),
         Binding("t", "replace_totp", "New TOTP", tooltip="Replace the highlighted person's TOTP"),
         Binding("d", "disable", "Disable", tooltip="Disable the highlighted person"),
+        Binding("ctrl+r", "roles", "Roles", tooltip="Ask to change the highlighted person's roles"),
+        Binding("ctrl+o", "complete", "Complete", tooltip="Complete an approved change in person"),
         Binding("f5", "reload", "Reload"),
     ]
+
+    _after_bootstrap = False
 
     def __init__(self, service: Service) -> None:
         super().__init__()
@@ -377,7 +525,18 @@ class PeopleScreen(Screen[None]):
             table.add_column(title, key=key)
         self.reload()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Roles (Ctrl+R) and Complete (Ctrl+O) exist once changes are requests: they are
+        left out of the footer while the home is in bootstrap."""
+        if action in ("roles", "complete"):
+            return self._after_bootstrap
+        return True
+
     def reload(self, select: str | None = None) -> None:
+        after = self._requests()
+        if after != self._after_bootstrap:
+            self._after_bootstrap = after
+            self.refresh_bindings()
         table = self.query_one(DataTable)
         current = select or (self.selected.name if self.selected else None)
         try:
@@ -454,9 +613,119 @@ class PeopleScreen(Screen[None]):
         acting = getattr(self.app, "acting", None)
         return acting(role, doing) if acting else None
 
+    # ------------------------------------------------------------ changes under dual control
+
+    def _requests(self) -> bool:
+        """True once the home has a quorum KEK: changes are requests (issue 11)."""
+        try:
+            return not self.service.people.changes.in_bootstrap()
+        except CustodianError:
+            return False
+
+    async def _ask(self, change: str, p: Person | None) -> None:
+        """Ask for ``change`` about ``p`` (None: a new person) through the approvals."""
+        by = self._actor(None if change in ("key", "totp", "holder") else "custodian",
+                         "ask for a credential change")  # fmt: skip
+        if by is None:
+            return
+        q = self.service.policy.show()
+        quorum = next((x.value for x in q if x.name == "approval_quorum"), 2)
+        subject = p.name if p is not None else "the new person"
+        need = f"{quorum} custodians other than {subject} approve it"
+        if p is None or by.name != p.name:
+            need += f" ({by.name}, who asks, counts as one)"
+        got = await self.app.push_screen_wait(ChangeRequest(change, p, need))
+        if not isinstance(got, tuple):
+            return
+        name, roles, reason = got
+        try:
+            r = await asyncio.to_thread(
+                self.service.people.changes.request,
+                change, name, by=by, reason=reason, roles=roles,
+            )  # fmt: skip
+        except CustodianError as e:
+            self.notify(str(e), title="Not asked", severity="error", markup=False)
+            return
+        self.notify(
+            f"Request {r.id[:8]} opened: {describe(r.payload)}. It needs {r.quorum} "
+            "approval(s) (F6, Approvals).",
+            markup=False,
+        )
+
+    @work(exclusive=True, group="ceremony")
+    async def action_roles(self) -> None:
+        p = self.selected
+        if p is None or not self._ceremony_ok():
+            return
+        if not self._requests():
+            self.notify("Roles change by request once the home has a quorum KEK; until then, "
+                        "enrol the person again under a new name.", severity="warning")  # fmt: skip
+            return
+        await self._ask("roles", p)
+
+    @work(exclusive=True, group="ceremony")
+    async def action_complete(self) -> None:
+        """Complete an approved change in person: the signed-in person's own TOTP or holder
+        key change, else the highlighted person's new key, else a waiting enrolment."""
+        if not self._ceremony_ok():
+            return
+        changes = self.service.people.changes
+        waiting = changes.to_complete()
+        me = getattr(self.app, "actor", None)
+        p = self.selected
+        mine = [r for r in waiting if me is not None and r.payload.get("person") == me.name
+                and r.payload.get("change") in ("totp", "holder")]  # fmt: skip
+        theirs = [r for r in waiting if p is not None and r.payload.get("person") == p.name
+                  and r.payload.get("change") == "key"]  # fmt: skip
+        enrols = [r for r in waiting if r.payload.get("change") == "enrol"]
+        pick = (mine or theirs or enrols or [None])[0]
+        if pick is None:
+            self.notify("No approved change is waiting to be completed here.", markup=False)
+            return
+        change, name = str(pick.payload["change"]), str(pick.payload["person"])
+        passphrase: SecretBytes | None = None
+        try:
+            if change in ("enrol", "key"):
+                code = None
+                if change == "key" and not pick.payload.get("key_id"):
+                    got_code = await self.app.push_screen_wait(SubjectCode(name, pick.requester))
+                    if not isinstance(got_code, str):
+                        return
+                    code = got_code
+                got = await self.app.push_screen_wait(NewPassphrase(name))
+                if not isinstance(got, SecretBytes):
+                    return
+                passphrase = got
+                c = await asyncio.to_thread(
+                    changes.begin, pick.id, passphrase=passphrase, code=code
+                )
+            else:
+                c = changes.begin(pick.id, by=me)
+        except CustodianError as e:
+            self.notify(str(e), title="Not completed", severity="error", markup=False)
+            return
+        finally:
+            if passphrase is not None:
+                passphrase.wipe()
+        if c.totp is not None:
+            person = await self.app.push_screen_wait(CompletionTotpStep(self.service, c))
+        else:
+            try:
+                person = await asyncio.to_thread(changes.complete, c)
+            except CustodianError as e:
+                c.discard()
+                self.notify(str(e), title="Not completed", severity="error", markup=False)
+                return
+        if isinstance(person, Person):
+            self.reload(select=person.name)
+            self.notify(f"Done: {describe(pick.payload)}.", markup=False)
+
     @work(exclusive=True, group="ceremony")
     async def action_enrol(self) -> None:
         if not self._ceremony_ok():
+            return
+        if self._requests():
+            await self._ask("enrol", None)
             return
         by: Actor | None = None
         if not self.service.people.needs_bootstrap():
@@ -482,6 +751,9 @@ class PeopleScreen(Screen[None]):
     async def action_replace_key(self) -> None:
         p = self.selected
         if p is None or not self._ceremony_ok():
+            return
+        if self._requests():
+            await self._ask("key", p)
             return
         by = self._actor(None, "replace a signing key")
         if by is None:
@@ -515,6 +787,9 @@ class PeopleScreen(Screen[None]):
         p = self.selected
         if p is None or not self._ceremony_ok():
             return
+        if self._requests():
+            await self._ask("totp", p)
+            return
         by = self._actor(None, "replace a TOTP secret")
         if by is None:
             return
@@ -546,6 +821,9 @@ class PeopleScreen(Screen[None]):
     async def action_disable(self) -> None:
         p = self.selected
         if p is None:
+            return
+        if self._requests():
+            await self._ask("disable", p)
             return
         by = self._actor("custodian", "disable people")
         if by is None:

@@ -67,6 +67,10 @@ def what(r: Request) -> str:
         return f"restore {n} backup{'s' if n != 1 else ''}"
     if r.kind == "kek.destroy":
         return f"destroy {safe(str(r.payload.get('kek', '?')))} v{r.payload.get('version', '?')}"
+    if r.kind == "person.change":
+        from custodian.service.changes import describe
+
+        return safe(describe(r.payload))
     return safe(r.kind)
 
 
@@ -171,13 +175,33 @@ def describe_request(
         pairs.add_row("fingerprint", Text(safe(str(p.get("fingerprint", "")))))
     elif r.kind == "restore":
         pairs.add_row("target", Text(safe(r.target)))
-    pairs.add_row(
-        "quorum",
-        Text(
-            f"{r.quorum} custodians, each with a fresh TOTP code; never {safe(r.requester)}, "
-            "who asked"
-        ),
-    )
+    elif r.kind == "person.change":
+        p = r.payload
+        pairs.add_row("changes", Text(what(r), style="bold"))
+        if p.get("key_id"):
+            pairs.add_row("new key", Text(f"{safe(str(p['key_id']))} (check it with "
+                                          f"{safe(str(p.get('person')))})"))  # fmt: skip
+        pairs.add_row("scope", Text(safe(str(p.get("scope", "")))[:32]))
+        pairs.add_row("never", Text(f"{safe(str(p.get('person')))}, whom it is about"))
+    if r.kind == "person.change":
+        subject = safe(str(r.payload.get("person", "?")))
+        counts = r.requester != r.payload.get("person")  # a custodian asking for another
+        many = "custodian" if r.quorum == 1 else "custodians"
+        line = (
+            f"{r.quorum} more {many} besides {safe(r.requester)}, who asked and counts as one "
+            f"of {r.quorum + 1}; never {subject}"
+            if counts
+            else f"{r.quorum} {many} other than {subject}, who asked"
+        )
+        pairs.add_row("quorum", Text(line + "; each with a fresh TOTP code"))
+    else:
+        pairs.add_row(
+            "quorum",
+            Text(
+                f"{r.quorum} custodians, each with a fresh TOTP code; never "
+                f"{safe(r.requester)}, who asked"
+            ),
+        )
     if r.decisions:
         for i, d in enumerate(r.decisions):
             word = DECIDED.get(d.decision, d.decision)

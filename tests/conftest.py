@@ -68,6 +68,23 @@ def enrol(
     return Enrolled(name, phrase or "", secret)
 
 
+def enrol_by_request(
+    svc: Service, name: str, roles: tuple[str, ...], by: Enrolled, approver: Enrolled
+) -> Enrolled:
+    """Enrol someone after bootstrap (the home has a quorum KEK): ``by`` asks, ``approver``
+    approves (a quorum of 2 with the requester), the new person completes in person."""
+    r = svc.people.changes.request(
+        "enrol", name, by=unlock(svc, by), reason="test enrolment", roles=roles
+    )
+    svc.approvals.approve(r.id, next_code(svc, approver), by=unlock(svc, approver))
+    phrase = f"{name} test passphrase long enough"
+    c = svc.people.changes.begin(r.id, passphrase=SecretBytes(phrase.encode()))
+    assert c.totp is not None
+    secret = SecretBytes(bytes(c.totp.reveal()))
+    svc.people.changes.complete(c, P.hotp(secret, P.current_step(svc.clock())))
+    return Enrolled(name, phrase, secret)
+
+
 def unlock(svc: Service, who: Enrolled) -> Actor:
     pw = SecretBytes(who.passphrase.encode()) if who.passphrase else None
     return svc.auth.unlock(who.name, pw)

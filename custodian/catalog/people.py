@@ -92,6 +92,9 @@ class PeopleMixin:
             (state, utcnow() if state == "disabled" else None, name),
         )
 
+    def set_person_roles(self, name: str, roles: tuple[str, ...]) -> None:
+        self.db.execute("UPDATE people SET roles=? WHERE name=?", (",".join(roles), name))
+
     def people(self) -> list[Person]:
         keys: dict[str, list[SigningKey]] = {}
         for row in self.db.execute(

@@ -1,10 +1,17 @@
 """``custodian people``: enrol people and service identities, replace their
-signing keys and TOTP secrets, disable them, list them."""
+signing keys and TOTP secrets, disable them, list them.
+
+Those direct changes are for bootstrap (until the home's first quorum KEK). After
+it, ``people request CHANGE NAME`` asks for a change that custodians other than
+its subject approve (``custodian approve ID``), ``people complete ID`` is the
+subject completing it in person, and ``people changes`` lists them."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 from typing import TYPE_CHECKING
 
 from custodian.cli.common import (
@@ -22,6 +29,7 @@ from custodian.cli.common import (
 if TYPE_CHECKING:
     from custodian.secret import SecretBytes
     from custodian.service import PendingEnrolment, Service
+    from custodian.service.changes import Completion
 
 
 def cmd_people_list(args: argparse.Namespace) -> int:
@@ -67,9 +75,12 @@ def cmd_people_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_enrolment(svc: Service, pending: PendingEnrolment) -> None:
+def _show_enrolment(
+    svc: Service, pending: PendingEnrolment | Completion, name: str | None = None
+) -> None:
     label = svc.home.path.name
-    say(f"Add this to {pending.name}'s authenticator app (scan, or type the secret):")
+    who = name or getattr(pending, "name", "")
+    say(f"Add this to {who}'s authenticator app (scan, or type the secret):")
     say()
     for line in pending.qr(label):
         say("  " + line)
@@ -79,22 +90,38 @@ def _show_enrolment(svc: Service, pending: PendingEnrolment) -> None:
     say()
 
 
-def _new_passphrase(args: argparse.Namespace) -> SecretBytes:
+def _new_passphrase(
+    args: argparse.Namespace, name: str | None = None, *, clear: bool = False
+) -> SecretBytes:
     """The new passphrase: generated (--generate-passphrase: 8 words, 80 bits, shown once
-    to the person it is for), or chosen (5 words or 24 characters, not well known)."""
+    to the person it is for), or chosen (5 words or 24 characters, not well known).
+    ``clear``: once they say it is written down, the terminal is cleared (a ceremony that
+    shows nothing after it; an enrolment clears after the first code instead)."""
+    who = name or args.name
     if args.generate_passphrase:
         from custodian.custody.personal import generate_passphrase
 
         pw = generate_passphrase()
-        say(f"passphrase for {args.name} (write it down now; it is not shown again):")
+        say(f"passphrase for {who} (write it down now; it is not shown again):")
         say(f"  {bytes(pw.reveal()).decode()}")
+        if clear:
+            wait_then_clear(f"{who}: press Enter once it is written down (the screen is cleared)")
         return pw
     return secret_input(
-        f"new passphrase for {args.name} (5 words or 24 characters): ",
+        f"new passphrase for {who} (5 words or 24 characters): ",
         args.new_passphrase_fd,
         "passphrase",
         confirm=True,
     )
+
+
+def wait_then_clear(prompt: str) -> None:
+    """On a terminal: wait for Enter, then clear the screen and its scrollback, so that
+    what was shown (a passphrase, a TOTP secret) is gone before anyone else looks."""
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        with contextlib.suppress(EOFError):
+            input(prompt + " ")
+    clear_terminal()
 
 
 def cmd_people_enrol(args: argparse.Namespace) -> int:
@@ -129,7 +156,7 @@ def cmd_people_replace_key(args: argparse.Namespace) -> int:
         target = svc.people.get(args.name)
         pw = None
         if target.kind == "person" or args.new_passphrase_fd is not None:
-            pw = _new_passphrase(args)
+            pw = _new_passphrase(args, clear=True)
         p = svc.people.replace_key(args.name, pw, by=by)
         if pw is not None:
             pw.wipe()
@@ -172,6 +199,143 @@ def cmd_people_unlock(args: argparse.Namespace) -> int:
             f"{r.quorum} custodians other than {by.name} and {args.name} approve with: "
             f"{PROG} approve {r.id[:8]} --as NAME"
         )
+    return 0
+
+
+# ---------------------------------------------------------------- changes under dual control
+
+
+def cmd_people_request(args: argparse.Namespace) -> int:
+    """After bootstrap: ask for a credential change that M custodians other than its
+    subject approve ('custodian approve ID'), then its subject completes in person."""
+    from custodian.service.changes import describe
+
+    with open_service(args) as svc:
+        changes = svc.people.changes
+        if args.change == "key" and not args.as_:
+            # the subject, who lost their passphrase: the new key is made now, here
+            pw = _new_passphrase(args, args.name, clear=True)
+            try:
+                r = changes.request_own_key(args.name, pw, reason=args.reason or "")
+            finally:
+                pw.wipe()
+        else:
+            by = unlock_actor(svc, args)
+            r = changes.request(
+                args.change,
+                args.name,
+                by=by,
+                reason=args.reason or "",
+                roles=args.role,
+                kek=args.kek,
+                service=args.service,
+            )
+        others = args.name if r.requester == args.name else f"{args.name} and {r.requester}"
+        say(
+            f"request {r.id} opened: {describe(r.payload)}. It needs {r.quorum} approval(s) "
+            f"by custodians other than {others}: {PROG} approve {r.id[:8]} --as NAME"
+        )
+        if args.change in ("enrol", "key", "totp", "holder"):
+            say(
+                f"once approved, {args.name} completes it in person: "
+                f"{PROG} people complete {r.id[:8]}"
+                + ("" if args.change in ("enrol", "key") else f" --as {args.name}")
+            )
+    return 0
+
+
+def cmd_people_complete(args: argparse.Namespace) -> int:
+    """The subject of an approved change completes it in person: the new secret (TOTP,
+    passphrase) is made and shown now, to them, and cleared from the terminal after."""
+    with open_service(args) as svc:
+        changes = svc.people.changes
+        r = svc.approvals.get(args.id)
+        change, name = str(r.payload.get("change", "")), str(r.payload.get("person", ""))
+        by = unlock_actor(svc, args) if change in ("totp", "holder") else None
+        pw = None
+        if change == "enrol" and (
+            r.payload.get("person_kind") == "person" or args.new_passphrase_fd is not None
+        ):
+            pw = _new_passphrase(args, name)  # cleared with the TOTP secret, after the code
+        elif change == "key" and r.payload.get("key_id"):
+            pw = secret_input(
+                f"the new passphrase {name} chose when asking: ",
+                args.new_passphrase_fd,
+                "passphrase",
+            )
+        subject_code = None
+        if change == "key" and not r.payload.get("key_id"):
+            # someone else asked: the subject shows it is them with their current code,
+            # then chooses (or is shown) the new passphrase
+            subject_code = code_input(args.totp_fd, name)
+            pw = _new_passphrase(args, name, clear=True)
+        try:
+            c = changes.begin(r.id, by=by, passphrase=pw, code=subject_code)
+        finally:
+            if pw is not None:
+                pw.wipe()
+        try:
+            code = None
+            if c.totp is not None:
+                _show_enrolment(svc, c, name)
+                code = code_input(args.totp_fd, name)
+                clear_terminal()
+            p = changes.complete(c, code)
+        finally:
+            c.discard()
+        done = {
+            "enrol": f"enrolled {p.name} ({', '.join(p.roles)}), signing key "
+            f"{p.key.key_id if p.key else ''}",
+            "key": f"{p.name} has a new signing key {p.key.key_id if p.key else ''}; the old "
+            "one still verifies older entries",
+            "totp": f"{p.name} has a new TOTP secret; the old one no longer works",
+            "holder": f"{p.name}'s new holder key of {r.payload.get('kek')} "
+            f"v{r.payload.get('version')} is announced; it holds no share until a refresh "
+            "deals one",
+        }
+        say(done.get(change, f"request {r.id[:8]} completed"))
+    return 0
+
+
+def cmd_people_pending(args: argparse.Namespace) -> int:
+    """Credential changes: open ones (waiting for approvals) and approved ones waiting
+    for their subject to complete them."""
+    from custodian.service.changes import describe
+
+    with open_service(args) as svc:
+        rows = [
+            r
+            for r in svc.approvals.requests()
+            if r.kind == "person.change" and r.state in ("open", "approved")
+        ]
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "id": r.id,
+                            "state": r.state,
+                            "requester": r.requester,
+                            "approvals": list(r.approvals),
+                            "quorum": r.quorum,
+                            "expires_at": r.expires_at,
+                            **{k: v for k, v in r.payload.items() if k != "public_key"},
+                        }
+                        for r in rows
+                    ],
+                    indent=2,
+                )
+            )
+            return 0
+        if not rows:
+            say("no credential change is open or waiting to be completed")
+        for r in rows:
+            nxt = (
+                f"{len(r.approvals)} of {r.quorum} approvals"
+                if r.state == "open"
+                else f"approved: {r.payload.get('person')} completes it"
+            )
+            say(f"{r.id[:8]}  {describe(r.payload)}  (asked by {r.requester}; {nxt})")
     return 0
 
 
@@ -235,3 +399,46 @@ def add_parsers(sub: Subparsers) -> None:
     s.add_argument("--reason")
     add_acting(s)
     s.set_defaults(func=cmd_people_disable)
+    s = ppl.add_parser(
+        "request",
+        help="after bootstrap: ask for a credential change that custodians approve",
+        description="Ask for a change about a person: M custodians other than its subject "
+        "approve it (custodian approve ID); enrol, key, totp and holder are then completed "
+        "by the subject in person (custodian people complete ID). 'key' without --as is "
+        "the subject who lost their passphrase: the new key is made now.",
+    )
+    s.add_argument(
+        "change", choices=["enrol", "key", "totp", "holder", "disable", "enable", "roles"]
+    )
+    s.add_argument("name", help="the person the change is about")
+    s.add_argument("--reason", required=True, help="why: custodians decide on it")
+    s.add_argument(
+        "--role",
+        action="append",
+        choices=["custodian", "operator", "auditor"],
+        help="enrol, roles: the roles (repeat for several)",
+    )
+    s.add_argument("--service", action="store_true", help="enrol: a service identity")
+    s.add_argument("--kek", metavar="NAME", help="holder: the quorum KEK whose holder key")
+    s.add_argument("--new-passphrase-fd", type=int, metavar="N")
+    s.add_argument(
+        "--generate-passphrase",
+        action="store_true",
+        help="key without --as: make an 8-word passphrase and show it once",
+    )
+    add_acting(s, required=False)
+    s.set_defaults(func=cmd_people_request)
+    s = ppl.add_parser("complete", help="the subject completes an approved change in person")
+    s.add_argument("id", help="the request (an id prefix is enough)")
+    s.add_argument("--new-passphrase-fd", type=int, metavar="N")
+    s.add_argument(
+        "--generate-passphrase",
+        action="store_true",
+        help="make an 8-word passphrase (80 bits) and show it once, instead of asking",
+    )
+    s.add_argument("--totp-fd", type=int, metavar="N", help="read the first new code from fd N")
+    add_acting(s, required=False)
+    s.set_defaults(func=cmd_people_complete)
+    s = ppl.add_parser("changes", help="credential changes open or waiting to be completed")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_people_pending)

@@ -114,6 +114,13 @@ def _print_request(svc: Service, r: Request) -> None:
             f"loosens   policy.{r.payload.get('setting')} from {r.payload.get('from')} to "
             f"{r.payload.get('to')}"
         )
+    if r.kind == "person.change":
+        from custodian.service.changes import describe
+
+        say(f"changes   {describe(r.payload)}; scope {str(r.payload.get('scope'))[:16]}")
+        if r.payload.get("key_id"):
+            say(f"new key   {r.payload.get('key_id')} (check it with {r.payload.get('person')})")
+        say(f"decided by custodians other than {r.payload.get('person')}")
     say(f"approvals {len(r.approvals)} of {r.quorum}")
     for d in r.decisions:
         extra = f": {d.reason!r}" if d.reason else ""
@@ -211,6 +218,17 @@ def _decide(args: argparse.Namespace, decision: str) -> int:
             say(
                 f"request {r.id} approved ({len(r.approvals)} of {r.quorum}); "
                 f"policy.{r.payload.get('setting')} is now {r.payload.get('to')}"
+            )
+        elif r.state == "done" and r.kind == "person.change":
+            from custodian.service.changes import describe
+
+            say(f"request {r.id} approved ({len(r.approvals)} of {r.quorum}); done: "
+                f"{describe(r.payload)}")  # fmt: skip
+        elif r.state == "approved" and r.kind == "person.change":
+            say(
+                f"request {r.id} approved ({len(r.approvals)} of {r.quorum}); "
+                f"{r.payload.get('person')} completes it in person: {PROG} people complete "
+                f"{r.id[:8]}"
             )
         elif r.state == "approved":
             say(f"request {r.id} approved ({len(r.approvals)} of {r.quorum})")

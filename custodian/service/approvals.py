@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from custodian import approvals as A
@@ -30,6 +30,8 @@ Excluded = Callable[[A.Request], "set[str]"]
 OnApprove = Callable[[A.Request, Actor, dict[str, Any], bool], None]
 # (request id, expires at, quorum) -> more payload, computed once the id is drawn
 Prepare = Callable[[str, str, int], dict[str, Any]]
+# (request) -> the approvals that complete it, when not the policy's quorum
+Needed = Callable[[A.Request], int]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class _Kind:
     after_commit: AfterCommit | None
     excluded: Excluded | None = None
     on_approve: OnApprove | None = None
+    needed: Needed | None = None
 
 
 class Approvals:
@@ -56,13 +59,23 @@ class Approvals:
         after_commit: AfterCommit | None = None,
         excluded: Excluded | None = None,
         on_approve: OnApprove | None = None,
+        needed: Needed | None = None,
     ) -> None:
         """Say what happens when a request of ``kind`` reaches its quorum, who besides
         its requester may not decide it (``excluded``: the subject of a change about a
         person), and what each approval does inside its transaction before it is
         recorded (``on_approve``: a custody restore seals or locks the approver's
-        shares there)."""
-        self._kinds[kind] = _Kind(at_quorum, after_commit, excluded, on_approve)
+        shares there). ``needed`` says how many approvals complete a request of the kind
+        when that is not the policy's quorum (a change about a person: the requester
+        counts as one of the M when they are a custodian and not its subject)."""
+        self._kinds[kind] = _Kind(at_quorum, after_commit, excluded, on_approve, needed)
+
+    def _shaped(self, r: A.Request) -> A.Request:
+        """``r`` with the quorum its kind needs (what the screens and the CLI show)."""
+        kind = self._kinds.get(r.kind)
+        if kind is None or kind.needed is None:
+            return r
+        return replace(r, quorum=kind.needed(r))
 
     def on_housekeeping(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` (best effort) before every read of the requests."""
@@ -77,26 +90,34 @@ class Approvals:
                 f"{state!r} is not a request state; use one of {', '.join(A.REQUEST_STATES)}."
             )
         self._housekeep()
-        return A.requests(self._ctx.catalog.db, self._ctx.policy.approval_quorum, state)
+        q = self._ctx.policy.approval_quorum
+        return [self._shaped(r) for r in A.requests(self._ctx.catalog.db, q, state)]
 
     def get(self, id_or_prefix: str) -> A.Request:
         """One request by id, unambiguous id prefix, or the id of its session."""
         self._housekeep()
-        return A.find_request(self._ctx.catalog.db, self._ctx.policy.approval_quorum, id_or_prefix)
+        q = self._ctx.policy.approval_quorum
+        return self._shaped(A.find_request(self._ctx.catalog.db, q, id_or_prefix))
 
     def inbox(self, name: str) -> list[A.Request]:
         """Open requests that ``name`` (a custodian) may still decide: not theirs, not decided."""
         return [
             r
             for r in self.requests("open")
-            if r.requester != name and all(d.custodian != name for d in r.decisions)
+            if r.requester != name
+            and all(d.custodian != name for d in r.decisions)
+            and name not in self._excluded(r)
         ]
+
+    def _excluded(self, r: A.Request) -> set[str]:
+        kind = self._kinds.get(r.kind)
+        return kind.excluded(r) if kind is not None and kind.excluded is not None else set()
 
     def find(self, id_or_prefix: str, by: Actor | None, action: str) -> A.Request:
         """A request for an acting call: a miss is logged as a refusal under ``action``."""
         try:
-            return A.find_request(
-                self._ctx.catalog.db, self._ctx.policy.approval_quorum, id_or_prefix
+            return self._shaped(
+                A.find_request(self._ctx.catalog.db, self._ctx.policy.approval_quorum, id_or_prefix)
             )
         except NotFoundError as e:
             self._ctx.record_refusal(by, action, f"request:{id_or_prefix[:64]}", "no such request")
@@ -168,7 +189,7 @@ class Approvals:
         q = ctx.policy.approval_quorum
         db = ctx.catalog.db
         with ctx.catalog.transaction():
-            r = A.find_request(db, q, rid)  # again, under the write lock
+            r = self._shaped(A.find_request(db, q, rid))  # again, under the write lock
             ctx.check_request(r, by, action)  # no decision counts that the log lacks
             if r.state != "open":
                 raise ctx.refused(
@@ -220,6 +241,7 @@ class Approvals:
                 details.update(reason=reason, state="denied")
             else:
                 n = len(r.approvals) + 1
+                q = r.quorum  # the policy's, or what the kind needs
                 details.update(approvals=n, quorum=q, state="open")
                 if kind is not None and kind.on_approve is not None:
                     kind.on_approve(r, by, details, n >= q)
@@ -229,7 +251,7 @@ class Approvals:
                     if kind is not None and kind.at_quorum is not None:
                         kind.at_quorum(r, by, details)
             ctx.record(by, action, subject, "ok", details)
-        done = A.find_request(db, q, rid)
+        done = self._shaped(A.find_request(db, ctx.policy.approval_quorum, rid))
         kind = self._kinds.get(done.kind)
         if kind is not None and kind.after_commit is not None and done.state != "open":
             kind.after_commit(done)
@@ -276,7 +298,7 @@ class Approvals:
                 A.set_session_state(db, r.session.id, "closed", now)
                 details["session"] = r.session.id
             ctx.record(by, action, subject, "ok", details)
-        return A.find_request(db, ctx.policy.approval_quorum, rid)
+        return self._shaped(A.find_request(db, ctx.policy.approval_quorum, rid))
 
     def expire_due(self) -> list[str]:
         """Mark open requests and open sessions past their expiry as expired (logged by the

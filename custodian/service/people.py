@@ -19,6 +19,7 @@ from custodian.catalog import Person
 from custodian.errors import ConflictError, CustodianError
 from custodian.people import Actor, AuthError
 from custodian.secret import SecretBytes
+from custodian.service.changes import CredentialChanges
 from custodian.service.context import HOME, HomeContext, totp_name
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ class People:
                 at_quorum=self._unlock_at_quorum,
                 excluded=lambda r: {str(r.payload.get("person", ""))},
             )
+            # After bootstrap every change about a person is a request (issue 11).
+            self.changes = CredentialChanges(ctx, approvals)
 
     def list(self, *, include_home: bool = False) -> builtins.list[Person]:
         return [p for p in self._ctx.catalog.people() if include_home or p.kind != "home"]
@@ -108,6 +111,10 @@ class People:
         P.check_name(name)
         roles = P.check_roles(tuple(roles))
         actor = self._enroller(by, f"person:{name}")
+        self._bootstrap_only(
+            by, "person.enrol", name,
+            f"custodian people request enrol {name} --role ROLE --reason TEXT --as NAME",
+        )  # fmt: skip
         if name == HOME:
             raise CustodianError(f"{HOME!r} is reserved for the home's own identity.")
         if any(p.name == name for p in self._ctx.catalog.people()):
@@ -140,6 +147,10 @@ class People:
         """Check the first code, then store everything and record the enrolment."""
         ctx = self._ctx
         actor = self._enroller(by, f"person:{pending.name}")
+        self._bootstrap_only(
+            by, "person.enrol", pending.name,
+            f"custodian people request enrol {pending.name} --role ROLE --reason TEXT --as NAME",
+        )  # fmt: skip
         if actor.name != pending.by:
             raise AuthError("the enrolment was begun by someone else; start again.")
         step: int | None = None
@@ -194,6 +205,10 @@ class People:
         subject = f"person:{name}"
         ctx.require(by, None if by.name == name else "custodian", "person.key.replace", subject)
         self._not_home(name, by, "person.key.replace")
+        self._bootstrap_only(
+            by, "person.key.replace", name,
+            f"custodian people request key {name} --reason TEXT (as {name}, with the new key)",
+        )  # fmt: skip
         p = ctx.catalog.person(name)
         if p.kind == "person" and passphrase is None:
             raise CustodianError("a person's signing key needs a passphrase.")
@@ -222,6 +237,10 @@ class People:
             by, None if by.name == name else "custodian", "person.totp.replace", f"person:{name}"
         )
         self._not_home(name, by, "person.totp.replace")
+        self._bootstrap_only(
+            by, "person.totp.replace", name,
+            f"custodian people request totp {name} --reason TEXT --as NAME",
+        )  # fmt: skip
         p = self._ctx.catalog.person(name)
         if p.kind != "person":
             raise CustodianError(f"{name} is a service identity and has no TOTP.")
@@ -237,6 +256,10 @@ class People:
         ctx.require(
             by, None if by.name == pending.name else "custodian", "person.totp.replace", subject
         )
+        self._bootstrap_only(
+            by, "person.totp.replace", pending.name,
+            f"custodian people request totp {pending.name} --reason TEXT --as NAME",
+        )  # fmt: skip
         step = P.match_step(pending.totp, code) if pending.totp else None
         if step is None or pending.totp is None:
             raise AuthError(
@@ -259,6 +282,10 @@ class People:
         subject = f"person:{name}"
         ctx.require(by, "custodian", "person.disable", subject)
         self._not_home(name, by, "person.disable")
+        self._bootstrap_only(
+            by, "person.disable", name,
+            f"custodian people request disable {name} --reason TEXT --as NAME",
+        )  # fmt: skip
         p = ctx.catalog.person(name)
         if not p.active:
             raise ConflictError(f"{name} is already disabled.")
@@ -271,6 +298,21 @@ class People:
         with ctx.audited(by, "person.disable", subject, {"reason": reason}):
             ctx.catalog.set_person_state(name, "disabled")
         return ctx.catalog.person(name)
+
+    def _bootstrap_only(self, by: Actor | None, action: str, name: str, how: str) -> None:
+        """Direct changes are for bootstrap only: once the first quorum KEK exists, a
+        change about a person is a request that M custodians other than them approve."""
+        if self._ctx.log_state().in_bootstrap:
+            return
+        raise self._ctx.refused(
+            by,
+            action,
+            f"person:{name}",
+            "after bootstrap a credential change is an approval request",
+            f"this home has a quorum KEK, so {action} of {name} needs custodians other "
+            f"than {name} to approve it: '{how}'. Nothing was done.",
+            AuthError,
+        )
 
     def _not_home(self, name: str, by: Actor, action: str) -> None:
         """The home identity is not a person: its key is never replaced and it is never

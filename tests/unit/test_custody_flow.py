@@ -19,7 +19,7 @@ from custodian.errors import ConflictError, CustodianError, UnwrapError
 from custodian.people import Actor, AuthError
 from custodian.secret import SecretBytes
 from custodian.service import Service
-from tests.conftest import Cast, Clock, Enrolled, enrol, next_code, unlock
+from tests.conftest import Cast, Clock, Enrolled, enrol, enrol_by_request, next_code, unlock
 
 DATA = os.urandom(5000) + b"quorum backup\n"
 
@@ -134,9 +134,10 @@ def test_a_holder_does_not_request_and_a_service_identity_cannot(
 
 
 def test_a_custodian_who_holds_no_share_cannot_approve(
-    svc: Service, cast: Cast, vault: str, alice: Actor, tmp_path: Path, target: Path
+    svc: Service, cast: Cast, vault: str, carol: Enrolled, tmp_path: Path, target: Path
 ) -> None:
-    dave = enrol(svc, "dave", ("custodian",), alice)
+    # after the quorum KEK, enrolment is a request alice asks and carol approves
+    dave = enrol_by_request(svc, "dave", ("custodian",), cast.alice, carol)
     bid = _backup(svc, cast, tmp_path, vault)
     r = svc.restores.request([bid], "INC-2", target, by=unlock(svc, cast.oscar))
     with pytest.raises(ConflictError, match="dave holds no share of KEK vault v1"):
@@ -148,17 +149,20 @@ def test_replacing_colleagues_keys_opens_nothing(
     svc: Service, cast: Cast, vault: str, alice: Actor, tmp_path: Path, target: Path
 ) -> None:
     """The review's first attack: alice gives bob a new signing key under a passphrase
-    she knows and approves as him. Version 1 counted it; here bob's share stays sealed
-    to bob's own personal key, so the approval releases nothing and is refused."""
+    she knows and approves as him. Version 1 counted it. Now the replacement itself is
+    refused: after bootstrap it is a request that custodians other than bob approve
+    (tests/unit/test_credential_changes.py has the rest). Were it done, bob's share
+    stays sealed to his own personal key, which the new key's does not open."""
     bid = _backup(svc, cast, tmp_path, vault)
     r = svc.restores.request([bid], "INC-3", target, by=unlock(svc, cast.oscar))
     known = SecretBytes(b"alice chose this for bob")
-    svc.people.replace_key("bob", known, by=alice)
-    fake_bob = svc.auth.unlock("bob", SecretBytes(b"alice chose this for bob"))
-    with pytest.raises(AuthError, match=r"item .holder/vault/v1. does not open"):
-        svc.approvals.approve(r.id, next_code(svc, cast.bob), by=fake_bob)
+    with pytest.raises(AuthError, match="needs custodians other than bob"):
+        svc.people.replace_key("bob", known, by=alice)
+    assert len(svc.people.get("bob").keys) == 1
+    # and nothing was released: approving as bob still needs bob's own key and share
     r = svc.approvals.get(r.id)
     assert r.approvals == () and svc.catalog.blobs(r.id, "release") == {}
+    assert svc.audit.verify().ok
 
 
 def test_a_session_row_without_approvals_decrypts_nothing(
