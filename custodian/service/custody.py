@@ -192,10 +192,10 @@ class Custody:
         (``ShareSet.wipe``). A set already there is revoked; holder keys sealed only to
         it are sealed again by the holders present (others: ``status`` names them)."""
         self._check_people(holders, by, "breakglass.split")
-        self._verified(by, "breakglass.split")
+        bg = self._verified(by, "breakglass.split")
         with BG.RecoverySecret.generate() as secret:
             return self._new_set(
-                "breakglass.split", secret, holders, by, code, threshold, passphrase, None
+                "breakglass.split", secret, holders, by, code, threshold, passphrase, bg
             )
 
     def reshare(
@@ -434,7 +434,8 @@ class Custody:
         for. The result re-enrols people (:meth:`Recovered.reenrol`); close it when done.
 
         Before the secret is reconstructed, no key on a keyringless machine can sign, so
-        a refused share is shown but not logged; the recovery's own entry counts them."""
+        a refused share there is shown but cannot be logged (on a home whose keyring
+        still holds the KSK, the home key logs it)."""
         ctx = self._ctx
         action = "breakglass.recover"
         bg = self._need(None, action)
