@@ -406,6 +406,23 @@ class Custody:
                 self._save(replace(s, last_drill=rec.at))
         return rec
 
+    def entry(self, passphrase: bytes = b"") -> BG.Recovery:
+        """A share checker for the current set as the log announced it (a screen feeds it
+        one typed share at a time: words, checksum, set, revoked, twice; at threshold, the
+        check value). The caller wipes it; :meth:`drill` and :meth:`recover` take the
+        texts it accepted."""
+        bg = self._need(None, "breakglass.entry")
+        return BG.Recovery(
+            self._ctx.config.home_id, bg.set_id, bg.check_value,
+            revoked=self._ctx.log_state().breakglass_revoked, passphrase=passphrase,
+            fingerprint=bg.fingerprint,
+        )  # fmt: skip
+
+    @staticmethod
+    def complete(prefix: str) -> list[str]:
+        """SLIP-39 words that start with ``prefix``."""
+        return BG.complete(prefix)
+
     def last_good_drill(self) -> str | None:
         s = self.current()
         return s.last_drill if s is not None else None
