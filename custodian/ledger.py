@@ -640,7 +640,7 @@ class LogState:
             if (fp, kid) != (bg.fingerprint, bg.signing_key_id) or blobs:
                 return f"breakglass.reshare of set {sid} changed the recovery key or its blobs"
             blobs = bg.blobs
-        elif fp == bg.fingerprint or set(blobs) < set(bg.blobs) or "bundle/ksk" not in blobs:
+        elif fp == bg.fingerprint or not set(bg.blobs) <= set(blobs) or "bundle/ksk" not in blobs:
             return f"breakglass.rekey of set {sid} did not reseal everything to a new key"
         old = self.keys.get(kid)
         if old is None:

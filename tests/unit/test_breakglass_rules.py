@@ -182,3 +182,27 @@ def test_a_recovery_key_edited_in_the_catalog_redirects_no_seal(
     (seal,) = svc.audit.entries(action="breakglass.seal")
     assert seal["details"]["fingerprint"] == ss.fingerprint
     assert svc.audit.verify().ok
+
+
+def test_a_rekey_that_leaves_a_holder_key_behind_does_not_verify(
+    svc: Service, cast: Cast, alice: Actor, carol: Enrolled
+) -> None:
+    """A modified client rekeys but drops bob's holder key: it would then open only with
+    the revoked papers."""
+    svc.clock = Clock()
+    bob = unlock(svc, cast.bob)
+    holders = [alice, bob, unlock(svc, carol)]
+    with svc.custody.split(holders, by=alice, code=next_code(svc, cast.alice)) as ss:
+        old_id = ss.set_id
+    svc.keys.create_quorum("vault", holders, 2, by=alice, code=next_code(svc, cast.alice))
+    st = svc.ctx.log_state().breakglass
+    assert st is not None and "holder/vault/v1/bob" in st.blobs
+    with BG.RecoverySecret.generate() as secret:
+        d = _set_details(svc, secret, 4242)
+    d["revokes"] = old_id
+    d["blobs"] = {n: h for n, h in st.blobs.items() if not n.endswith("/bob")}
+    for h in holders[:2]:
+        _sign(svc, h, d)
+    _announce(svc, alice, d, "breakglass.rekey")
+    res = svc.audit.verify()
+    assert not res.ok and "did not reseal everything" in res.reason
