@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks.common import OUT_DIR, GiB, Report, environment
 
-GROUPS = ("stream", "wrap", "startup", "audit", "rewrap", "quorum")
+GROUPS = ("stream", "wrap", "startup", "audit", "rewrap", "quorum", "breakglass")
 ABOUT = {
     "stream": "encrypt and decrypt one large file (--size) vs cat and age",
     "wrap": "LocalBackend wrap/unwrap/rewrap per HPKE suite vs bare hpke.Suite calls",
@@ -26,6 +26,7 @@ ABOUT = {
     "audit": "verify a long signed log (--audit-entries) vs raw Ed25519; fsync append latency",
     "rewrap": "svc.keys.rewrap of --deks DEKs after a rotation, 1 and 2 workers, vs bare HPKE",
     "quorum": "custody v2 core: quorum wrap and holder refresh per suite vs bare HPKE",
+    "breakglass": "recovery from two shares to an installed KSK vs its bare cryptography",
 }
 TITLES = {
     "stream": "STREAM: {size} plaintext from the page cache, output on /dev/shm; rate is "
@@ -39,6 +40,8 @@ TITLES = {
     "ratios = rate / bare HPKE loop, 2 workers / 1 process",
     "quorum": "QUORUM: custody v2 core functions, batches of {batch}, best of {wrap_repeat}; "
     "ratio = custody/bare",
+    "breakglass": "BREAKGLASS: a keyringless copy recovered from two shares, best of {repeat}; "
+    "ratio = recovery / its bare cryptography",
 }
 
 
@@ -173,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
                     suites=args.suites or list(rewrap.SUITES),
                     workdir=args.workdir,
                 )
+            elif g == "breakglass":
+                from benchmarks import breakglass
+
+                breakglass.run(report, workdir=args.workdir, repeat=args.repeat)
             elif g == "quorum":
                 from benchmarks import quorum
 

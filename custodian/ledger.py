@@ -46,6 +46,11 @@ HOME = "home"
 ROLES = ("custodian", "operator", "auditor")  # custodian.people.ROLES (a test keeps them equal)
 NAME_RE = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")  # custodian.people.NAME_RE
 KEY_ID_PREFIX = b"custodian signing key v1\0"
+RECOVERY_ACTOR = "breakglass:recovery"  # custodian.custody.breakglass.RECOVERY_ACTOR
+BREAKGLASS_ACTIONS = (
+    *("breakglass.sign", "breakglass.split", "breakglass.reshare", "breakglass.rekey"),
+    *("breakglass.seal", "breakglass.recover"),
+)
 KEY_ACTIONS = (
     "person.enrol",
     "person.key.replace",
@@ -70,6 +75,7 @@ STATE_ACTIONS = frozenset(
         "request.expire",
         "restore.session.expire",
         "restore.session.close",
+        *BREAKGLASS_ACTIONS,
     }
 )
 # Kinds whose request is finished by the approval that completes the quorum.
@@ -130,6 +136,22 @@ class KekInfo:
 
 
 @dataclass
+class BreakGlassInfo:
+    """The break-glass set the log announced last (docs/custody.md section 10)."""
+
+    set_id: int
+    threshold: int
+    holders: tuple[str, ...]
+    fingerprint: str
+    public_key: bytes
+    check_value: str
+    signing_key_id: str  # the recovery identity's key (RECOVERY_ACTOR)
+    blobs: dict[str, str]  # name -> SHA-256 of each blob sealed to the recovery key, vouched
+    at: int
+    recovered_at: int | None = None  # a breakglass.recover signed by the recovery identity
+
+
+@dataclass
 class RequestInfo:
     id: str
     kind: str
@@ -164,6 +186,9 @@ class LogState:
         self.requests: dict[str, RequestInfo] = {}
         # (kek, version, manifest digest) -> the holders who signed that manifest
         self.manifest_signs: dict[tuple[str, int, str], set[str]] = {}
+        self.breakglass: BreakGlassInfo | None = None  # the current set (break-glass rules)
+        self.breakglass_revoked: set[int] = set()
+        self.breakglass_signs: dict[tuple[int, str], set[str]] = {}
         self.last_seq = 0
         # Credential changes under dual control (section "Credential changes"): the seq
         # of the first quorum kek.create, which ends bootstrap (0: still in bootstrap);
@@ -251,6 +276,8 @@ class LogState:
             return self._kek(e)
         if action == "policy.set":
             return self._policy_set(e)
+        if action in BREAKGLASS_ACTIONS:
+            return self._breakglass(e)
         if action.startswith(("request.", "restore.session.")):
             return self._decision(e)
         return ""
@@ -293,7 +320,11 @@ class LogState:
             return f"the home identity is not a person: {what}"
         if isinstance(d.get("request"), str):
             return self._person_completion(e, subject)
-        if not self.in_bootstrap:
+        if not self.in_bootstrap and not (
+            action == "person.key.replace" and self._recovery_rekeys(actor)
+        ):
+            # After a break-glass recovery, the recovery identity (the threshold of paper
+            # shares) re-announces the lost keys: it stands in for the custodians.
             return (
                 f"{action} of {subject} after bootstrap (it ended at entry "
                 f"{self.bootstrap_end}, the first quorum KEK) without an approved "
@@ -341,7 +372,7 @@ class LogState:
             tail = "" if action == "person.key.replace" else " was changed"
             return f"{verb} {subject}{tail}, who was never enrolled"
         if action == "person.key.replace":
-            if actor != subject and not custodian:
+            if actor != subject and not custodian and not self._recovery_rekeys(actor):
                 return f"{actor} replaced {subject}'s key without holding the custodian role"
             prev = d.get("previous_key_id")
             if prev is not None and prev != p.key_id:
@@ -747,6 +778,115 @@ class LogState:
             self.next_holder_keys[(kek, version, subject)] = fp
         r.state = "done"
         return ""
+
+    # ------------------------------------------------------------ break-glass (issue 11)
+
+    def _recovery_rekeys(self, actor: str) -> bool:
+        """Whether ``actor`` is the recovery identity of the current set after its
+        ``breakglass.recover``: the threshold of paper shares stands in for the custodians
+        whose keys were all lost, and re-announces their keys (docs/custody.md 10.4)."""
+        bg = self.breakglass
+        return actor == RECOVERY_ACTOR and bg is not None and bg.recovered_at is not None
+
+    def _breakglass(self, e: dict[str, Any]) -> str:
+        action, actor, seq, d = e["action"], e["actor"], int(e["seq"]), e["details"]
+        if _subject(e, "home:") != self.home_id:
+            return f"{action} names another home"
+        bg = self.breakglass
+        if action == "breakglass.recover":
+            if actor != RECOVERY_ACTOR:
+                return f"breakglass.recover is signed by {actor}, not by the recovery identity"
+            if bg is None or d.get("set_id") != bg.set_id:
+                return "breakglass.recover names a set that is not the current one"
+            bg.recovered_at = seq
+            return ""
+        if not self.is_custodian(actor):
+            return f"{actor} made {action} without holding the custodian role"
+        if action == "breakglass.sign":
+            fp, sid = d["fingerprint"], d["set_id"]
+            if not isinstance(fp, str) or type(sid) is not int:
+                raise TypeError("a break-glass signature names no set id or fingerprint")
+            self.breakglass_signs.setdefault((sid, fp), set()).add(actor)
+            return ""
+        if action == "breakglass.seal":
+            blobs = _blob_map(d.get("blobs"))
+            if bg is None or d.get("fingerprint") != bg.fingerprint:
+                return "blobs were sealed to a recovery key the log does not hold as current"
+            if any(n.startswith("bundle/") for n in blobs):
+                return "a recovery bundle was vouched for outside a split or rekey"
+            bg.blobs.update(blobs)
+            return ""
+        return self._breakglass_set(e, action, seq, d, bg)
+
+    def _breakglass_set(
+        self, e: dict[str, Any], action: str, seq: int, d: dict[str, Any], bg: BreakGlassInfo | None
+    ) -> str:
+        """split, reshare or rekey: a new set, which >= T of its holders signed."""
+        from custodian.custody.breakglass import recovery_fingerprint
+
+        sid, t, n, holders = d["set_id"], d["threshold"], d["count"], d["holders"]
+        if any(type(v) is not int for v in (sid, t, n)) or not isinstance(holders, list):
+            raise TypeError("a break-glass set's id, threshold, count or holders")
+        pub = base64.b64decode(d["public_key"], validate=True)
+        spub = base64.b64decode(d["signing_public_key"], validate=True)
+        fp, kid = str(d["fingerprint"]), str(d["signing_key_id"])
+        blobs = _blob_map(d.get("blobs"))
+        if not (2 <= t <= n == len(holders) == len(set(holders))):
+            return f"{action} of set {sid}: {t} of {n} with holders {holders} does not hold"
+        if recovery_fingerprint(pub) != fp:
+            return f"{action} of set {sid}: the fingerprint is not the recovery key's"
+        if len(spub) != 32 or key_id(spub) != kid:
+            return f"{action} of set {sid}: the recovery identity's key id is not its key's"
+        if sid in self.breakglass_revoked or (bg is not None and sid == bg.set_id):
+            return f"{action} reuses the id of set {sid}, made before"
+        if d.get("revokes") != (bg.set_id if bg is not None else None):
+            return f"{action} of set {sid} does not revoke the current set"
+        signed = self.breakglass_signs.get((sid, fp), set()) & set(holders)
+        if len(signed) < t:
+            return (
+                f"{action} of set {sid}: {len(signed)} of its holders signed the recovery key "
+                f"before it was announced; it needs {t}"
+            )
+        if action == "breakglass.split":
+            if "bundle/ksk" not in blobs:
+                return f"set {sid} was announced without its recovery bundle"
+        elif bg is None:
+            return f"{action} of set {sid} with no set to replace"
+        elif action == "breakglass.reshare":
+            if (fp, kid) != (bg.fingerprint, bg.signing_key_id) or blobs:
+                return f"breakglass.reshare of set {sid} changed the recovery key or its blobs"
+            blobs = bg.blobs
+        elif fp == bg.fingerprint or not set(bg.blobs) <= set(blobs) or "bundle/ksk" not in blobs:
+            return f"breakglass.rekey of set {sid} did not reseal everything to a new key"
+        old = self.keys.get(kid)
+        if old is None:
+            for k in self.keys.values():
+                if k.person == RECOVERY_ACTOR and k.replaced_at is None:
+                    k.replaced_at = seq
+            self.keys[kid] = KeyInfo(RECOVERY_ACTOR, spub, seq)
+        elif (
+            old.person != RECOVERY_ACTOR
+            or old.replaced_at is not None
+            or (bg is not None and kid != bg.signing_key_id)
+        ):
+            return f"{action} of set {sid} announces a signing key used before"
+        if bg is not None:
+            self.breakglass_revoked.add(bg.set_id)
+        self.breakglass = BreakGlassInfo(
+            sid, t, tuple(holders), fp, pub, str(d["check_value"]), kid, dict(blobs), seq
+        )
+        self.breakglass_signs.clear()
+        return ""
+
+
+def _blob_map(v: Any) -> dict[str, str]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict) or not all(
+        isinstance(k, str) and isinstance(x, str) and len(x) == 64 for k, x in v.items()
+    ):
+        raise TypeError("a list of recovery blobs is not {name: SHA-256}")
+    return dict(v)
 
 
 def _subject(e: dict[str, Any], prefix: str) -> str:

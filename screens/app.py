@@ -6,7 +6,8 @@ sealed store or the keyring. Each top-level screen is a Textual *mode*, so the
 backups screen keeps its filter, order and cursor while you look at the
 dashboard. The navigation keys are F-keys (and ctrl+q), which work even while
 a text box has focus: F2 dashboard, F3 backups, F4 people, F6 restores
-(approvals and sessions), F7 keys, F8 audit log, F9 sign in or out.
+(approvals and sessions), F7 keys, F8 audit log, F9 sign in or out, F10
+break-glass (not in the footer: the palette, ctrl+p, lists it).
 Screen-level keys are F5 (reload) and ctrl+letters.
 
 Who is signed in lives here: ``actor`` holds the unlocked signing key, and
@@ -54,6 +55,7 @@ class CustodianApp(App[None]):
         Binding("f7", "switch_mode('keys')", "Keys"),
         Binding("f8", "switch_mode('audit')", "Audit"),
         Binding("f9", "sign_in_out", "Sign in/out"),
+        Binding("f10", "switch_mode('breakglass')", "Break-glass", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -76,6 +78,7 @@ class CustodianApp(App[None]):
         self.add_mode("audit", self._audit)
         self.add_mode("keys", self._keys)
         self.add_mode("restores", self._restores)
+        self.add_mode("breakglass", self._breakglass)
 
     def _backups(self) -> Screen[None]:
         from screens.backups import BackupsScreen
@@ -101,6 +104,11 @@ class CustodianApp(App[None]):
         from screens.restores import RestoresScreen
 
         return RestoresScreen(self.service)
+
+    def _breakglass(self) -> Screen[None]:
+        from screens.breakglass import BreakGlassScreen
+
+        return BreakGlassScreen(self.service)
 
     def on_mount(self) -> None:
         self.set_interval(min(30.0, max(self.idle_sign_out / 4, 0.05)), self._check_idle)

@@ -168,6 +168,7 @@ class DashboardScreen(Screen[None]):
                         ("Home id", st.home_id),
                         ("Keyring", st.keyring),
                         ("Backups", f"{st.backup_count:,}"),
+                        *self._breakglass_line(),
                     ),
                     id="dash-home-pairs",
                 )
@@ -204,6 +205,17 @@ class DashboardScreen(Screen[None]):
             yield Static(Text("This home has no KEK yet."), classes="box muted")
         for kek in st.keks:
             yield from self._compose_kek(kek, st)
+
+    def _breakglass_line(self) -> list[tuple[str, str]]:
+        """The last good drill of the break-glass set (F10), once a set exists."""
+        try:
+            s = self.service.custody.current()
+        except (CustodianError, ValueError, KeyError):
+            return [("Break-glass", "the set's record cannot be read (F10)")]
+        if s is None:
+            return []
+        drill = when(s.last_drill)[:16] if s.last_drill else "never"
+        return [("Last good drill", f"{drill} (set {s.set_id}, {s.threshold} of {s.count})")]
 
     def _compose_kek(self, kek: Kek, st: Status) -> Iterator[Widget]:
         box = Vertical(classes="box kek", id="kek-" + re.sub(r"[^A-Za-z0-9_-]", "_", kek.name))

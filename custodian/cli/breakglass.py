@@ -3,8 +3,10 @@
 A share is revealed only to a file descriptor the caller names for its holder
 (``--share-fd NAME=FD``, each holder's own pipe or file), or on a terminal with
 ``--reveal``, one holder at a time, the screen cleared before the next. Shares
-for ``drill`` and ``recover`` come one per line from ``--shares-fd N``, or are
-typed at a terminal.
+for ``drill``, ``recover``, ``reshare`` and ``rekey`` (the current set's) come one
+per line from ``--shares-fd N``, or are typed at a terminal. ``recover --reenrol
+NAME,NAME`` gives each named person a new key under a new passphrase
+(``--new-passphrase-fd NAME=FD`` or typed twice) and their holder keys back.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def _hand_out(share: ShareMnemonic, holder: str, fd: int | None, fingerprint: st
 def cmd_breakglass_split(args: argparse.Namespace) -> int:
     from custodian.cli.kek import _holders
 
+    command = args.breakglass_command
     shares_to = _fds(args.share_fd, "--share-fd")
     names = [n.strip() for n in args.holders.split(",") if n.strip()]
     missing = [n for n in names if n not in shares_to]
@@ -69,9 +72,15 @@ def cmd_breakglass_split(args: argparse.Namespace) -> int:
         )
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
+        old = _shares(args) if command != "split" else []
         holders = _holders(svc, args, by)
         code = code_input(args.totp_fd, by.name)
-        with svc.custody.split(holders, by=by, code=code, threshold=args.threshold) as ss:
+        if command == "split":
+            made = svc.custody.split(holders, by=by, code=code, threshold=args.threshold)
+        else:
+            make = svc.custody.reshare if command == "reshare" else svc.custody.rekey
+            made = make(old, holders, by=by, code=code, threshold=args.threshold)
+        with made as ss:
             for h, share in zip(names, ss.shares, strict=True):
                 _hand_out(share, h, shares_to.get(h), ss.fingerprint)
             say(
@@ -79,6 +88,10 @@ def cmd_breakglass_split(args: argparse.Namespace) -> int:
                 f"({', '.join(names)}); recovery key {ss.fingerprint}"
             )
             say("print the recovery key's fingerprint on each share's cover sheet.")
+            cur = svc.custody.current()
+            revoked = cur.revoked if cur is not None else ()
+            if revoked:
+                say(f"set {revoked[-1]} is revoked: its papers open nothing now; destroy them.")
     return 0
 
 
@@ -110,8 +123,25 @@ def cmd_breakglass_drill(args: argparse.Namespace) -> int:
 
 
 def cmd_breakglass_recover(args: argparse.Namespace) -> int:
-    with open_service(args) as svc:
-        say(svc.custody.recover(_shares(args)))
+    from custodian.cli.common import secret_input
+
+    fds = _fds(args.new_passphrase_fd, "--new-passphrase-fd")
+    names = [n.strip() for n in (args.reenrol or "").split(",") if n.strip()]
+    with open_service(args) as svc, svc.custody.recover(_shares(args)) as rec:
+        say(rec.note)
+        if rec.skipped:
+            say(f"not installed (the log does not vouch for them): {', '.join(rec.skipped)}")
+        for name in names:
+            if svc.people.get(name).kind == "service":
+                rec.reenrol(name, None)
+            else:
+                with secret_input(
+                    f"new passphrase for {name}: ", fds.get(name), "passphrase", confirm=True
+                ) as pw:
+                    rec.reenrol(name, pw)
+            say(f"{name} re-enrolled with a new key" + (
+                f" and their holder keys ({name} holds shares)" if name in rec.holders else ""
+            ))  # fmt: skip
     return 0
 
 
@@ -126,6 +156,16 @@ def cmd_breakglass_status(args: argparse.Namespace) -> int:
             f"{s.split_at[:19]}Z, recovery key {s.fingerprint}; last good drill "
             f"{(s.last_drill or 'never')[:19]}"
         )
+        st = svc.custody.status()
+        if st.problem:
+            say(st.problem)
+            return 8
+        if s.revoked:
+            say(f"revoked sets: {', '.join(str(x) for x in s.revoked)}")
+        if st.uncovered:
+            say(f"holder keys not sealed to the recovery key ({len(st.uncovered)}): "
+                + ", ".join(st.uncovered[:8]) + " (their holders are present at the next split "
+                "or rekey)")  # fmt: skip
     return 0
 
 
@@ -133,16 +173,24 @@ def add_parsers(sub: Subparsers) -> None:
     bg = sub.add_parser("breakglass", help="the SLIP-39 break-glass set").add_subparsers(
         dest="breakglass_command", metavar="COMMAND", required=True
     )
-    s = bg.add_parser("split", help="make a new set, one share per holder (custodians, present)")
-    s.add_argument("--holders", required=True, help="NAME,NAME,NAME: one share each")
-    s.add_argument("--threshold", type=int, default=2, metavar="T", help="T of N (2)")
-    s.add_argument("--share-fd", action="append", metavar="NAME=FD",
-                   help="write NAME's share to file descriptor FD")  # fmt: skip
-    s.add_argument("--reveal", action="store_true", help="show each share on this terminal")
-    s.add_argument("--holder-passphrase-fd", action="append", metavar="NAME=FD")
-    add_totp_fd(s)
-    add_acting(s)
-    s.set_defaults(func=cmd_breakglass_split)
+    for name, what in (
+        ("split", "make a new set (a new secret), one share per holder (custodians, present)"),
+        ("reshare", "new shares of the same secret for the holders named; the old set revoked"),
+        ("rekey", "a new secret; everything sealed to the old recovery key sealed again"),
+    ):
+        s = bg.add_parser(name, help=what)
+        s.add_argument("--holders", required=True, help="NAME,NAME,NAME: one share each")
+        s.add_argument("--threshold", type=int, default=2, metavar="T", help="T of N (2)")
+        s.add_argument("--share-fd", action="append", metavar="NAME=FD",
+                       help="write NAME's share to file descriptor FD")  # fmt: skip
+        s.add_argument("--reveal", action="store_true", help="show each share on this terminal")
+        s.add_argument("--holder-passphrase-fd", action="append", metavar="NAME=FD")
+        if name != "split":
+            s.add_argument("--shares-fd", type=int, metavar="N",
+                           help="the current set's shares, one per line from fd N")  # fmt: skip
+        add_totp_fd(s)
+        add_acting(s)
+        s.set_defaults(func=cmd_breakglass_split)
     for name, fn, what in (
         ("drill", cmd_breakglass_drill, "check that shares reconstruct the set; change nothing"),
         ("recover", cmd_breakglass_recover, "install the root key again from shares"),
@@ -151,6 +199,10 @@ def add_parsers(sub: Subparsers) -> None:
         s.add_argument("--shares-fd", type=int, metavar="N", help="one share per line from fd N")
         if name == "drill":
             add_acting(s)
+        else:
+            s.add_argument("--reenrol", metavar="NAME,NAME",
+                           help="new keys and passphrases for them (theirs were lost)")  # fmt: skip
+            s.add_argument("--new-passphrase-fd", action="append", metavar="NAME=FD")
         s.set_defaults(func=fn)
     s = bg.add_parser("status", help="the current set and its last good drill")
     s.set_defaults(func=cmd_breakglass_status)

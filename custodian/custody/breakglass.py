@@ -46,7 +46,7 @@ from types import TracebackType
 from typing import Self
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from shamir_mnemonic import combine_mnemonics, generate_mnemonics
 from shamir_mnemonic.share import Share
@@ -82,6 +82,7 @@ __all__ = [
     "recovery_fingerprint",
     "recovery_keypair",
     "recovery_public_key",
+    "recovery_signing_key",
     "share_info",
     "split",
     "verify_check_value",
@@ -89,6 +90,8 @@ __all__ = [
 
 SUITE = "mlkem768-x25519"
 KEM_INFO = b"custodian/v2/recovery-kem"
+SIGN_INFO = b"custodian/v2/recovery-sign"
+RECOVERY_ACTOR = "breakglass:recovery"  # ':' keeps it out of every person's name
 CHECK_LABEL = b"custodian/v2/recovery-check"
 KEY_LABEL = b"custodian/v2/recovery-key"
 SECRET_BYTES = 32
@@ -216,6 +219,15 @@ def recovery_keypair(secret: RecoverySecret, home_id: str) -> tuple[SecretBytes,
     private = SecretBytes(m.private_bytes_raw() + x.private_bytes_raw(), "recovery private key")
     public = m.public_key().public_bytes_raw() + x.public_key().public_bytes_raw()
     return private, public
+
+
+def recovery_signing_key(secret: RecoverySecret, home_id: str) -> ed25519.Ed25519PrivateKey:
+    """The recovery identity's Ed25519 key: HKDF-SHA256(secret, salt = home id, info =
+    ``custodian/v2/recovery-sign``) is its 32-byte private key. Its public half is
+    announced with the set; only someone holding the set's threshold of shares signs
+    with it (``breakglass.recover`` and the key replacements of the recovery)."""
+    seed = HKDF(hashes.SHA256(), 32, salt=_home(home_id), info=SIGN_INFO).derive(secret.reveal())
+    return ed25519.Ed25519PrivateKey.from_private_bytes(seed)
 
 
 def recovery_public_key(secret: RecoverySecret, home_id: str) -> bytes:

@@ -130,12 +130,13 @@ class Keys:
         key that opens a DEK exists anywhere but in the holders' hands."""
         from custodian.custody import holders as H
         from custodian.custody import quorum as Q
-        from custodian.service import items
+        from custodian.service import items, recovery
 
         ctx = self._ctx
         subject = f"kek:{name}"
         ctx.require(by, "custodian", "kek.create", subject)
         suite, purpose = self._check_new(name, suite, purpose)
+        bg = recovery.target(ctx)  # the recovery key as the verified log announced it
         names = [h.name for h in holders]
         for h in holders:
             ctx.require(h, "custodian", "kek.create", subject)
@@ -160,7 +161,7 @@ class Keys:
                 kek=name,
                 version=1,
                 personal_key=h.personal,
-                recovery_public=None,
+                recovery_public=bg.public_key if bg is not None else None,
             )
             for h in holders
         ]
@@ -174,7 +175,7 @@ class Keys:
                 Q.Holder(h.name, x, k.key.public_key)
                 for x, (h, k) in enumerate(zip(holders, made, strict=True), start=1)
             ),
-            "",  # no break-glass set yet: the recovery key is announced with the split
+            bg.fingerprint if bg is not None else "",  # none yet: sealed at the next split
         ).check()
         digest = man.digest()
         with ctx.audited(
@@ -199,6 +200,9 @@ class Keys:
                 )
             for h, k in zip(holders, made, strict=True):
                 items.put(ctx, items.holder_entry(h.name, name, 1), k.item)
+            if bg is not None:  # each holder key sealed to the recovery key, vouched for
+                sealed = {H.recovery_name(k.key.person, name, 1): k.recovery_blob for k in made}
+                recovery.vouch(ctx, by, bg.fingerprint, {n: b for n, b in sealed.items() if b})
             ctx.catalog.add_kek(name, "quorum", suite, purpose)
             ctx.catalog.add_kek_version(name, 1, man.fingerprint, man.encode(), ctx.now())
             d.update(version=1, fingerprint=man.fingerprint)
