@@ -55,6 +55,7 @@ STATE_ACTIONS = frozenset(
         "kek.manifest.sign",
         "kek.version.create",
         "kek.rotate",
+        "kek.redistribute",
         "kek.version.retire",
         "policy.set",
         "request.approve",
@@ -387,7 +388,10 @@ class LogState:
         action, actor, seq, d = e["action"], e["actor"], int(e["seq"]), e["details"]
         if action == "kek.manifest.sign":
             return self._manifest_sign(e)
-        if action not in ("kek.create", "kek.version.create", "kek.rotate", "kek.version.retire"):
+        if action not in (
+            "kek.create", "kek.version.create", "kek.rotate", "kek.redistribute",
+            "kek.version.retire",
+        ):  # fmt: skip
             return ""
         if action == "kek.create" and actor == HOME:
             pass  # the home key creates the first KEK at init (and may create others)
