@@ -354,33 +354,35 @@ def target_batch(
     t = j.index("target", who)
     bit = 1 << t
     rows = db.execute(
-        "SELECT row, backup, from_version, old_wrap_sha256, new_deal, sources_done, "
-        "targets_done, failed FROM custody_deals WHERE job=? AND row>? ORDER BY row LIMIT ?",
+        "SELECT d.row, d.backup, d.from_version, d.old_wrap_sha256, d.new_deal, "
+        "d.sources_done, d.targets_done, d.failed, b.id, b.kek_version, b.wrapped_dek "
+        "FROM custody_deals d LEFT JOIN backups b ON b.rowid = d.row "
+        "WHERE d.job=? AND d.row>? ORDER BY d.row LIMIT ?",
         (j.id, start, limit),
     ).fetchall()
+    parts: dict[int, dict[int, bytes]] = {}
+    if rows:
+        for r, s, b in db.execute(
+            "SELECT row, source, blob FROM custody_parts WHERE job=? AND row BETWEEN ? AND ? "
+            "AND target=?",
+            (j.id, int(rows[0][0]), int(rows[-1][0]), t),
+        ):
+            parts.setdefault(int(r), {})[int(s)] = bytes(b)
     items: list[TargetItem] = []
     last, waiting = start, False
-    for row, bid, ver, sha, deal, sdone, tdone, failed in rows:
+    for row, bid, ver, sha, deal, sdone, tdone, failed, cur_id, cur_ver, cur_w in rows:
         if not failed and int(sdone) != j.sources_mask:
             waiting = True
             break
         last = int(row)
         if failed or int(tdone) & bit:
             continue
-        cur = db.execute(
-            "SELECT kek_version, wrapped_dek FROM backups WHERE rowid=? AND id=?", (row, bid)
-        ).fetchone()
-        wrapped = bytes(cur[1]) if cur is not None else b""
-        if cur is None or int(cur[0]) != int(ver) or wrap_sha(wrapped) != sha:
+        wrapped = bytes(cur_w) if cur_w is not None else b""
+        if cur_id != bid or cur_ver != ver or wrap_sha(wrapped) != sha:
             wrapped = b""  # changed since dealt: commit_target fails it, nothing is sealed
-        parts = {
-            int(s): bytes(b)
-            for s, b in db.execute(
-                "SELECT source, blob FROM custody_parts WHERE job=? AND row=? AND target=?",
-                (j.id, row, t),
-            )
-        }
-        items.append(TargetItem(int(row), str(bid), int(ver), wrapped, bytes(deal), parts))
+        items.append(
+            TargetItem(int(row), str(bid), int(ver), wrapped, bytes(deal), parts.get(int(row), {}))
+        )
     if not items and last == start:
         return TargetBatch(last, [], True) if waiting else None
     return TargetBatch(last, items, waiting)
@@ -406,54 +408,63 @@ def commit_target(
     moved to the target version, failures, SHA-256 over the new shares in order)."""
     t = j.index("target", who)
     bit = 1 << t
-    sealed = moved = 0
     fails: list[tuple[str, str]] = []
     digest = hashlib.sha256()
-    for res in results:
-        it = res.item
-        row = db.execute(
-            "SELECT targets_done, failed FROM custody_deals WHERE job=? AND row=?",
-            (j.id, it.row),
-        ).fetchone()
-        if row is None or int(row[0]) & bit or row[1]:
-            continue  # done already, or failed meanwhile
-        error = res.error or ("" if it.wrapped else "the DEK's wrap changed since it was dealt")
-        if error or res.share is None:
-            db.execute(
-                "UPDATE custody_deals SET failed=? WHERE job=? AND row=?",
-                (f"{who}: {error}", j.id, it.row),
+    current: dict[int, tuple[int, str]] = {}
+    if results:
+        current = {
+            int(r): (int(d), str(f))
+            for r, d, f in db.execute(
+                "SELECT row, targets_done, failed FROM custody_deals WHERE job=? AND row "
+                "BETWEEN ? AND ?",
+                (j.id, results[0].item.row, results[-1].item.row),
             )
-            db.execute("UPDATE custody_jobs SET failed=failed+1 WHERE id=?", (j.id,))
-            fails.append((it.backup, error))
-            continue
-        s = res.share
-        db.execute(
-            "INSERT OR REPLACE INTO custody_new_shares(job, row, x, commitment, ciphertext) "
-            "VALUES(?,?,?,?,?)",
-            (j.id, it.row, s.x, s.commitment, s.ciphertext),
+        }
+    ok: list[TargetResult] = []
+    failed: list[tuple[str, str, int]] = []
+    for res in results:
+        cur = current.get(res.item.row)
+        if cur is None or cur[0] & bit or cur[1]:
+            continue  # done already (a batch committed twice), or failed meanwhile
+        error = res.error or (
+            "" if res.item.wrapped else "the DEK's wrap changed since it was dealt"
         )
-        digest.update(s.commitment + hashlib.sha256(s.ciphertext).digest())
-        db.execute(
-            "DELETE FROM custody_parts WHERE job=? AND row=? AND target=?", (j.id, it.row, t)
-        )
-        (tdone,) = db.execute(
-            "UPDATE custody_deals SET targets_done=targets_done|? WHERE job=? AND row=? "
-            "RETURNING targets_done",
-            (bit, j.id, it.row),
-        ).fetchone()
-        sealed += 1
-        if int(tdone) == j.targets_mask:
-            moved += _complete(db, j, it, new_manifest)
+        if error or res.share is None:
+            failed.append((f"{who}: {error}", j.id, res.item.row))
+            fails.append((res.item.backup, error))
+        else:
+            ok.append(res)
+    db.executemany("UPDATE custody_deals SET failed=? WHERE job=? AND row=?", failed)
+    db.executemany(
+        "INSERT OR REPLACE INTO custody_new_shares(job, row, x, commitment, ciphertext) "
+        "VALUES(?,?,?,?,?)",
+        [(j.id, r.item.row, r.share.x, r.share.commitment, r.share.ciphertext)
+         for r in ok if r.share is not None],
+    )  # fmt: skip
+    db.executemany(
+        "DELETE FROM custody_parts WHERE job=? AND row=? AND target=?",
+        [(j.id, r.item.row, t) for r in ok],
+    )
+    db.executemany(
+        "UPDATE custody_deals SET targets_done=targets_done|? WHERE job=? AND row=?",
+        [(bit, j.id, r.item.row) for r in ok],
+    )
+    moved = 0
+    for r in ok:
+        assert r.share is not None
+        digest.update(r.share.commitment + hashlib.sha256(r.share.ciphertext).digest())
+        if current[r.item.row][0] | bit == j.targets_mask:
+            moved += _complete(db, j, r.item, new_manifest)
     db.execute(
         "UPDATE custody_job_steps SET cursor=?, done=done+? WHERE job=? AND role='target' "
         "AND idx=?",
-        (batch.last_row, sealed, j.id, t),
+        (batch.last_row, len(ok), j.id, t),
     )
     db.execute(
-        "UPDATE custody_jobs SET completed=completed+?, updated_at=? WHERE id=?",
-        (moved, now, j.id),
+        "UPDATE custody_jobs SET completed=completed+?, failed=failed+?, updated_at=? WHERE id=?",
+        (moved, len(failed), now, j.id),
     )
-    return sealed, moved, fails, digest.hexdigest()
+    return len(ok), moved, fails, digest.hexdigest()
 
 
 def _complete(db: sqlite3.Connection, j: CustodyJob, it: TargetItem, man: Q.Manifest) -> int:

@@ -39,6 +39,7 @@ from custodian.service import items
 from custodian.service.context import HomeContext, Progress
 
 DEFAULT_BATCH = 500  # DEKs per batch (one transaction, one entry): ~3 HPKE operations each
+KEEP_FAILURES = 1000  # a run's report keeps the first reasons; the job counts every one
 ACTIONS = {"refresh": "kek.refresh", "redistribute": "kek.redistribute"}
 
 
@@ -355,7 +356,8 @@ def run(
             f"{name}' lists what was done); nothing was changed."
         )
     action = ACTIONS[j.kind]
-    bs = batch_size or DEFAULT_BATCH
+    # small jobs get small batches (progress moves, a cancel acts, workers share them)
+    bs = batch_size or max(50, min(DEFAULT_BATCH, -(-j.total // 10)))
     new = _manifest(ctx, name, j.target_version, by, action)
     old = _old_manifests(ctx, j, by)
     report = StepReport(j.id, name, j.kind, by.name)
@@ -470,7 +472,7 @@ def _run_source(
                  "parts_sha256": digest},
             )  # fmt: skip
         report.done += n
-        report.failed.extend(fails)
+        report.failed.extend(fails[: max(0, KEEP_FAILURES - len(report.failed))])
         done += n
         if progress is not None:
             progress(min(done, total), total)
@@ -548,7 +550,7 @@ def _run_target(
                 )  # fmt: skip
             report.done += sealed
             report.moved += moved
-            report.failed.extend(fails)
+            report.failed.extend(fails[: max(0, KEEP_FAILURES - len(report.failed))])
             done += sealed
             if progress is not None:
                 progress(min(done, total), total)
