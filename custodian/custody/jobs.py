@@ -171,8 +171,7 @@ def steps(db: sqlite3.Connection, job_id: str) -> list[StepState]:
     return [
         StepState(str(r), str(w), int(c), int(d))
         for r, w, c, d in db.execute(
-            "SELECT role, who, cursor, done FROM custody_job_steps WHERE job=? "
-            "ORDER BY role DESC, idx",
+            "SELECT role, who, cursor, done FROM custody_job_steps WHERE job=? ORDER BY role, idx",
             (job_id,),
         )
     ]
