@@ -50,6 +50,7 @@ def step_text(view: Any, mine: str = "") -> Text:
         if s.who == mine:
             out.append("  (you)", style="bold")
         out.append("\n")
+    out.rstrip()
     return out
 
 
