@@ -712,11 +712,30 @@ class Keys:
 
         ctx = self._ctx
         for k in ctx.catalog.keks():
+            if k.backend == "quorum":
+                self._finish_quorum_destructions(k)
             if k.backend != "local":
                 continue
             for v in k.versions:
                 if v.state == "destroyed" and ctx.sealed.exists(sealed_name(k.name, v.version)):
                     ctx.backend("local").destroy(k.name, v.version)
+
+    def _finish_quorum_destructions(self, k: Kek) -> None:
+        """Holder keys of destroyed quorum versions still in the keyring (the process ended
+        between the approving commit and their deletion) go now."""
+        from custodian.custody.quorum import Manifest
+        from custodian.service import items
+        from custodian.service import quorum_jobs as QJ
+
+        for v in k.versions:
+            if v.state != "destroyed" or v.public_key is None:
+                continue
+            man = Manifest.decode(bytes(v.public_key))
+            if any(
+                items.get(self._ctx, items.holder_entry(h.name, k.name, v.version)) is not None
+                for h in man.holders
+            ):
+                QJ.forget_holder_keys(self._ctx, k.name, v.version, man)
 
 
 def _manifest_details(man: Any) -> dict[str, Any]:

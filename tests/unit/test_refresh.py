@@ -297,4 +297,24 @@ def test_old_holder_keys_are_destroyed_after_the_census_is_zero(
     for who in ("alice", "bob", "carol"):
         assert svc.keyring.get(f"holder:{who}:vault:v1") is None
         assert svc.keyring.get(f"holder:{who}:vault:v2") is not None
+    # an erasure cut short (the process ended after the approving commit) is swept
+    svc.keyring.set("holder:bob:vault:v1", "bGVmdCBvdmVy")
+    svc.approvals.requests()
+    assert svc.keyring.get("holder:bob:vault:v1") is None
     assert svc.audit.verify().ok
+
+
+def test_verify_refuses_a_part_recorded_in_another_holders_name(
+    svc: Service, cast: Cast, carol: Enrolled, vault: list[str]
+) -> None:
+    j = rotate(svc, cast, carol)
+    svc.keys.refresh("vault", by=unlock(svc, cast.alice))
+    assert svc.audit.verify().ok
+    svc.ctx.record(
+        unlock(svc, cast.alice),
+        "kek.refresh.batch",
+        "kek:vault",
+        details={"job": j.id, "step": "target:bob", "sealed": 6, "moved": 0, "failed": []},
+    )
+    res = svc.audit.verify()
+    assert not res.ok and "alice recorded bob's part" in res.summary()
