@@ -238,7 +238,9 @@ class QuorumRotateDialog(KeyDialog):
         )
         yield Label("DEK census per version", classes="field-name")
         census = {v.version: v.dek_count for v in k.versions}
-        yield Static(census_table(census, k.current_version, k.current_version + 1))
+        yield Static(
+            census_table(census, k.current_version, k.current_version + 1, "After the refresh")
+        )
         yield Static(
             "Every holder takes part, one after another at this workstation: each types "
             "their passphrase to make their new holder key and sign the new manifest. "
