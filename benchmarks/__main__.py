@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks.common import OUT_DIR, GiB, Report, environment
 
-GROUPS = ("stream", "wrap", "startup", "audit", "rewrap", "quorum", "breakglass")
+GROUPS = ("stream", "wrap", "startup", "audit", "rewrap", "quorum", "breakglass", "refresh")
 ABOUT = {
     "stream": "encrypt and decrypt one large file (--size) vs cat and age",
     "wrap": "LocalBackend wrap/unwrap/rewrap per HPKE suite vs bare hpke.Suite calls",
@@ -27,6 +27,8 @@ ABOUT = {
     "rewrap": "svc.keys.rewrap of --deks DEKs after a rotation, 1 and 2 workers, vs bare HPKE",
     "quorum": "custody v2 core: quorum wrap and holder refresh per suite vs bare HPKE",
     "breakglass": "recovery from two shares to an installed KSK vs its bare cryptography",
+    "refresh": "svc.keys.refresh: a holder's part per share, 1 and 2 workers, vs bare HPKE; "
+    "peak memory with --refresh-peak-deks rows",
 }
 TITLES = {
     "stream": "STREAM: {size} plaintext from the page cache, output on /dev/shm; rate is "
@@ -42,6 +44,8 @@ TITLES = {
     "ratio = custody/bare",
     "breakglass": "BREAKGLASS: a keyringless copy recovered from two shares, best of {repeat}; "
     "ratio = recovery / its bare cryptography",
+    "refresh": "REFRESH: a holder's part of a quorum KEK's refresh through the service (child "
+    "process each); ratios = rate / bare HPKE loop, 2 workers / 1",
 }
 
 
@@ -126,6 +130,25 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("TMPDIR", "/tmp")) / "custodian-bench",
         help="homes, age key, cached plaintext (default /tmp/custodian-bench)",
     )
+    p.add_argument("--refresh-deks", type=parse_count, default=3000, help="refresh: DEKs (3000)")
+    p.add_argument(
+        "--refresh-peak-deks",
+        type=parse_count,
+        default=0,
+        help="refresh: catalog rows for the peak-memory check (e.g. 1M; 0 skips it)",
+    )
+    p.add_argument(
+        "--refresh-peak-real",
+        type=parse_count,
+        default=20_000,
+        help="refresh: rows with wraps of their own in the peak check (20000)",
+    )
+    p.add_argument(
+        "--refresh-seconds",
+        type=float,
+        default=30.0,
+        help="refresh: seconds the dealer and a holder each run in the peak check (30)",
+    )
     p.add_argument("--out", type=Path, default=OUT_DIR, help="where the JSON goes")
     args = p.parse_args(argv)
     unknown = [g for g in args.groups if g not in GROUPS]
@@ -185,6 +208,17 @@ def main(argv: list[str] | None = None) -> int:
 
                 quorum.run(report, batch=args.batch, repeat=args.wrap_repeat)
                 quorum.run_service(report, workdir=args.workdir)
+            elif g == "refresh":
+                from benchmarks import refresh
+
+                refresh.run(
+                    report,
+                    deks=args.refresh_deks,
+                    peak_deks=args.refresh_peak_deks,
+                    peak_real=args.refresh_peak_real,
+                    seconds=args.refresh_seconds,
+                    workdir=args.workdir,
+                )
             else:
                 from benchmarks import audit
 

@@ -67,6 +67,9 @@ STATE_ACTIONS = frozenset(
         "kek.manifest.sign",
         "kek.version.create",
         "kek.rotate",
+        "kek.redistribute",
+        "kek.refresh.batch",
+        "kek.redistribute.batch",
         "kek.version.retire",
         "policy.set",
         "request.approve",
@@ -458,7 +461,19 @@ class LogState:
         action, actor, seq, d = e["action"], e["actor"], int(e["seq"]), e["details"]
         if action == "kek.manifest.sign":
             return self._manifest_sign(e)
-        if action not in ("kek.create", "kek.version.create", "kek.rotate", "kek.version.retire"):
+        if action in ("kek.refresh.batch", "kek.redistribute.batch"):
+            # a holder's part of a custody job is recorded by that holder (the dealer's by
+            # any custodian): nobody seals or re-shares in another's name
+            role, _, who = str(d.get("step", "")).partition(":")
+            if role in ("source", "target") and who != actor:
+                return f"{actor} recorded {who}'s part of custody job {str(d.get('job'))[:8]}"
+            if not self.is_custodian(actor):
+                return f"{actor} recorded a part of a custody job without the custodian role"
+            return ""
+        if action not in (
+            "kek.create", "kek.version.create", "kek.rotate", "kek.redistribute",
+            "kek.version.retire",
+        ):  # fmt: skip
             return ""
         if action == "kek.create" and actor == HOME:
             pass  # the home key creates the first KEK at init (and may create others)

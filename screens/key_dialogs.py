@@ -313,11 +313,13 @@ class CodeConfirm(KeyDialog):
 # ---------------------------------------------------------------- rotation
 
 
-def census_table(census: dict[int, int], current: int, new: int | None = None) -> Table:
+def census_table(
+    census: dict[int, int], current: int, new: int | None = None, after: str = "After the rewrap"
+) -> Table:
     t = Table(box=None, padding=(0, 2), pad_edge=False, header_style="bold dim")
     t.add_column("Version", no_wrap=True)
     t.add_column("DEKs now", justify="right", no_wrap=True)
-    t.add_column("After the rewrap", justify="right", no_wrap=True)
+    t.add_column(after, justify="right", no_wrap=True)
     total = sum(census.values())
     for v in sorted(census, reverse=True):
         t.add_row(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from rich.console import Group
 from rich.table import Table
@@ -57,6 +58,7 @@ class KeysRead:
     failures: list[RewrapFailure]
     destroy_requests: list[Request]
     states: dict[str, str] = field(default_factory=dict)  # job id -> how it stands
+    custody: list[Any] = field(default_factory=list)  # quorum jobs (quorum_jobs.JobView)
 
 
 def read_keys(service: Service) -> KeysRead:
@@ -68,7 +70,14 @@ def read_keys(service: Service) -> KeysRead:
         service.keys.failures(),
         [r for r in service.approvals.requests("open") if r.kind == "kek.destroy"],
         service.keys.job_states(jobs),
+        service.keys.custody_jobs(),
     )
+
+
+def custody_view(custody: list[Any], k: Kek) -> Any:
+    """The newest refresh or redistribution job of ``k`` (None if it never had one)."""
+    mine = [v for v in custody if v.job.kek == k.name]
+    return mine[-1] if mine else None
 
 
 def fails_of(failures: list[RewrapFailure], jobs: list[RewrapJob]) -> list[RewrapFailure]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import suppress
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -58,6 +58,7 @@ from screens.key_dialogs import (
 from screens.key_view import (
     KeysRead,
     current_version,
+    custody_view,
     destroy_note,
     destruction_requests,
     fails_of,
@@ -69,6 +70,7 @@ from screens.key_view import (
     unfinished,
     version_row,
 )
+from screens.refresh_pane import HolderUnlock, QuorumRotateDialog, RefreshEnded, RefreshPane
 from screens.rewrap_pane import RewrapEnded, RewrapPane, RewrapProgress
 from screens.secure import ceremony_blocked
 
@@ -120,6 +122,7 @@ class KeysScreen(Screen[None]):
         Binding("w", "resume", "Resume", tooltip="Resume the unfinished rewrap job"),
         Binding("w", "rewrap", "Rewrap", tooltip="Rewrap DEKs left under older versions"),
         Binding("c", "cancel_rewrap", "Cancel", tooltip="Cancel the rewrap after this batch"),
+        Binding("a", "apply", "Apply my part", tooltip="Apply your part of the quorum refresh"),
         Binding("t", "retire", "Retire", show=False, tooltip="Retire the highlighted version"),
         Binding(
             "x",
@@ -150,6 +153,8 @@ class KeysScreen(Screen[None]):
         self.selected_name: str | None = None
         self._versions_of: str | None = None  # the KEK whose versions the table holds
         self.rewrap = RewrapPane(service, batch_size=batch_size, workers=workers)
+        self.refresh_pane = RefreshPane(service, workers=workers)
+        self.custody: list[Any] = []  # quorum jobs (quorum_jobs.JobView)
         self._census_read = 0.0
         self._resumed = False
         self._read_seq = 0  # reads started
@@ -184,6 +189,7 @@ class KeysScreen(Screen[None]):
                 )
                 yield Static("", id="versions-note")
             yield self.rewrap
+            yield self.refresh_pane
             history = Vertical(id="keys-history", classes="box")
             history.border_title = "Rotation history"
             with history:
@@ -269,6 +275,7 @@ class KeysScreen(Screen[None]):
         self._shown_seq = seq
         self.keks, self.jobs, self.states = keys.keks, keys.jobs, keys.states
         self.failures, self.destroy_requests = keys.failures, keys.destroy_requests
+        self.custody = keys.custody
         select = None
         if self._want is not None and seq >= self._want[0]:
             select, self._want = self._want[1], None
@@ -331,6 +338,7 @@ class KeysScreen(Screen[None]):
             failures.update("")
             failures.display = False
             self.rewrap.show_idle(None)
+            self.refresh_pane.show_idle(None)
             return
         box.border_title = f"Versions of {safe(k.name)}"
         box.border_subtitle = "t retire  ·  x request destruction"
@@ -352,6 +360,8 @@ class KeysScreen(Screen[None]):
         failures.display = bool(fails_of(self.failures, jobs))
         job = unfinished(self.jobs, k)
         self.rewrap.show_idle(job, self.states.get(job.id, "paused") if job else "")
+        me = getattr(getattr(self.app, "actor", None), "name", "")
+        self.refresh_pane.show_idle(custody_view(self.custody, k), me)
 
     @work(exclusive=True, group="keys-f5")
     async def action_reload(self) -> None:
@@ -364,7 +374,16 @@ class KeysScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_rewrap":
-            return self.rewrapping is not None
+            return self.rewrapping is not None or self.refresh_pane.running is not None
+        if action == "apply":
+            k = self.selected
+            view = custody_view(self.custody, k) if k is not None else None
+            return (
+                view is not None
+                and view.job.state == "running"
+                and self.refresh_pane.running is None
+                and self.rewrapping is None
+            )
         if action in ("resume", "rewrap"):
             if self.rewrapping is not None or self.selected is None:
                 return False
@@ -460,6 +479,9 @@ class KeysScreen(Screen[None]):
         actor = self._actor("rotate a KEK")
         if actor is None:
             return
+        if k.backend == "quorum":
+            await self._rotate_quorum(k, actor)
+            return
         try:
             preview = await asyncio.to_thread(self.service.keys.rotate_preview, k.name)
         except CustodianError as e:
@@ -521,6 +543,75 @@ class KeysScreen(Screen[None]):
 
     def action_cancel_rewrap(self) -> None:
         self.rewrap.cancel()
+        self.refresh_pane.cancel()
+
+    # ------------------------------------------------------------------ quorum KEKs
+
+    def action_apply(self) -> None:
+        """The signed-in holder applies their part of the highlighted KEK's job."""
+        k = self._need_kek()
+        if k is None or self._not_while_rewrapping():
+            return
+        actor = self._actor("apply your part of a refresh")
+        if actor is not None:
+            self.refresh_pane.start(k.name, [actor])
+            self.refresh_bindings()
+
+    async def _rotate_quorum(self, k: Kek, actor: Actor) -> None:
+        try:
+            man = await asyncio.to_thread(self.service.keys.manifest, k.name, k.current_version)
+        except CustodianError as e:
+            self.notify(str(e), title="No rotation", severity="error", markup=False)
+            return
+        if await self.app.push_screen_wait(QuorumRotateDialog(k, man)) is not True:
+            return
+        present: list[Actor] = []
+        for h in man.holders:
+            if h.name == actor.name:
+                present.append(actor)
+                continue
+            got = await self.app.push_screen_wait(
+                HolderUnlock(self.service, h.name, f"make your new holder key of {k.name}")
+            )
+            if not isinstance(got, Actor):
+                for a in present:
+                    if a is not actor:
+                        a.forget()
+                self.notify("Rotation cancelled; nothing was changed.", markup=False)
+                return
+            present.append(got)
+
+        def rotate(code: str) -> object:
+            return self.service.keys.rotate(k.name, code, by=actor, holders=present)
+
+        body = pairs(
+            ("KEK", k.name),
+            ("New version", Text(f"v{k.current_version + 1} (refresh)", style="bold")),
+            ("Holders present", ", ".join(a.name for a in present)),
+        )
+        job = await self.app.push_screen_wait(
+            CodeConfirm(f"Confirm the rotation of KEK {safe(k.name)}", body, rotate,
+                        ok="Rotate", variant="warning", who=actor.name)
+        )  # fmt: skip
+        if job is None:
+            for a in present:
+                if a is not actor:
+                    a.forget()
+            return
+        await self.refreshed(select=k.name)
+        self.notify(
+            f"KEK {k.name} v{k.current_version + 1} wraps every new DEK from now on; each "
+            "holder present now seals their refreshed shares.",
+            title="KEK rotated",
+            markup=False,
+        )
+        self.refresh_pane.start(k.name, present)
+        self.refresh_bindings()
+
+    def on_refresh_ended(self, m: RefreshEnded) -> None:
+        self.refresh_pane.ended(m)
+        self.reload()
+        self.refresh_bindings()
 
     def on_rewrap_ended(self, m: RewrapEnded) -> None:
         if self.rewrapping != m.kek:

@@ -195,6 +195,70 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX custody_blobs_by_request ON custody_blobs(request, kind);
     """,
+    # 9: quorum custody jobs (custodian.custody.jobs): a refresh (rotation of a quorum KEK)
+    # or a redistribution (a change of holders), each a resumable job; per DEK a deal
+    # row (the new deal id, which sources and targets have done their part), the parts
+    # in flight (sealed deltas or sub-shares, each sealed to one new holder key), the
+    # new shares as targets seal them; a DEK's row in backups changes only once every
+    # new holder sealed theirs. Nothing here is plaintext.
+    """
+    CREATE TABLE custody_jobs (
+        id TEXT PRIMARY KEY,
+        kek TEXT NOT NULL REFERENCES keks(name),
+        kind TEXT NOT NULL CHECK (kind IN ('refresh', 'redistribute')),
+        target_version INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('running', 'done', 'superseded')),
+        started_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT,
+        sources TEXT NOT NULL,
+        targets TEXT NOT NULL,
+        total INTEGER NOT NULL,
+        completed INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        runs INTEGER NOT NULL DEFAULT 0,
+        FOREIGN KEY (kek, target_version) REFERENCES kek_versions(kek, version)
+    );
+    CREATE INDEX custody_jobs_by_kek ON custody_jobs(kek, state);
+    CREATE TABLE custody_job_steps (
+        job TEXT NOT NULL REFERENCES custody_jobs(id),
+        role TEXT NOT NULL CHECK (role IN ('source', 'target')),
+        idx INTEGER NOT NULL,
+        who TEXT NOT NULL,
+        cursor INTEGER NOT NULL DEFAULT 0,
+        done INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (job, role, idx)
+    );
+    CREATE TABLE custody_deals (
+        job TEXT NOT NULL REFERENCES custody_jobs(id),
+        row INTEGER NOT NULL,
+        backup TEXT NOT NULL,
+        from_version INTEGER NOT NULL,
+        old_wrap_sha256 TEXT NOT NULL,
+        new_deal BLOB NOT NULL,
+        sources_done INTEGER NOT NULL DEFAULT 0,
+        targets_done INTEGER NOT NULL DEFAULT 0,
+        failed TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (job, row)
+    );
+    CREATE TABLE custody_parts (
+        job TEXT NOT NULL,
+        row INTEGER NOT NULL,
+        source INTEGER NOT NULL,
+        target INTEGER NOT NULL,
+        blob BLOB NOT NULL,
+        PRIMARY KEY (job, row, target, source)
+    );
+    CREATE TABLE custody_new_shares (
+        job TEXT NOT NULL,
+        row INTEGER NOT NULL,
+        x INTEGER NOT NULL,
+        commitment BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        PRIMARY KEY (job, row, x)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

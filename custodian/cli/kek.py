@@ -1,7 +1,9 @@
 """``custodian kek``: key-encryption keys and their lifecycle.
 
-list, create, rotate (a new version, then a rewrap of every older DEK), rewrap
-(run or resume a job), retire, destroy (a request custodians approve) and jobs.
+list, create, rotate (a new version, then a rewrap of every older DEK; a quorum KEK
+refreshes instead, :mod:`custodian.cli.kek_quorum`), rewrap (run or resume a job),
+refresh and redistribute (quorum KEKs), retire, destroy (a request custodians
+approve) and jobs.
 """
 
 from __future__ import annotations
@@ -139,9 +141,10 @@ def cmd_kek_create(args: argparse.Namespace) -> int:
 class _RewrapProgress:
     """Rewrap progress: a bar on a terminal; otherwise a plain line every few seconds."""
 
-    def __init__(self, every: float = 5.0) -> None:
+    def __init__(self, every: float = 5.0, verb: str = "rewrapped") -> None:
         import time
 
+        self.verb = verb
         self.tty = sys.stderr.isatty()
         self.every = every
         self.start = time.monotonic()
@@ -158,7 +161,7 @@ class _RewrapProgress:
         rate = (done - self.first) / (now - self.start) if now > self.start else 0.0
         eta = (total - done) / rate if rate > 0 else 0.0
         pct = 100.0 * done / total if total else 100.0
-        text = f"rewrapped {done:,} of {total:,} ({pct:5.1f}%), {rate:,.0f} DEKs/s"
+        text = f"{self.verb} {done:,} of {total:,} ({pct:5.1f}%), {rate:,.0f} DEKs/s"
         if rate > 0 and done < total:
             text += f", about {eta:,.0f} s left"
         if self.tty:
@@ -236,6 +239,10 @@ def _run_rewrap(svc: Service, args: argparse.Namespace, by: Actor) -> int:
 def cmd_kek_rotate(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
+        if svc.keys.get(args.name).backend == "quorum":
+            from custodian.cli import kek_quorum
+
+            return kek_quorum.rotate(svc, args, by)
         pv = svc.keys.rotate_preview(args.name, batch_size=args.batch)
         say(
             f"rotate KEK {pv.kek} ({pv.backend}, {pv.suite}): v{pv.current_version} -> "
@@ -305,6 +312,8 @@ def cmd_kek_destroy(args: argparse.Namespace) -> int:
 
 
 def cmd_kek_jobs(args: argparse.Namespace) -> int:
+    from custodian.cli import kek_quorum
+
     with open_service(args) as svc:
         jobs = svc.keys.jobs(args.name)
         fails = svc.keys.failures()
@@ -312,7 +321,8 @@ def cmd_kek_jobs(args: argparse.Namespace) -> int:
         if args.json:
             print(
                 json.dumps(
-                    [
+                    kek_quorum.jobs_json(svc, args.name)
+                    + [
                         {
                             **{k: getattr(j, k) for k in j.__dataclass_fields__},
                             "status": states[j.id],
@@ -345,7 +355,8 @@ def cmd_kek_jobs(args: argparse.Namespace) -> int:
             )
             for f in (x for x in fails if x.job == j.id):
                 say(f"          failed {f.backup} (v{f.from_version}): {f.reason}")
-        if not jobs:
+        quorum = kek_quorum.print_jobs(svc, args.name)
+        if not jobs and not quorum:
             say("never rotated: no rewrap job yet")
     return 0
 
@@ -375,23 +386,27 @@ def add_parsers(sub: Subparsers) -> None:
         help="quorum: no single person or account opens its DEKs; its holders, present, "
         "each get a share (default: single)",
     )
-    s.add_argument("--holders", default="", help="quorum: the holders, NAME,NAME,NAME (x = 1..N)")
-    s.add_argument("--quorum", type=int, default=2, metavar="M", help="quorum: M of N (2)")
+    _add_holder_options(s)
+    add_totp_fd(s)
+    add_acting(s)
+    s.set_defaults(func=cmd_kek_create)
+
+    s = kek.add_parser(
+        "rotate",
+        help="new KEK version, then rewrap every older DEK; a quorum KEK refreshes, its "
+        "holders present (custodians; TOTP)",
+    )
+    s.add_argument("name", metavar="NAME")
+    s.add_argument("--no-rewrap", action="store_true", help="create the version and job only")
+    s.add_argument(
+        "--holders", default="", help="quorum: the holders present (default: every holder)"
+    )
     s.add_argument(
         "--holder-passphrase-fd",
         action="append",
         metavar="NAME=FD",
         help="quorum: read a holder's passphrase from file descriptor FD (else a terminal)",
     )
-    add_totp_fd(s)
-    add_acting(s)
-    s.set_defaults(func=cmd_kek_create)
-
-    s = kek.add_parser(
-        "rotate", help="new KEK version, then rewrap every older DEK (custodians; TOTP)"
-    )
-    s.add_argument("name", metavar="NAME")
-    s.add_argument("--no-rewrap", action="store_true", help="create the version and job only")
     _add_rewrap_options(s)
     add_totp_fd(s)
     add_acting(s)
@@ -419,10 +434,27 @@ def add_parsers(sub: Subparsers) -> None:
     add_acting(s)
     s.set_defaults(func=cmd_kek_destroy)
 
-    s = kek.add_parser("jobs", help="rotation history: rewrap jobs and their failures")
+    from custodian.cli import kek_quorum
+
+    kek_quorum.add_parsers(kek)
+
+    s = kek.add_parser(
+        "jobs", help="rotation history: rewrap, refresh and redistribution jobs, census"
+    )
     s.add_argument("name", nargs="?", metavar="NAME")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_kek_jobs)
+
+
+def _add_holder_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--holders", default="", help="quorum: the holders, NAME,NAME,NAME (x = 1..N)")
+    s.add_argument("--quorum", type=int, default=2, metavar="M", help="quorum: M of N (2)")
+    s.add_argument(
+        "--holder-passphrase-fd",
+        action="append",
+        metavar="NAME=FD",
+        help="quorum: read a holder's passphrase from file descriptor FD (else a terminal)",
+    )
 
 
 def _add_rewrap_options(s: argparse.ArgumentParser) -> None:

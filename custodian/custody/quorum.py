@@ -51,14 +51,15 @@ class QuorumError(CustodianError):
     exit_code = 6
 
 
+_U16 = struct.Struct(">H")
+
+
 def lp(*fields: bytes) -> bytes:
     """Each field as a 2-byte big-endian length and its bytes (docs/custody.md, "lp")."""
-    out = bytearray()
-    for f in fields:
-        if len(f) > 0xFFFF:
-            raise QuorumError("a field is longer than 65,535 bytes")
-        out += struct.pack(">H", len(f)) + f
-    return bytes(out)
+    try:
+        return b"".join([_U16.pack(len(f)) + f for f in fields])
+    except struct.error:
+        raise QuorumError("a field is longer than 65,535 bytes") from None
 
 
 def unlp(blob: bytes) -> list[bytes]:
@@ -89,6 +90,7 @@ def _u32(v: int) -> bytes:
     return struct.pack(">I", v)
 
 
+@lru_cache(maxsize=4096)
 def _uuid(backup_id: str) -> bytes:
     return uuid.UUID(backup_id).bytes
 

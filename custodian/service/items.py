@@ -54,6 +54,29 @@ def holder_private(ctx: HomeContext, actor: Actor, manifest: Manifest) -> Any:
         raise AuthError(str(e)) from None
 
 
+def holder_private_raw(ctx: HomeContext, actor: Actor, manifest: Manifest) -> SecretBytes:
+    """The same key as :func:`holder_private`, as its sealed encoding (for a worker
+    process of a custody job; the caller checks it against the manifest and wipes it)."""
+    manifest.holder(actor.name)
+    item = get(ctx, holder_entry(actor.name, manifest.kek, manifest.version))
+    if item is None:
+        raise AuthError(
+            f"{actor.name}'s holder key of KEK {manifest.kek} v{manifest.version} is not in "
+            "this keyring; use the workstation where it was made, or recover it with the "
+            "break-glass shares. Nothing was changed."
+        )
+    try:
+        return personal.open_item(
+            actor.personal,
+            item,
+            home_id=ctx.config.home_id,
+            person=actor.name,
+            name=H.item_name(manifest.kek, manifest.version),
+        )
+    except personal.PersonalKeyError as e:
+        raise AuthError(str(e)) from None
+
+
 def session_private(ctx: HomeContext, actor: Actor, request_id: str, suite: str) -> Any:
     from custodian.backends.local import load_private
 

@@ -296,17 +296,25 @@ class Keys:
         n = asked if asked is not None else self.rewrap_workers(backend)
         return 1 if pending < 4 * batch_size or backend != "local" else max(1, n)
 
-    def rotate(self, name: str, code: str | None, *, by: Actor) -> R.RewrapJob:
+    def rotate(
+        self, name: str, code: str | None, *, by: Actor, holders: Sequence[Actor] = ()
+    ) -> Any:
         """Rotate KEK ``name``: a new version that wraps every new DEK from now on, and a
         rewrap job over every DEK under older versions (run it with :meth:`rewrap`).
 
         A custodian confirms with a fresh TOTP code. A job still running for this
-        KEK is superseded: the new one covers its DEKs too.
+        KEK is superseded: the new one covers its DEKs too. A quorum KEK rotates by
+        refresh instead, with every holder present (``holders``, unlocked): it returns
+        the refresh job (:mod:`custodian.custody.jobs`), which :meth:`refresh` runs.
         """
         ctx = self._ctx
         subject = f"kek:{name}"
         ctx.require(by, "custodian", "kek.rotate", subject)
         k = ctx.catalog.kek(name)
+        if k.backend == "quorum":
+            from custodian.service import quorum_jobs as QJ
+
+            return QJ.rotate(ctx, name, holders, code, by=by)
         be = ctx.backend(k.backend)
         version = k.current_version + 1
         db = ctx.catalog.db
@@ -325,6 +333,63 @@ class Keys:
                 superseded=old.id if old is not None else None,
             )
         return j
+
+    # ------------------------------------------------------------ quorum KEKs: refresh
+
+    def refresh(
+        self,
+        name: str,
+        *,
+        by: Actor,
+        workers: int | None = None,
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Any:
+        """Run (or resume) ``by``'s part of the refresh or redistribution of quorum KEK
+        ``name``: the dealing (any custodian), their re-sharing (an old holder named as a
+        source), their new shares (a holder of the new version). Resumable after a kill;
+        a part done twice changes nothing. Returns a ``quorum_jobs.StepReport``."""
+        from custodian.service import quorum_jobs as QJ
+
+        return QJ.run(
+            self._ctx, name, by=by, workers=workers, batch_size=batch_size,
+            progress=progress, cancelled=cancelled,
+        )  # fmt: skip
+
+    def redistribute(
+        self,
+        name: str,
+        holders: Sequence[Actor],
+        m: int,
+        sources: Sequence[str],
+        code: str | None,
+        *,
+        by: Actor,
+    ) -> Any:
+        """A change of holders of quorum KEK ``name`` (add, remove, or replace a disabled
+        one): the new holders, present, get keys for the next version and sign its
+        manifest; ``sources`` (M current holders) each re-share their own share with
+        :meth:`refresh`, and each new holder then combines what was sealed to them."""
+        from custodian.service import quorum_jobs as QJ
+
+        return QJ.redistribute(self._ctx, name, holders, m, sources, code, by=by)
+
+    def holder_disabled(self, person: str) -> builtins.list[Any]:
+        """What disabling holder ``person`` leaves to do: per quorum KEK whose current
+        version they hold a share of, a ``quorum_jobs.NeededJob`` (the redistribution to
+        start, with its command). Reads only; for the people capability to show."""
+        from custodian.service import quorum_jobs as QJ
+
+        return QJ.holder_disabled(self._ctx, person)
+
+    def custody_jobs(self, name: str | None = None) -> builtins.list[Any]:
+        """Refresh and redistribution jobs (of KEK ``name``), oldest first, each as a
+        ``quorum_jobs.JobView``: census by version and each holder's progress."""
+        from custodian.custody import jobs as J
+        from custodian.service import quorum_jobs as QJ
+
+        return [QJ.view(self._ctx, j) for j in J.jobs(self._ctx.catalog.db, name)]
 
     def jobs(self, name: str | None = None) -> builtins.list[R.RewrapJob]:
         """Every rewrap job (of KEK ``name``), oldest first: the rotation history."""
@@ -364,6 +429,12 @@ class Keys:
         subject = f"kek:{name}"
         ctx.require(by, "custodian", "kek.rewrap", subject)
         k = ctx.catalog.kek(name)
+        if k.backend == "quorum":
+            raise ConflictError(
+                f"KEK {name} is a quorum KEK: no process rewraps its DEKs. Its holders "
+                f"refresh their shares: 'custodian kek refresh {name} --as HOLDER'. Nothing "
+                "was changed."
+            )
         db = ctx.catalog.db
         target = k.current_version
         ctx.check_kek(k, target, by, "kek.rewrap")  # rewraps to a signed public key only
@@ -620,6 +691,15 @@ class Keys:
             return
         name, version = str(r.payload["kek"]), int(r.payload["version"])
         k = self._ctx.catalog.kek(name)
+        if k.backend == "quorum":  # the old holder keys are what kept the old shares
+            from custodian.custody.quorum import Manifest
+            from custodian.service import quorum_jobs as QJ
+
+            v = self._ctx.catalog.kek_version(name, version)
+            if v.public_key is not None:
+                QJ.forget_holder_keys(
+                    self._ctx, name, version, Manifest.decode(bytes(v.public_key))
+                )
         try:
             self._ctx.backend(k.backend).destroy(name, version)
         except (CustodianError, OSError) as e:
@@ -636,11 +716,30 @@ class Keys:
 
         ctx = self._ctx
         for k in ctx.catalog.keks():
+            if k.backend == "quorum":
+                self._finish_quorum_destructions(k)
             if k.backend != "local":
                 continue
             for v in k.versions:
                 if v.state == "destroyed" and ctx.sealed.exists(sealed_name(k.name, v.version)):
                     ctx.backend("local").destroy(k.name, v.version)
+
+    def _finish_quorum_destructions(self, k: Kek) -> None:
+        """Holder keys of destroyed quorum versions still in the keyring (the process ended
+        between the approving commit and their deletion) go now."""
+        from custodian.custody.quorum import Manifest
+        from custodian.service import items
+        from custodian.service import quorum_jobs as QJ
+
+        for v in k.versions:
+            if v.state != "destroyed" or v.public_key is None:
+                continue
+            man = Manifest.decode(bytes(v.public_key))
+            if any(
+                items.get(self._ctx, items.holder_entry(h.name, k.name, v.version)) is not None
+                for h in man.holders
+            ):
+                QJ.forget_holder_keys(self._ctx, k.name, v.version, man)
 
 
 def _manifest_details(man: Any) -> dict[str, Any]:
