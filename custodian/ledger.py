@@ -55,6 +55,7 @@ STATE_ACTIONS = frozenset(
         "kek.manifest.sign",
         "kek.version.create",
         "kek.rotate",
+        "kek.migrate",
         "kek.version.retire",
         "policy.set",
         "request.approve",
@@ -107,6 +108,7 @@ class VersionInfo:
     fingerprint: str
     state: str  # active | retired | destroyed
     at: int  # the entry that made it so
+    backend: str = ""  # the backend that holds it (kek.create's, or a kek.migrate's target)
 
 
 @dataclass
@@ -387,7 +389,13 @@ class LogState:
         action, actor, seq, d = e["action"], e["actor"], int(e["seq"]), e["details"]
         if action == "kek.manifest.sign":
             return self._manifest_sign(e)
-        if action not in ("kek.create", "kek.version.create", "kek.rotate", "kek.version.retire"):
+        if action not in (
+            "kek.create",
+            "kek.version.create",
+            "kek.rotate",
+            "kek.migrate",
+            "kek.version.retire",
+        ):
             return ""
         if action == "kek.create" and actor == HOME:
             pass  # the home key creates the first KEK at init (and may create others)
@@ -418,11 +426,16 @@ class LogState:
             return f"a version of KEK {name} was created, but the KEK never was"
         elif version != k.current + 1:
             return f"KEK {name} got version {version} after version {k.current}"
+        if action == "kek.migrate":
+            why = _migration(k, d)
+            if why:
+                return why
+            k.backend = str(d["backend"])
         if k.backend == "quorum":
             why = self._quorum_version(name, version, d)
             if why:
                 return why
-        k.versions[version] = VersionInfo(version, fp, "active", seq)
+        k.versions[version] = VersionInfo(version, fp, "active", seq, k.backend)
         return ""
 
     def _policy_set(self, e: dict[str, Any]) -> str:
@@ -726,3 +739,19 @@ class Ledger:
 def _seq(e: dict[str, Any]) -> int:
     s = e.get("seq")
     return s if isinstance(s, int) and not isinstance(s, bool) else 0
+
+
+def _migration(k: KekInfo, d: dict[str, Any]) -> str:
+    """What is wrong with a ``kek.migrate`` entry of KEK ``k`` ('' if nothing): it moves
+    the KEK from the backend it is on to another one. Leaving a quorum KEK is never done
+    by a migration (it would rebuild every DEK in one process)."""
+    src, dst = d.get("from_backend"), d.get("backend")
+    if not isinstance(src, str) or not isinstance(dst, str):
+        raise TypeError("a migration names no backends")
+    if src != k.backend:
+        return f"KEK {k.name} was migrated from {src}, but it was on {k.backend}"
+    if dst == src:
+        return f"KEK {k.name} was migrated to the backend it was on ({src})"
+    if src == "quorum":
+        return f"KEK {k.name} left quorum custody by a migration (a restore is the only way out)"
+    return ""

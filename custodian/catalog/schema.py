@@ -195,6 +195,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX custody_blobs_by_request ON custody_blobs(request, kind);
     """,
+    # 9: a KEK can move between backends (custodian kek migrate): each version records
+    # the backend that holds it, the KEK's own column names where new versions go. Every
+    # existing version is on its KEK's backend.
+    """
+    ALTER TABLE kek_versions ADD COLUMN backend TEXT NOT NULL DEFAULT '';
+    UPDATE kek_versions SET backend=(SELECT backend FROM keks WHERE keks.name=kek_versions.kek);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

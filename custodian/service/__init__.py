@@ -14,6 +14,7 @@ namespace in a module of its own, as hvac's ``client.secrets.transit`` is:
 ``svc.audit``        entries, verify, checkpoint, reconcile (audit.py)
 ``svc.policy``       the policy the signed log records; set, loosen by quorum (policy.py)
 ``svc.custody``      the break-glass set: split, drill, recover (custody.py)
+``svc.migrations``   move a KEK to another backend, quorum included (migrate.py)
 ===================  ==========================================================
 
 They share one :class:`~custodian.service.context.HomeContext` (``svc.ctx``):
@@ -55,6 +56,7 @@ from custodian.service.context import (
 )
 from custodian.service.custody import Custody
 from custodian.service.keys import Keys
+from custodian.service.migrate import Migrations
 from custodian.service.people import PendingEnrolment, People
 from custodian.service.restores import Restores
 
@@ -98,6 +100,7 @@ class Service:
         self.restores = Restores(self.ctx, self.approvals)
         self.audit = Audit(self.ctx)
         self.custody = Custody(self.ctx)
+        self.migrations = Migrations(self.ctx, rewrap=self.keys.rewrap)
         self._policy: PolicySettings | None = None
         # policy.change requests are decided like any other: their hooks are known from
         # the start, and svc.policy is made when first asked for (a listing never is)

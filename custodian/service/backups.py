@@ -350,12 +350,12 @@ class Backups:
                 f"{path} is under KEK {header.kek!r}, which this home does not have; "
                 "nothing was imported."
             ) from None
-        if kek.backend != header.backend:
+        held = ctx.catalog.kek_version(kek.name, header.kek_version).backend  # raises if unknown
+        if held != header.backend:
             raise ContainerError(
-                f"{path} names backend {header.backend!r} but KEK {kek.name} lives in "
-                f"{kek.backend!r}; nothing was imported."
+                f"{path} names backend {header.backend!r} but KEK {kek.name} "
+                f"v{header.kek_version} lives in {held!r}; nothing was imported."
             )
-        ctx.catalog.kek_version(kek.name, header.kek_version)  # raises if unknown
         bid = str(header.backup_id)
         try:
             existing = ctx.catalog.backup(bid)

@@ -211,7 +211,7 @@ class Keys:
         ctx = self._ctx
         k = ctx.catalog.kek(name)
         ctx.check_kek(k, version, by, "kek.manifest")
-        be = ctx.backend(k.backend)
+        be = ctx.backend(ctx.catalog.kek_version(name, version).backend)
         if not isinstance(be, QuorumBackend):
             raise ConflictError(f"KEK {name} is not a quorum KEK; it has no manifest.")
         return be.manifest(name, version)
@@ -381,7 +381,13 @@ class Keys:
         else:
             n = self._workers_for(k.backend, left, batch_size, workers)
         rewrapper: R.Rewrapper
-        if n > 1:
+        sources = {v.version: v.backend for v in k.versions if v.version < target}
+        if any(b != k.backend for b in sources.values()):  # a migration's job
+            from custodian.migration import CrossRewrapper
+
+            n = 1
+            rewrapper = CrossRewrapper(name, target, sources, ctx.backend, be)
+        elif n > 1:
             from custodian.backends.local import LocalBackend, ProcessRewrapper
 
             assert isinstance(be, LocalBackend)
@@ -503,7 +509,7 @@ class Keys:
             d["step"] = ctx.confirm(by, code, action, subject)
             ctx.catalog.set_version_state(name, version, "retired", ctx.now())
             d.update(fingerprint=v.fingerprint, census=0)
-            ctx.backend(k.backend).retire(name, version)
+            ctx.backend(v.backend or k.backend).retire(name, version)
         return ctx.catalog.kek_version(name, version)
 
     def request_destroy(self, name: str, version: int, reason: str, *, by: Actor) -> A.Request:
@@ -615,9 +621,9 @@ class Keys:
         if r.state != "done":
             return
         name, version = str(r.payload["kek"]), int(r.payload["version"])
-        k = self._ctx.catalog.kek(name)
+        held = self._ctx.catalog.kek_version(name, version).backend  # a migrated KEK's own
         try:
-            self._ctx.backend(k.backend).destroy(name, version)
+            self._ctx.backend(held).destroy(name, version)
         except (CustodianError, OSError) as e:
             raise BackendError(
                 f"KEK {name} v{version} is recorded as destroyed, but its key material could "
@@ -632,9 +638,9 @@ class Keys:
 
         ctx = self._ctx
         for k in ctx.catalog.keks():
-            if k.backend != "local":
-                continue
             for v in k.versions:
+                if v.backend != "local":
+                    continue
                 if v.state == "destroyed" and ctx.sealed.exists(sealed_name(k.name, v.version)):
                     ctx.backend("local").destroy(k.name, v.version)
 
