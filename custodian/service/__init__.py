@@ -181,12 +181,21 @@ class Service:
         suite: str = DEFAULT_SUITE,
         keyring_backend: str = "system",
         demo: bool = False,
+        custody: str = "single",
     ) -> Service:
-        """Create a home: configuration, catalog, sealed store, KSK in the keyring, a first KEK.
+        """Create a home: configuration, catalog, sealed store, KSK in the keyring, and with
+        ``custody="single"`` a first KEK ``kek`` (one key pair sealed by the KSK).
+
+        With ``custody="quorum"`` (the CLI's default) no KEK is made yet: a quorum KEK
+        needs its holders present, and a new home has no custodians. The first set-up
+        ceremony enrols them (bootstrap: the home key signs their enrolment) and then
+        creates the quorum KEK named ``kek``, which ends bootstrap.
 
         The keyring is checked before anything is written, so a machine without
         a usable keyring is told so and left with no half-made home.
         """
+        if custody not in ("single", "quorum"):
+            raise ValueError(f"custody is single or quorum, not {custody!r}")
         h = Home.resolve(home)
         cfg = Config.new(keyring_backend=keyring_backend, default_kek=kek, suite=suite, demo=demo)
         if keyring_backend == "system":
@@ -203,9 +212,10 @@ class Service:
                 catalog.set_meta("created_at", utcnow())
             svc.ctx._ksk = ksk
             svc._genesis()
-            svc.keys.create(
-                kek, by=svc.ctx.home_actor(), suite=suite, purpose="default KEK for backups"
-            )
+            if custody == "single":
+                svc.keys.create(
+                    kek, by=svc.ctx.home_actor(), suite=suite, purpose="default KEK for backups"
+                )
             cfg.save(h.config)  # written last: its presence marks a complete home
         except BaseException:
             _remove_partial_home(h)

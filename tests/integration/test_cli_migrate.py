@@ -70,3 +70,16 @@ def test_migrate_to_quorum_through_the_cli(svc: Service, cast: Cast, tmp_path: P
     assert r.returncode == 0 and b'"backend": "quorum"' in r.stdout
     r = run("--home", str(home), "audit", "verify")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_init_makes_quorum_the_default_and_says_what_comes_next(tmp_path: Path) -> None:
+    h = tmp_path / "h"
+    r = run("--home", str(h), "init", "--keyring", "home-file")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert "no KEK yet: KEK backups will be a quorum KEK (the default custody)" in out
+    assert "kek create backups --custody quorum --holders NAME,NAME,NAME --quorum 2" in out
+    r = run("--home", str(h), "kek", "list", "--json")
+    assert r.returncode == 0 and r.stdout.strip() == b"[]"
+    r = run("--home", str(tmp_path / "s"), "init", "--keyring", "home-file", "--custody", "single")
+    assert r.returncode == 0 and b"single custody" in r.stdout, r.stderr

@@ -392,3 +392,38 @@ def test_sigkill_mid_migration_then_resume_loses_nothing(
         assert sorted(got.values()) == sorted(made.values())
         res = fresh.audit.verify()
         assert res.ok, res.summary()
+
+
+# ---------------------------------------------------------------- a new home: quorum by default
+
+
+def test_a_quorum_home_has_no_kek_until_its_custodians_make_the_first(tmp_path: Path) -> None:
+    """`custodian init` (quorum, the default) makes no KEK: the custodians are enrolled
+    first (bootstrap, as the first set-up ceremony does), then the quorum KEK named at init
+    is made with its holders present; backups go to it by default."""
+    svc = Service.init(
+        tmp_path / "q", keyring_backend="home-file", suite="x25519", custody="quorum"
+    )
+    try:
+        assert svc.keys.list() == []
+        svc.clock = Clock()
+        alice_e = enrol(svc, "alice", ("custodian",), None)
+        alice = unlock(svc, alice_e)
+        people = [alice_e] + [enrol(svc, n, ("custodian",), alice) for n in ("bob", "carol")]
+        bot_e = enrol(svc, "bot", ("operator",), alice, service=True)
+        bot = unlock(svc, bot_e)
+        with pytest.raises(CustodianError, match="no KEK named 'backups'"):
+            svc.backups.encrypt(io.BytesIO(b"x"), tmp_path / "x.cbk", by=bot)
+        holders = [unlock(svc, p) for p in people]
+        k = svc.keys.create_quorum(
+            svc.config.default_kek, holders, 2, by=alice, code=next_code(svc, alice_e)
+        )
+        assert (k.name, k.backend) == ("backups", "quorum")
+        b = svc.backups.encrypt(io.BytesIO(b"first\n"), tmp_path / "first.cbk", by=bot)
+        assert Path(b.location).read_bytes()[8] == 2
+        assert svc.audit.verify().ok
+    finally:
+        svc.close()
+    with pytest.raises(ValueError, match="single or quorum"):
+        Service.init(tmp_path / "z", keyring_backend="home-file", custody="both")
+    assert not (tmp_path / "z").exists()
