@@ -35,7 +35,17 @@ def run(
 @pytest.fixture
 def cli_home(tmp_path: Path) -> Path:
     h = tmp_path / "home"
-    r = run("--home", str(h), "init", "--keyring", "home-file", "--suite", "x25519", "--custody", "single")
+    r = run(
+        "--home",
+        str(h),
+        "init",
+        "--keyring",
+        "home-file",
+        "--suite",
+        "x25519",
+        "--custody",
+        "single",
+    )
     assert r.returncode == 0, r.stderr
     assert b"fingerprint" in r.stdout
     r = run("--home", str(h), "people", "enrol", "bot", "--role", "operator", "--service")
@@ -156,7 +166,17 @@ def test_python_m_custodian_is_the_console_script(tmp_path: Path) -> None:
     assert helped.returncode == 0, helped.stderr
     assert helped.stdout == run("--help").stdout and b"backup" in helped.stdout
     home = tmp_path / "fresh"
-    r = run("--home", str(home), "init", "--keyring", "home-file", "--suite", "x25519", "--custody", "single")
+    r = run(
+        "--home",
+        str(home),
+        "init",
+        "--keyring",
+        "home-file",
+        "--suite",
+        "x25519",
+        "--custody",
+        "single",
+    )
     assert r.returncode == 0, r.stderr
     script = run("--home", str(home), "kek", "list")
     module = python_m("-X", "importtime", "-m", "custodian", "--home", str(home), "kek", "list")
