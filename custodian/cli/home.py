@@ -77,6 +77,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"may be destroyed after {st.policy.retirement_wait_days} day(s) here "
             "(policy retirement_wait_days, 7 on a new home)"
         )
+        from custodian import demo as D
+
+        say(
+            f"KEK {D.QUORUM_KEK}: quorum custody, any {D.QUORUM_M} of "
+            f"{', '.join(D.HOLDERS)} (the default); KEK {D.SINGLE_KEK}: single custody, to "
+            f"rotate or to migrate ({PROG} kek migrate {D.SINGLE_KEK} --to quorum ...)"
+        )
+        say(f"demo only: {D.KDF_NOTE}")
         say(f"open it with: {PROG} --home {st.home}")
         say(
             f"sample people: {', '.join(p.name for p in svc.people.list())}; "

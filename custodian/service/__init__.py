@@ -266,13 +266,14 @@ class Service:
 
         ctx = self.ctx
         try:
+            keks = tuple(ctx.catalog.keks())
             return Status(
                 home=ctx.home.path,
                 home_id=ctx.config.home_id,
                 demo=ctx.config.demo,
                 keyring=ctx.keyring.description,
-                backends=tuple(self._health(n) for n in ctx.config.backends),
-                keks=tuple(ctx.catalog.keks()),
+                backends=tuple(self._health(n) for n in _backends_in_use(ctx, keks)),
+                keks=keks,
                 backup_count=ctx.catalog.backup_count(),
                 policy=ctx.config.policy,
             )
@@ -297,3 +298,11 @@ def _remove_partial_home(h: Home) -> None:
 
     if h.path.is_dir() and not h.config.exists():
         shutil.rmtree(h.path, ignore_errors=True)
+
+
+def _backends_in_use(ctx: HomeContext, keks: tuple[Kek, ...]) -> list[str]:
+    """The configured backends, and the embedded quorum backend when a version is on it."""
+    names = list(ctx.config.backends)
+    if "quorum" not in names and any(v.backend == "quorum" for k in keks for v in k.versions):
+        names.append("quorum")
+    return names

@@ -140,8 +140,11 @@ def test_demo_refuses_without_home_and_builds_with_one(tmp_path: Path) -> None:
     r = run("--home", str(tmp_path / "d"), "demo", "--backups", "30")
     assert r.returncode == 0, r.stderr
     r = run("--home", str(tmp_path / "d"), "kek", "list", "--json")
-    (kek,) = json.loads(r.stdout)
-    assert [v["deks"] for v in kek["versions"]] == [18, 12]
+    quorum, legacy = json.loads(r.stdout)
+    assert (quorum["name"], quorum["backend"]) == ("backups", "quorum")
+    assert [v["deks"] for v in quorum["versions"]] == [21]
+    assert (legacy["name"], legacy["backend"]) == ("legacy", "local")
+    assert [v["deks"] for v in legacy["versions"]] == [5, 4]
 
 
 def test_kek_list_does_not_import_textual(cli_home: Path) -> None:
