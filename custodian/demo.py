@@ -1,4 +1,13 @@
-"""A ready demo home: local backend, a KEK with two versions, sample backups.
+"""A ready demo home: a quorum KEK held by alice, bob and carol (any two of three), a
+single-custody KEK with two versions to rotate or migrate, sample backups.
+
+It is built as a real home is: everyone enrolled first (bootstrap, the home key
+signing the first enrolment), then the quorum KEK made with its three holders
+present, which ends bootstrap. Each person's passphrase protects their keys with
+cheap Argon2id parameters (:data:`custodian.custody.personal.CHEAP_KDF`, 8 MiB,
+one pass), which the home records and the dashboard and ``custodian demo`` say:
+the demo passphrases are printed in the README, so nothing is lost, and every
+ceremony (a holder typing a passphrase) is quick to try alone.
 
 The demo home keeps its root key in a keyring file inside itself (never the
 user's own keyring) and is marked ``demo = true`` in its configuration, which
@@ -53,6 +62,17 @@ def _sample(rng: random.Random, system: str, day: datetime) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+QUORUM_KEK = "backups"  # the default KEK: alice, bob and carol hold shares, 2 of 3
+HOLDERS = ("alice", "bob", "carol")
+QUORUM_M = 2
+SINGLE_KEK = "legacy"  # single custody (a key pair sealed by the root key), two versions
+QUORUM_SHARE = 0.7  # of the sample backups, under the quorum KEK; the rest under legacy
+LEGACY_FIRST = 0.6  # of legacy's backups, under its version 1
+KDF_NOTE = (
+    "passphrases here protect keys with cheap Argon2id parameters (8 MiB, 1 pass; a real "
+    "home uses 512 MiB, 2 passes)"
+)
+
 # A retired KEK version may be destroyed at once on a demo home (7 days elsewhere), so
 # that destruction can be tried alone; the dashboard and the key dialogs say so.
 DEMO_RETIREMENT_WAIT_DAYS = 0
@@ -71,15 +91,26 @@ def build_demo(
 ) -> Service:
     """Create the demo home at ``home`` and fill it.
 
-    People first, then the demo's policy (no waiting period between retiring a KEK
-    version and destroying it: alice asks, bob and carol approve, as on any home,
-    so the log records it before anything depends on it), then the sample backups,
-    recorded in two group commits (:meth:`Backups.encrypt_samples`), one per KEK
-    version. ``progress(done, total)`` counts backups. A build that fails removes
-    the home it made.
+    The single-custody KEK ``legacy`` first (the home key makes it, as ``init
+    --custody single`` does), then the people (bootstrap), then the demo's policy
+    (no waiting period between retiring a KEK version and destroying it: alice
+    asks, bob and carol approve, as on any home, so the log records it before
+    anything depends on it), then the quorum KEK ``backups`` with alice, bob and
+    carol present (carol confirms with a code), then the sample backups: most
+    under ``backups`` (wrapped to the holders, format 2), the rest under
+    ``legacy`` v1 and v2, recorded in group commits
+    (:meth:`Backups.encrypt_samples`). ``progress(done, total)`` counts backups.
+    A build that fails removes the home it made.
     """
-    svc = Service.init(home, keyring_backend="home-file", demo=True)
+    svc = Service.init(
+        home, kek=QUORUM_KEK, keyring_backend="home-file", demo=True, custody="quorum"
+    )
     try:
+        svc.keys.create(
+            SINGLE_KEK,
+            by=svc.ctx.home_actor(),
+            purpose="single custody: rotate it, or migrate it to the holders",
+        )
         first = None
         secrets: dict[str, SecretBytes] = {}
         phrases: dict[str, SecretBytes | None] = {}
@@ -100,11 +131,22 @@ def build_demo(
                 first = svc.auth.unlock(name, pw)
         assert first is not None
         _demo_policy(svc, first, secrets, phrases)
+        holders = [svc.auth.unlock(n, phrases[n]) for n in HOLDERS]
+        # carol's current code went to the policy; the next step is within the window
+        svc.keys.create_quorum(
+            QUORUM_KEK,
+            holders,
+            QUORUM_M,
+            by=holders[2],
+            code=P.hotp(secrets["carol"], P.current_step() + 1),
+            purpose="default KEK for backups: any two of alice, bob, carol",
+        )
         bot = svc.auth.unlock("backup-bot", None)
         rng = random.Random(seed)  # noqa: S311  (sample content only; keys use os.urandom)
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=180)
         step = timedelta(days=180) / max(backups, 1)
-        first_version = int(backups * 0.6)
+        n_quorum = int(backups * QUORUM_SHARE)
+        n_legacy1 = int((backups - n_quorum) * LEGACY_FIRST)
         samples = []
         for i in range(backups):
             day = start + step * i
@@ -122,12 +164,18 @@ def build_demo(
             return report
 
         out = svc.home.backups
-        svc.backups.encrypt_samples(samples[:first_version], out, by=bot, progress=step_done(0))
-        if first_version < backups:
-            svc.keys.add_version(svc.config.default_kek, by=first)
-            svc.backups.encrypt_samples(
-                samples[first_version:], out, by=bot, progress=step_done(first_version)
-            )
+        # interleaved in time: every tenth system's backups are legacy ones
+        legacy = [s for i, s in enumerate(samples) if _is_legacy(i, backups, n_quorum)]
+        quorum = [s for i, s in enumerate(samples) if not _is_legacy(i, backups, n_quorum)]
+        svc.backups.encrypt_samples(quorum, out, by=bot, progress=step_done(0))
+        base = len(quorum)
+        svc.backups.encrypt_samples(
+            legacy[:n_legacy1], out, by=bot, kek=SINGLE_KEK, progress=step_done(base)
+        )
+        svc.keys.add_version(SINGLE_KEK, by=first)
+        svc.backups.encrypt_samples(
+            legacy[n_legacy1:], out, by=bot, kek=SINGLE_KEK, progress=step_done(base + n_legacy1)
+        )
         for secret in secrets.values():
             secret.wipe()
     except BaseException:
@@ -137,6 +185,13 @@ def build_demo(
         shutil.rmtree(home, ignore_errors=True)  # a new directory: Home.create refused any other
         raise
     return svc
+
+
+def _is_legacy(i: int, total: int, n_quorum: int) -> bool:
+    """Whether sample ``i`` of ``total`` goes under the single-custody KEK: spread evenly,
+    ``total - n_quorum`` of them."""
+    n = total - n_quorum
+    return n > 0 and (i * n) // total != ((i + 1) * n) // total
 
 
 def _demo_policy(

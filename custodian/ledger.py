@@ -70,6 +70,7 @@ STATE_ACTIONS = frozenset(
         "kek.redistribute",
         "kek.refresh.batch",
         "kek.redistribute.batch",
+        "kek.migrate",
         "kek.version.retire",
         "policy.set",
         "request.approve",
@@ -123,6 +124,7 @@ class VersionInfo:
     fingerprint: str
     state: str  # active | retired | destroyed
     at: int  # the entry that made it so
+    backend: str = ""  # the backend that holds it (kek.create's, or a kek.migrate's target)
 
 
 @dataclass
@@ -471,7 +473,7 @@ class LogState:
                 return f"{actor} recorded a part of a custody job without the custodian role"
             return ""
         if action not in (
-            "kek.create", "kek.version.create", "kek.rotate", "kek.redistribute",
+            "kek.create", "kek.version.create", "kek.rotate", "kek.redistribute", "kek.migrate",
             "kek.version.retire",
         ):  # fmt: skip
             return ""
@@ -504,6 +506,11 @@ class LogState:
             return f"a version of KEK {name} was created, but the KEK never was"
         elif version != k.current + 1:
             return f"KEK {name} got version {version} after version {k.current}"
+        if action == "kek.migrate":
+            why = _migration(k, d)
+            if why:
+                return why
+            k.backend = str(d["backend"])
         if k.backend == "quorum":
             why = self._quorum_version(name, version, d)
             if why:
@@ -511,7 +518,7 @@ class LogState:
             self.holders[(name, version)] = tuple(str(h["name"]) for h in d["manifest"]["holders"])
             if action == "kek.create" and not self.bootstrap_end:
                 self.bootstrap_end = seq  # the first quorum KEK: bootstrap is over
-        k.versions[version] = VersionInfo(version, fp, "active", seq)
+        k.versions[version] = VersionInfo(version, fp, "active", seq, k.backend)
         return ""
 
     def _policy_set(self, e: dict[str, Any]) -> str:
@@ -1173,3 +1180,19 @@ class Ledger:
 def _seq(e: dict[str, Any]) -> int:
     s = e.get("seq")
     return s if isinstance(s, int) and not isinstance(s, bool) else 0
+
+
+def _migration(k: KekInfo, d: dict[str, Any]) -> str:
+    """What is wrong with a ``kek.migrate`` entry of KEK ``k`` ('' if nothing): it moves
+    the KEK from the backend it is on to another one. Leaving a quorum KEK is never done
+    by a migration (it would rebuild every DEK in one process)."""
+    src, dst = d.get("from_backend"), d.get("backend")
+    if not isinstance(src, str) or not isinstance(dst, str):
+        raise TypeError("a migration names no backends")
+    if src != k.backend:
+        return f"KEK {k.name} was migrated from {src}, but it was on {k.backend}"
+    if dst == src:
+        return f"KEK {k.name} was migrated to the backend it was on ({src})"
+    if src == "quorum":
+        return f"KEK {k.name} left quorum custody by a migration (a restore is the only way out)"
+    return ""

@@ -31,6 +31,8 @@ from screens.format import parse_stamp, safe, when
 
 Clock = Callable[[], datetime]
 NARROW_BELOW = 100  # columns
+# custodian.demo.KDF_NOTE, shorter: a demo home's personal keys use cheap parameters
+DEMO_KDF = "passphrases use cheap KDF parameters (Argon2id 8 MiB, 1 pass; 512 MiB on a real home)"
 
 
 def utc_now() -> datetime:
@@ -152,6 +154,7 @@ class DashboardScreen(Screen[None]):
                     yield Static(
                         Text(
                             "DEMO HOME: sample data; its root key is kept in a file inside it; "
+                            f"{DEMO_KDF}; "
                             + (
                                 "a retired KEK version may be destroyed at once (no waiting "
                                 "period; 7 days on a new home)."

@@ -142,7 +142,10 @@ def version_row(k: Kek, v: KekVersion, *, asked: bool) -> list[Text]:
     # "current" is said in words: a mark in a column of its own read as the cursor (▶)
     return [
         Text(
-            f"v{v.version}" + (" current" if current else ""),
+            f"v{v.version}"
+            + (" current" if current else "")
+            # a migrated KEK's older versions are on another backend: said beside them
+            + (f" ({safe(v.backend)})" if v.backend and v.backend != k.backend else ""),
             style="bold cyan" if current else "cyan",
         ),
         Text(v.state, style=STATE_STYLE.get(v.state, "")),

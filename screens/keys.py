@@ -125,6 +125,13 @@ class KeysScreen(Screen[None]):
         Binding("a", "apply", "Apply my part", tooltip="Apply your part of the quorum refresh"),
         Binding("t", "retire", "Retire", show=False, tooltip="Retire the highlighted version"),
         Binding(
+            "m",
+            "migrate",
+            "Migrate",
+            show=False,
+            tooltip="Migrate the highlighted KEK to another backend (quorum: holders present)",
+        ),
+        Binding(
             "x",
             "destroy",
             "Destroy",
@@ -169,6 +176,7 @@ class KeysScreen(Screen[None]):
         with VerticalScroll(id="keys"):
             keks = Vertical(id="keys-keks", classes="box")
             keks.border_title = "KEKs"
+            keks.border_subtitle = "m migrate to another backend"
             with keks:
                 yield CursorTable(
                     id="keks-table",
@@ -527,10 +535,87 @@ class KeysScreen(Screen[None]):
     def action_rewrap(self) -> None:
         self.action_resume()
 
-    def start_rewrap(self, name: str, actor: Actor, *, expected: float = 0.0) -> None:
+    def start_rewrap(
+        self, name: str, actor: Actor, *, expected: float = 0.0, title: str | None = None
+    ) -> None:
         self._census_read = time.monotonic()
-        self.rewrap.start(name, actor, expected=expected)
+        self.rewrap.start(name, actor, expected=expected, title=title)
         self.refresh_bindings()
+
+    # ------------------------------------------------------------------ migration
+
+    @work(exclusive=True, group="ceremony")
+    async def action_migrate(self) -> None:
+        """Migrate the highlighted KEK (:mod:`screens.migrate_dialogs`): where to and who
+        holds, each holder's passphrase in turn, the custodian's code; then the job runs
+        in the rewrap pane while the versions table follows the census."""
+        from screens.migrate_dialogs import HolderPassphrase, MigrateForm, migrate_body
+
+        k = self._need_kek()
+        if k is None or self._not_while_rewrapping():
+            return
+        actor = self._actor("migrate a KEK")
+        if actor is None:
+            return
+        try:  # what would be refused whatever is chosen (a quorum KEK) is said now
+            refusal = await asyncio.to_thread(
+                self.service.migrations.refusal, k.name, "quorum", by=actor
+            )
+            census = await asyncio.to_thread(self.service.migrations.census, k.name)
+        except CustodianError as e:
+            refusal, census = str(e), ()
+        if refusal and "already on the quorum" not in refusal:
+            self.notify(refusal, title="Migration refused", severity="error", markup=False)
+            return
+        spec = await self.app.push_screen_wait(MigrateForm(self.service, k, census))
+        if spec is None:
+            return
+        holders: list[Actor] = []
+        others = [n for n in spec.holders if n != actor.name]
+        for name in spec.holders:
+            if name == actor.name:
+                holders.append(actor)
+                continue
+            got = await self.app.push_screen_wait(
+                HolderPassphrase(self.service, name, others.index(name) + 1, len(others))
+            )
+            if not isinstance(got, Actor):
+                return  # cancelled: nothing was done (unlocking changes nothing)
+            holders.append(got)
+
+        def migrate(code: str) -> RewrapJob:
+            if spec.to == "quorum":
+                return self.service.migrations.to_quorum(
+                    k.name, holders, spec.m, by=actor, code=code
+                )
+            return self.service.migrations.to_backend(k.name, spec.to, by=actor, code=code)
+
+        job = await self.app.push_screen_wait(
+            CodeConfirm(
+                f"Confirm the migration of KEK {safe(k.name)} to {safe(spec.to)}",
+                migrate_body(k, spec, census),
+                migrate,
+                ok="Migrate",
+                variant="warning",
+                who=actor.name,
+            )
+        )
+        holders.clear()
+        if not isinstance(job, RewrapJob):
+            return
+        await self.refreshed(select=k.name)
+        self.notify(
+            f"KEK {k.name} v{job.target_version} is on {spec.to} and wraps every new DEK from "
+            f"now on; moving {job.total:,} DEK(s) to it.",
+            title="KEK migrating",
+            markup=False,
+        )
+        self.start_rewrap(
+            k.name,
+            actor,
+            title=f"Migrating every DEK of KEK {safe(k.name)} to {safe(spec.to)} "
+            f"(v{job.target_version})…",
+        )
 
     def on_rewrap_progress(self, m: RewrapProgress) -> None:
         if m.kek != self.rewrapping:

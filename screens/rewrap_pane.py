@@ -101,7 +101,9 @@ class RewrapPane(Vertical):
 
     # ------------------------------------------------------------------ the run
 
-    def start(self, name: str, actor: Actor, *, expected: float = 0.0) -> None:
+    def start(
+        self, name: str, actor: Actor, *, expected: float = 0.0, title: str | None = None
+    ) -> None:
         self.running = name
         self.expected = expected
         # Each batch's audit entry is signed with the actor's key: no sign-out (or quit)
@@ -116,7 +118,7 @@ class RewrapPane(Vertical):
         self.border_title = f"Rewrap job of {safe(name)}"
         self.border_subtitle = "c cancel  ·  w resumes later"
         self.query_one("#rewrap-title", Static).update(
-            Text(f"Rewrapping every DEK of KEK {safe(name)} to its current version…")
+            Text(title or f"Rewrapping every DEK of KEK {safe(name)} to its current version…")
         )
         self.query_one("#rewrap-stats", Static).update(Text("Starting…", style="dim"))
         self._failure_lines(Text(""))

@@ -202,13 +202,21 @@ class Catalog(PeopleMixin, BlobsMixin):
         fingerprint: str,
         public_key: bytes | None,
         created_at: str | None = None,
+        backend: str | None = None,
     ) -> None:
+        """A new current version of ``kek``, held by ``backend`` (default: the KEK's)."""
         self.db.execute(
-            "INSERT INTO kek_versions(kek, version, state, created_at, public_key, fingerprint) "
-            "VALUES(?, ?, 'active', ?, ?, ?)",
-            (kek, version, created_at or utcnow(), public_key, fingerprint),
+            "INSERT INTO kek_versions(kek, version, state, created_at, public_key, fingerprint, "
+            "backend) VALUES(?, ?, 'active', ?, ?, ?, "
+            "coalesce(?, (SELECT backend FROM keks WHERE name=?)))",
+            (kek, version, created_at or utcnow(), public_key, fingerprint, backend, kek),
         )
         self.db.execute("UPDATE keks SET current_version=? WHERE name=?", (version, kek))
+
+    def set_kek_backend(self, kek: str, backend: str) -> None:
+        """Where the new versions of ``kek`` go from now on (a migration; older versions keep
+        theirs)."""
+        self.db.execute("UPDATE keks SET backend=? WHERE name=?", (backend, kek))
 
     def census(self) -> dict[tuple[str, int], int]:
         rows = self.db.execute(
@@ -219,13 +227,22 @@ class Catalog(PeopleMixin, BlobsMixin):
     def keks(self) -> list[Kek]:
         census = self.census()
         versions: dict[str, list[KekVersion]] = {}
-        for kek, ver, state, created, fp, pub, retired, destroyed in self.db.execute(
+        for kek, ver, state, created, fp, pub, retired, destroyed, be in self.db.execute(
             "SELECT kek, version, state, created_at, fingerprint, public_key, retired_at, "
-            "destroyed_at FROM kek_versions ORDER BY kek, version"
+            "destroyed_at, backend FROM kek_versions ORDER BY kek, version"
         ):
             versions.setdefault(kek, []).append(
                 KekVersion(
-                    kek, ver, state, created, fp, pub, census.get((kek, ver), 0), retired, destroyed
+                    kek,
+                    ver,
+                    state,
+                    created,
+                    fp,
+                    pub,
+                    census.get((kek, ver), 0),
+                    retired,
+                    destroyed,
+                    be,
                 )
             )
         return [
@@ -246,8 +263,8 @@ class Catalog(PeopleMixin, BlobsMixin):
 
     def kek_version(self, kek: str, version: int) -> KekVersion:
         row = self.db.execute(
-            "SELECT state, created_at, fingerprint, public_key, retired_at, destroyed_at "
-            "FROM kek_versions WHERE kek=? AND version=?",
+            "SELECT state, created_at, fingerprint, public_key, retired_at, destroyed_at, "
+            "backend FROM kek_versions WHERE kek=? AND version=?",
             (kek, version),
         ).fetchone()
         if row is None:
@@ -255,7 +272,9 @@ class Catalog(PeopleMixin, BlobsMixin):
         (n,) = self.db.execute(
             "SELECT count(*) FROM backups WHERE kek=? AND kek_version=?", (kek, version)
         ).fetchone()
-        return KekVersion(kek, version, row[0], row[1], row[2], row[3], int(n), row[4], row[5])
+        return KekVersion(
+            kek, version, row[0], row[1], row[2], row[3], int(n), row[4], row[5], row[6]
+        )
 
     def set_version_state(self, kek: str, version: int, state: str, at: str) -> None:
         column = {"retired": "retired_at", "destroyed": "destroyed_at"}[state]

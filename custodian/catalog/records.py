@@ -22,6 +22,7 @@ class KekVersion:
     dek_count: int = 0
     retired_at: str | None = None
     destroyed_at: str | None = None
+    backend: str = ""  # the backend holding this version (a migrated KEK's older ones differ)
 
 
 @dataclass(frozen=True)

@@ -259,6 +259,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (job, row, x)
     );
     """,
+    # 10: a KEK can move between backends (custodian kek migrate): each version records
+    # the backend that holds it, the KEK's own column names where new versions go. Every
+    # existing version is on its KEK's backend.
+    """
+    ALTER TABLE kek_versions ADD COLUMN backend TEXT NOT NULL DEFAULT '';
+    UPDATE kek_versions SET backend=(SELECT backend FROM keks WHERE keks.name=kek_versions.kek);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

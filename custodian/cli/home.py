@@ -13,15 +13,36 @@ def cmd_init(args: argparse.Namespace) -> int:
     from custodian.service import Service
 
     with Service.init(
-        args.home, kek=args.kek, suite=args.suite, keyring_backend=args.keyring
+        args.home,
+        kek=args.kek,
+        suite=args.suite,
+        keyring_backend=args.keyring,
+        custody=args.custody,
     ) as svc:
-        k = svc.keys.get(args.kek)
-        say(f"created home {svc.home.path}")
+        h = svc.home.path
+        say(f"created home {h}")
         say(f"root key stored in keyring: {svc.keyring.description}")
-        say(f"KEK {k.name} v1 ({k.suite}) fingerprint {k.versions[0].fingerprint}")
+        if args.custody == "single":
+            k = svc.keys.get(args.kek)
+            say(
+                f"KEK {k.name} v1 ({k.suite}, single custody: its private key is sealed by "
+                f"the root key) fingerprint {k.versions[0].fingerprint}"
+            )
+            say(
+                f"next: enrol the first custodian with '{PROG} --home {h} people "
+                "enrol NAME --role custodian'"
+            )
+            return 0
         say(
-            f"next: enrol the first custodian with '{PROG} --home {svc.home.path} people "
-            "enrol NAME --role custodian'"
+            f"no KEK yet: KEK {args.kek} will be a quorum KEK (the default custody), made "
+            "with its holders present, and this home has no custodians yet"
+        )
+        say(
+            f"next: enrol at least three custodians ('{PROG} --home {h} people enrol NAME "
+            "--role custodian'; the first needs no --as, the next are enrolled --as the "
+            "first), then, with the holders present, "
+            f"'{PROG} --home {h} kek create {args.kek} --custody quorum --holders "
+            "NAME,NAME,NAME --quorum 2 --as NAME' (or the set-up ceremony in the TUI)"
         )
     return 0
 
@@ -56,6 +77,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"may be destroyed after {st.policy.retirement_wait_days} day(s) here "
             "(policy retirement_wait_days, 7 on a new home)"
         )
+        from custodian import demo as D
+
+        say(
+            f"KEK {D.QUORUM_KEK}: quorum custody, any {D.QUORUM_M} of "
+            f"{', '.join(D.HOLDERS)} (the default); KEK {D.SINGLE_KEK}: single custody, to "
+            f"rotate or to migrate ({PROG} kek migrate {D.SINGLE_KEK} --to quorum ...)"
+        )
+        say(f"demo only: {D.KDF_NOTE}")
         say(f"open it with: {PROG} --home {st.home}")
         say(
             f"sample people: {', '.join(p.name for p in svc.people.list())}; "
@@ -83,13 +112,23 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def add_init_parser(sub: Subparsers) -> None:
-    s = sub.add_parser("init", help="create a home with its root key and a first KEK")
+    s = sub.add_parser(
+        "init", help="create a home with its root key (and, --custody single, a first KEK)"
+    )
     s.add_argument("--kek", default="backups", help="name of the first KEK (default: backups)")
     s.add_argument(
         "--suite",
         default="mlkem768-x25519",
         choices=["mlkem768-x25519", "x25519", "p256"],
         help="HPKE suite of the KEK",
+    )
+    s.add_argument(
+        "--custody",
+        choices=["quorum", "single"],
+        default="quorum",
+        help="quorum (default): the first KEK is made later, with its holders present, "
+        "after the custodians are enrolled; single: a first KEK now, its private key "
+        "sealed by the root key (docs/threat-model.md says what each gives)",
     )
     s.add_argument(
         "--keyring",

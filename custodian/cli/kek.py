@@ -3,7 +3,8 @@
 list, create, rotate (a new version, then a rewrap of every older DEK; a quorum KEK
 refreshes instead, :mod:`custodian.cli.kek_quorum`), rewrap (run or resume a job),
 refresh and redistribute (quorum KEKs), retire, destroy (a request custodians
-approve) and jobs.
+approve), jobs, and migrate (to another backend, quorum included:
+:mod:`custodian.cli.kek_migrate`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def cmd_kek_list(args: argparse.Namespace) -> int:
                             "versions": [
                                 {
                                     "version": v.version,
+                                    "backend": v.backend or k.backend,
                                     "state": v.state,
                                     "created_at": v.created_at,
                                     "fingerprint": v.fingerprint,
@@ -69,9 +71,11 @@ def cmd_kek_list(args: argparse.Namespace) -> int:
         for k in keks:
             for v in reversed(k.versions):
                 cur = "*" if v.version == k.current_version else " "
+                held = v.backend or k.backend
                 say(
                     f"{k.name:<20} {cur}{v.version:>3} {v.state:<10} {v.dek_count:>8,}  "
                     f"{v.created_at[:19]:<20} {v.fingerprint}"
+                    + (f"  (on {held})" if held != k.backend else "")
                 )
             say(f"{'':<20} backend {k.backend}, suite {k.suite}, {k.dek_count:,} DEKs")
     return 0
@@ -434,9 +438,10 @@ def add_parsers(sub: Subparsers) -> None:
     add_acting(s)
     s.set_defaults(func=cmd_kek_destroy)
 
-    from custodian.cli import kek_quorum
+    from custodian.cli import kek_migrate, kek_quorum
 
     kek_quorum.add_parsers(kek)
+    kek_migrate.add_parser(kek)
 
     s = kek.add_parser(
         "jobs", help="rotation history: rewrap, refresh and redistribution jobs, census"

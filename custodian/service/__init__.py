@@ -14,6 +14,7 @@ namespace in a module of its own, as hvac's ``client.secrets.transit`` is:
 ``svc.audit``        entries, verify, checkpoint, reconcile (audit.py)
 ``svc.policy``       the policy the signed log records; set, loosen by quorum (policy.py)
 ``svc.custody``      the break-glass set: split, drill, recover (custody.py)
+``svc.migrations``   move a KEK to another backend, quorum included (migrate.py)
 ===================  ==========================================================
 
 They share one :class:`~custodian.service.context.HomeContext` (``svc.ctx``):
@@ -55,6 +56,7 @@ from custodian.service.context import (
 )
 from custodian.service.custody import Custody
 from custodian.service.keys import Keys
+from custodian.service.migrate import Migrations
 from custodian.service.people import PendingEnrolment, People
 from custodian.service.restores import Restores
 
@@ -98,6 +100,7 @@ class Service:
         self.restores = Restores(self.ctx, self.approvals)
         self.audit = Audit(self.ctx)
         self.custody = Custody(self.ctx)
+        self.migrations = Migrations(self.ctx, rewrap=self.keys.rewrap)
         self._policy: PolicySettings | None = None
         # policy.change requests are decided like any other: their hooks are known from
         # the start, and svc.policy is made when first asked for (a listing never is)
@@ -178,12 +181,21 @@ class Service:
         suite: str = DEFAULT_SUITE,
         keyring_backend: str = "system",
         demo: bool = False,
+        custody: str = "single",
     ) -> Service:
-        """Create a home: configuration, catalog, sealed store, KSK in the keyring, a first KEK.
+        """Create a home: configuration, catalog, sealed store, KSK in the keyring, and with
+        ``custody="single"`` a first KEK ``kek`` (one key pair sealed by the KSK).
+
+        With ``custody="quorum"`` (the CLI's default) no KEK is made yet: a quorum KEK
+        needs its holders present, and a new home has no custodians. The first set-up
+        ceremony enrols them (bootstrap: the home key signs their enrolment) and then
+        creates the quorum KEK named ``kek``, which ends bootstrap.
 
         The keyring is checked before anything is written, so a machine without
         a usable keyring is told so and left with no half-made home.
         """
+        if custody not in ("single", "quorum"):
+            raise ValueError(f"custody is single or quorum, not {custody!r}")
         h = Home.resolve(home)
         cfg = Config.new(keyring_backend=keyring_backend, default_kek=kek, suite=suite, demo=demo)
         if keyring_backend == "system":
@@ -200,9 +212,10 @@ class Service:
                 catalog.set_meta("created_at", utcnow())
             svc.ctx._ksk = ksk
             svc._genesis()
-            svc.keys.create(
-                kek, by=svc.ctx.home_actor(), suite=suite, purpose="default KEK for backups"
-            )
+            if custody == "single":
+                svc.keys.create(
+                    kek, by=svc.ctx.home_actor(), suite=suite, purpose="default KEK for backups"
+                )
             cfg.save(h.config)  # written last: its presence marks a complete home
         except BaseException:
             _remove_partial_home(h)
@@ -253,13 +266,14 @@ class Service:
 
         ctx = self.ctx
         try:
+            keks = tuple(ctx.catalog.keks())
             return Status(
                 home=ctx.home.path,
                 home_id=ctx.config.home_id,
                 demo=ctx.config.demo,
                 keyring=ctx.keyring.description,
-                backends=tuple(self._health(n) for n in ctx.config.backends),
-                keks=tuple(ctx.catalog.keks()),
+                backends=tuple(self._health(n) for n in _backends_in_use(ctx, keks)),
+                keks=keks,
                 backup_count=ctx.catalog.backup_count(),
                 policy=ctx.config.policy,
             )
@@ -284,3 +298,11 @@ def _remove_partial_home(h: Home) -> None:
 
     if h.path.is_dir() and not h.config.exists():
         shutil.rmtree(h.path, ignore_errors=True)
+
+
+def _backends_in_use(ctx: HomeContext, keks: tuple[Kek, ...]) -> list[str]:
+    """The configured backends, and the embedded quorum backend when a version is on it."""
+    names = list(ctx.config.backends)
+    if "quorum" not in names and any(v.backend == "quorum" for k in keks for v in k.versions):
+        names.append("quorum")
+    return names

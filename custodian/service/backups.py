@@ -184,11 +184,12 @@ class Backups:
         *,
         by: Actor,
         progress: Progress | None = None,
+        kek: str | None = None,
     ) -> int:
         """Demo homes only: sample backups, recorded together (a group commit).
 
         Each ``(data, label, created_at)`` becomes a container ``directory/label.cbk``
-        under a fresh DEK and the current version of the default KEK, and a backup
+        under a fresh DEK and the current version of ``kek`` (the default KEK), and a backup
         with its own signed ``backup.encrypt`` entry, as :meth:`encrypt` makes them.
         The entries are written without an fsync each and made durable together
         before the one catalog commit that records every backup: the fail-closed
@@ -213,7 +214,7 @@ class Backups:
                 ConflictError,
             )
         ctx.require(by, "operator", action, "file:samples")
-        k = ctx.catalog.kek(ctx.config.default_kek)
+        k = ctx.catalog.kek(kek or ctx.config.default_kek)
         version = k.current_version
         ctx.check_kek(k, version, by, action)
         be = ctx.backend(k.backend)
@@ -350,12 +351,12 @@ class Backups:
                 f"{path} is under KEK {header.kek!r}, which this home does not have; "
                 "nothing was imported."
             ) from None
-        if kek.backend != header.backend:
+        held = ctx.catalog.kek_version(kek.name, header.kek_version).backend  # raises if unknown
+        if held != header.backend:
             raise ContainerError(
-                f"{path} names backend {header.backend!r} but KEK {kek.name} lives in "
-                f"{kek.backend!r}; nothing was imported."
+                f"{path} names backend {header.backend!r} but KEK {kek.name} "
+                f"v{header.kek_version} lives in {held!r}; nothing was imported."
             )
-        ctx.catalog.kek_version(kek.name, header.kek_version)  # raises if unknown
         bid = str(header.backup_id)
         try:
             existing = ctx.catalog.backup(bid)

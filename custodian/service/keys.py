@@ -215,7 +215,7 @@ class Keys:
         ctx = self._ctx
         k = ctx.catalog.kek(name)
         ctx.check_kek(k, version, by, "kek.manifest")
-        be = ctx.backend(k.backend)
+        be = ctx.backend(ctx.catalog.kek_version(name, version).backend)
         if not isinstance(be, QuorumBackend):
             raise ConflictError(f"KEK {name} is not a quorum KEK; it has no manifest.")
         return be.manifest(name, version)
@@ -456,7 +456,13 @@ class Keys:
         else:
             n = self._workers_for(k.backend, left, batch_size, workers)
         rewrapper: R.Rewrapper
-        if n > 1:
+        sources = {v.version: v.backend for v in k.versions if v.version < target}
+        if any(b != k.backend for b in sources.values()):  # a migration's job
+            from custodian.migration import CrossRewrapper
+
+            n = 1
+            rewrapper = CrossRewrapper(name, target, sources, ctx.backend, be)
+        elif n > 1:
             from custodian.backends.local import LocalBackend, ProcessRewrapper
 
             assert isinstance(be, LocalBackend)
@@ -578,7 +584,7 @@ class Keys:
             d["step"] = ctx.confirm(by, code, action, subject)
             ctx.catalog.set_version_state(name, version, "retired", ctx.now())
             d.update(fingerprint=v.fingerprint, census=0)
-            ctx.backend(k.backend).retire(name, version)
+            ctx.backend(v.backend or k.backend).retire(name, version)
         return ctx.catalog.kek_version(name, version)
 
     def request_destroy(self, name: str, version: int, reason: str, *, by: Actor) -> A.Request:
@@ -690,8 +696,8 @@ class Keys:
         if r.state != "done":
             return
         name, version = str(r.payload["kek"]), int(r.payload["version"])
-        k = self._ctx.catalog.kek(name)
-        if k.backend == "quorum":  # the old holder keys are what kept the old shares
+        held = self._ctx.catalog.kek_version(name, version).backend  # a migrated KEK's own
+        if held == "quorum":  # the old holder keys are what kept the old shares
             from custodian.custody.quorum import Manifest
             from custodian.service import quorum_jobs as QJ
 
@@ -701,7 +707,7 @@ class Keys:
                     self._ctx, name, version, Manifest.decode(bytes(v.public_key))
                 )
         try:
-            self._ctx.backend(k.backend).destroy(name, version)
+            self._ctx.backend(held).destroy(name, version)
         except (CustodianError, OSError) as e:
             raise BackendError(
                 f"KEK {name} v{version} is recorded as destroyed, but its key material could "
@@ -716,11 +722,11 @@ class Keys:
 
         ctx = self._ctx
         for k in ctx.catalog.keks():
-            if k.backend == "quorum":
+            if any(v.backend == "quorum" for v in k.versions):
                 self._finish_quorum_destructions(k)
-            if k.backend != "local":
-                continue
             for v in k.versions:
+                if v.backend != "local":
+                    continue
                 if v.state == "destroyed" and ctx.sealed.exists(sealed_name(k.name, v.version)):
                     ctx.backend("local").destroy(k.name, v.version)
 

@@ -150,10 +150,13 @@ def kek_differences(k: Kek, st: LogState, version: int | None = None) -> list[Di
             continue
         if v.fingerprint != lv.fingerprint:
             out.append(Difference(vs, "fingerprint", v.fingerprint, lv.fingerprint))
-        if v.public_key is not None and version_fingerprint(
-            k.backend, k.suite, bytes(v.public_key)
-        ) != (lv.fingerprint):
-            what = "manifest" if k.backend == "quorum" else "public key"
+        vb = v.backend or k.backend
+        if lv.backend and vb != lv.backend:
+            out.append(Difference(vs, "backend", vb, f"{lv.backend} (entry {lv.at})"))
+        if v.public_key is not None and version_fingerprint(vb, k.suite, bytes(v.public_key)) != (
+            lv.fingerprint
+        ):
+            what = "manifest" if vb == "quorum" else "public key"
             out.append(Difference(vs, what, "does not have the fingerprint", lv.fingerprint))
         if v.state != lv.state:
             out.append(Difference(vs, "state", v.state, f"{lv.state} (entry {lv.at})"))

@@ -490,8 +490,8 @@ class Restores:
         quorum backup: from the shares released to that session, which only the
         requester's session key opens)."""
         self._check_session(session, b, None)
-        kek = self._ctx.catalog.kek(b.kek)
-        if kek.backend == "quorum":
+        backend = self._ctx.catalog.kek_version(b.kek, b.kek_version).backend
+        if backend == "quorum":
             if by is None:
                 raise AuthError(
                     f"backup {b.id} is under a quorum KEK: its DEK opens only for the person "
@@ -503,7 +503,7 @@ class Restores:
             from custodian.service import shares
 
             return shares.dek(self._ctx, r, b, by)
-        res = self._ctx.backend(kek.backend).unwrap(
+        res = self._ctx.backend(backend).unwrap(
             [DekRef(b.id, b.kek, b.kek_version, b.wrapped_dek)]
         )[0]
         if isinstance(res, UnwrapError):

@@ -31,7 +31,9 @@ from custodian.service.context import HomeContext
 
 
 def is_quorum(ctx: HomeContext, b: Backup) -> bool:
-    return ctx.catalog.kek(b.kek).backend == "quorum"
+    """Whether ``b``'s DEK is under a quorum version (a migrated KEK's older versions may
+    be on another backend: the version says, not the KEK)."""
+    return ctx.catalog.kek_version(b.kek, b.kek_version).backend == "quorum"
 
 
 def _manifest(ctx: HomeContext, kek: str, version: int, by: Actor | None) -> Q.Manifest:

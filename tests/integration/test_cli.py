@@ -35,7 +35,17 @@ def run(
 @pytest.fixture
 def cli_home(tmp_path: Path) -> Path:
     h = tmp_path / "home"
-    r = run("--home", str(h), "init", "--keyring", "home-file", "--suite", "x25519")
+    r = run(
+        "--home",
+        str(h),
+        "init",
+        "--keyring",
+        "home-file",
+        "--suite",
+        "x25519",
+        "--custody",
+        "single",
+    )
     assert r.returncode == 0, r.stderr
     assert b"fingerprint" in r.stdout
     r = run("--home", str(h), "people", "enrol", "bot", "--role", "operator", "--service")
@@ -130,8 +140,11 @@ def test_demo_refuses_without_home_and_builds_with_one(tmp_path: Path) -> None:
     r = run("--home", str(tmp_path / "d"), "demo", "--backups", "30")
     assert r.returncode == 0, r.stderr
     r = run("--home", str(tmp_path / "d"), "kek", "list", "--json")
-    (kek,) = json.loads(r.stdout)
-    assert [v["deks"] for v in kek["versions"]] == [18, 12]
+    quorum, legacy = json.loads(r.stdout)
+    assert (quorum["name"], quorum["backend"]) == ("backups", "quorum")
+    assert [v["deks"] for v in quorum["versions"]] == [21]
+    assert (legacy["name"], legacy["backend"]) == ("legacy", "local")
+    assert [v["deks"] for v in legacy["versions"]] == [5, 4]
 
 
 def test_kek_list_does_not_import_textual(cli_home: Path) -> None:
@@ -156,7 +169,17 @@ def test_python_m_custodian_is_the_console_script(tmp_path: Path) -> None:
     assert helped.returncode == 0, helped.stderr
     assert helped.stdout == run("--help").stdout and b"backup" in helped.stdout
     home = tmp_path / "fresh"
-    r = run("--home", str(home), "init", "--keyring", "home-file", "--suite", "x25519")
+    r = run(
+        "--home",
+        str(home),
+        "init",
+        "--keyring",
+        "home-file",
+        "--suite",
+        "x25519",
+        "--custody",
+        "single",
+    )
     assert r.returncode == 0, r.stderr
     script = run("--home", str(home), "kek", "list")
     module = python_m("-X", "importtime", "-m", "custodian", "--home", str(home), "kek", "list")

@@ -79,7 +79,10 @@ def test_demo_home_policy_and_wording(tmp_path: Path) -> None:
     r = run("--home", str(home), "audit", "reconcile")
     assert r.returncode == 0, r.stdout
     r = run("--home", str(home), "kek", "list")
-    assert "1,200 DEKs" in r.stdout.decode() and "     720  " in r.stdout.decode()
+    listed = r.stdout.decode()
+    assert "backend quorum, suite mlkem768-x25519, 840 DEKs" in listed
+    assert "backend local, suite mlkem768-x25519, 360 DEKs" in listed and "     216  " in listed
+    assert "any 2 of alice, bob, carol" in out and "cheap Argon2id parameters" in out
 
 
 def test_restore_show_says_denied(svc: Service, cast: Cast, home: Path, tmp_path: Path) -> None:

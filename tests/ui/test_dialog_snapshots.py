@@ -24,6 +24,7 @@ from custodian.approvals import Decision, Request, Session
 from custodian.rotation import RotationPreview
 from custodian.secret import SecretBytes
 from custodian.service import Service
+from custodian.service.migrate import CensusRow
 from screens.app import CustodianApp
 from screens.dialogs import Dialog
 from screens.key_dialogs import (
@@ -36,6 +37,7 @@ from screens.key_dialogs import (
     retire_body,
     rotate_body,
 )
+from screens.migrate_dialogs import HolderPassphrase, MigrateForm, MigrateSpec, migrate_body
 from screens.people import ConfirmDisable, ConfirmTotpReplace, EnrolForm, NewPassphrase, TotpStep
 from screens.restore_dialogs import CancelDialog, DecisionDialog, RequestDialog, RunConfirm
 from screens.signin import SignInScreen
@@ -187,7 +189,33 @@ def dialogs(svc: Frozen, cast: Cast) -> dict[str, tuple[Callable[[], Screen[Any]
             "The passphrase needs at least 12 characters.",
         ),
         "disable": (lambda: ConfirmDisable(bob), "Say why, for the audit log."),
+        "migrate_form": (
+            lambda: MigrateForm(real, k, _census()),
+            "Tick at least three holders: a quorum of M needs 2 <= M <= N-1.",
+        ),
+        "holder_passphrase": (
+            lambda: HolderPassphrase(real, "bob", 1, 2),
+            "the passphrase of bob is wrong; nothing was done. Type the passphrase again "
+            "(it was cleared).",
+        ),
+        "migrate_code": (
+            lambda: CodeConfirm(
+                "Confirm the migration of KEK backups to quorum",
+                migrate_body(
+                    k, MigrateSpec("backups", "quorum", ("alice", "bob", "carol"), 2), _census()
+                ),
+                lambda code: None,
+                ok="Migrate",
+                variant="warning",
+                who="alice",
+            ),
+            CODE_WRONG,
+        ),
     }
+
+
+def _census() -> tuple[CensusRow, ...]:
+    return (CensusRow("local", 1, "active", 14), CensusRow("local", 2, "active", 10))
 
 
 CODE_WRONG = (
@@ -212,6 +240,9 @@ NAMES = [
     "enrol",
     "new_passphrase",
     "disable",
+    "migrate_form",
+    "holder_passphrase",
+    "migrate_code",
 ]
 
 

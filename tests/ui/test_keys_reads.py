@@ -162,6 +162,8 @@ async def test_a_demo_home_states_its_destruction_wait(tmp_path: Any) -> None:
         async with app.run_test(size=(120, 36)) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
             await wait_for(pilot, lambda: bool(app.screen.query("#dash-demo")))
-            assert "may be destroyed at once (no waiting period" in shown(app, "#dash-demo")
+            said = " ".join(shown(app, "#dash-demo").split())
+            assert "may be destroyed at once (no waiting period" in said
+            assert "passphrases use cheap KDF parameters (Argon2id 8 MiB, 1 pass" in said
     finally:
         svc.close()
