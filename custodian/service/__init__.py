@@ -14,6 +14,7 @@ namespace in a module of its own, as hvac's ``client.secrets.transit`` is:
 ``svc.audit``        entries, verify, checkpoint, reconcile (audit.py)
 ``svc.policy``       the policy the signed log records; set, loosen by quorum (policy.py)
 ``svc.custody``      the break-glass set: split, drill, recover (custody.py)
+``svc.backends``     backend health, configuration, credentials (backends.py)
 ===================  ==========================================================
 
 They share one :class:`~custodian.service.context.HomeContext` (``svc.ctx``):
@@ -44,6 +45,7 @@ from custodian.secret import SecretBytes
 from custodian.service.approvals import Approvals
 from custodian.service.audit import Audit
 from custodian.service.auth import Auth
+from custodian.service.backends import Backends
 from custodian.service.backups import DEFAULT_CHUNK, Backups
 from custodian.service.context import (
     HOME,
@@ -98,6 +100,7 @@ class Service:
         self.restores = Restores(self.ctx, self.approvals)
         self.audit = Audit(self.ctx)
         self.custody = Custody(self.ctx)
+        self.backends = Backends(self.ctx)  # health, configuration, credentials
         self._policy: PolicySettings | None = None
         # policy.change requests are decided like any other: their hooks are known from
         # the start, and svc.policy is made when first asked for (a listing never is)
@@ -276,7 +279,7 @@ class Service:
             from custodian.backends.base import EMBEDDED
 
             return Health(name, True, EMBEDDED)
-        return self.ctx.backend(name).health()
+        return self.backends.check(name)  # a server backend: bounded by its timeout
 
 
 def _remove_partial_home(h: Home) -> None:

@@ -433,9 +433,18 @@ class Keys:
                 cancelled=cancelled,
                 on_failure=on_failure,
             )
-        except BaseException:
+        except BaseException as e:
             with suppress(Exception), ctx.catalog.transaction():
                 R.mark_stopped(db, j.id)  # interrupted: the job resumes from its cursor
+                if isinstance(e, CustodianError):  # a backend down, refusing, timing out
+                    cur = R.job(db, j.id)
+                    ctx.record(
+                        by,
+                        "kek.rewrap.stop",
+                        subject,
+                        "error",
+                        {"job": j.id, "cursor": cur.cursor, "reason": str(e)[:400]},
+                    )
             raise
         finally:
             rewrapper.close()
