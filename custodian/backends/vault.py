@@ -857,6 +857,8 @@ class VaultBackend:
                 continue
             for kek in keks:
                 checks.append(self._check_key(kek, purpose))
+            if not keks:  # no KEK yet: what the policy allows on keys under the prefix
+                checks.append(self._check_caps("", purpose, f"{self.opts.key_prefix}*"))
         return done(next((c.detail for c in checks if not c.ok), "ready"))
 
     def _capabilities(self, purpose: str, paths: list[str]) -> dict[str, list[str]]:
@@ -904,24 +906,30 @@ class VaultBackend:
             return Check(f"key {kek}", False, str(e))
         if key.get("type") != KEY_TYPE or key.get("derived") is not True:
             return Check(f"key {kek}", False, f"{self.key_name(kek)} is not {KEY_TYPE}, derived")
+        return self._check_caps(kek, purpose, f"{self.key_name(kek)} v{key.get('latest_version')}")
+
+    def _check_caps(self, kek: str, purpose: str, what: str) -> Check:
+        """Whether ``purpose``'s credential may do what it is for on ``kek``'s key (any key
+        under the prefix when ``kek`` is ''), and, for wrap, nothing more."""
         try:
-            paths = self.key_paths(kek)
+            paths = self.key_paths(kek or "probe")
             caps = self._capabilities(purpose, list(paths.values()))
         except BackendError as e:
-            return Check(f"key {kek}", False, str(e))
+            return Check(f"permissions ({purpose})", False, str(e))
         can = {op for op, p in paths.items() if {"update", "root", "sudo"} & set(caps[p])}
         if purpose == "wrap":
             need, forbidden = {"wrap"}, can & {"unwrap", "rewrap", "config", "trim"}
         else:
-            need, forbidden = {"unwrap", "rewrap"}, set()
+            need, forbidden = {"unwrap", "rewrap", "rotate", "config", "trim"}, set()
         missing = sorted(need - can)
         ok = not missing and not forbidden
-        detail = f"{self.key_name(kek)} v{key.get('latest_version')} ({purpose}: " + (
+        detail = f"{what} ({purpose}: " + (
             f"cannot {', '.join(missing)}"
             if missing
             else (f"can also {', '.join(sorted(forbidden))}: not wrap-only" if forbidden else "ok")
         )
-        return Check(f"key {kek} ({purpose})", ok, detail + ")")
+        name = f"key {kek} ({purpose})" if kek else f"permissions ({purpose})"
+        return Check(name, ok, detail + ")")
 
 
 def _errors(e: Any) -> str:

@@ -62,10 +62,15 @@ class Backends:
             return Health(name, False, str(e))
 
     def check_options(
-        self, name: str, options: Mapping[str, Any], custody: SecretBytes | None = None
+        self,
+        name: str,
+        options: Mapping[str, Any],
+        custody: SecretBytes | None = None,
+        wrap: SecretBytes | None = None,
     ) -> Health:
-        """The health of a backend not configured yet (the KEK creation ceremony checks
-        before anything is created). Nothing is written."""
+        """The health of a backend not configured yet, with the credentials it would get
+        (the KEK creation ceremony checks before anything is created: a wrap credential
+        that can do more than wrap fails it). Nothing is written."""
         from custodian.backends import registry
 
         ctx = self._ctx
@@ -77,6 +82,8 @@ class Backends:
         try:
             if custody is not None:
                 _any(be).use_credential("custody", custody)
+            if wrap is not None:
+                _any(be).use_credential("wrap", wrap)
             check = getattr(be, "check", None)
             return check(()) if check is not None else be.health()
         except CustodianError as e:

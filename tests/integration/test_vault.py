@@ -139,7 +139,7 @@ def test_health_says_each_check(
     # a custody token that cannot rewrap: the health says which permission is missing
     with svc.backends.custody("vault", secret(bao.token("custodian-wrap"))):
         h = svc.backends.check("vault")
-    assert not h.ok and "cannot rewrap, unwrap" in h.detail
+    assert not h.ok and "cannot config, rewrap, rotate, trim, unwrap" in h.detail
 
 
 def test_status_shows_vault_health(
