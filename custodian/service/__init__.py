@@ -45,7 +45,7 @@ from custodian.secret import SecretBytes
 from custodian.service.approvals import Approvals
 from custodian.service.audit import Audit
 from custodian.service.auth import Auth
-from custodian.service.backends import Backends
+from custodian.service.backends import CHECKING, Backends
 from custodian.service.backups import DEFAULT_CHUNK, Backups
 from custodian.service.context import (
     HOME,
@@ -251,7 +251,10 @@ class Service:
 
     # ------------------------------------------------------------ the dashboard
 
-    def status(self) -> Status:
+    def status(self, *, servers: bool = True) -> Status:
+        """The home at a glance. ``servers=False`` leaves server backends unchecked (their
+        health says "checking"): the dashboard checks them in a worker, so a slow or hung
+        server never holds its first frame."""
         import sqlite3
 
         ctx = self.ctx
@@ -261,7 +264,7 @@ class Service:
                 home_id=ctx.config.home_id,
                 demo=ctx.config.demo,
                 keyring=ctx.keyring.description,
-                backends=tuple(self._health(n) for n in ctx.config.backends),
+                backends=tuple(self._health(n, servers) for n in ctx.config.backends),
                 keks=tuple(ctx.catalog.keks()),
                 backup_count=ctx.catalog.backup_count(),
                 policy=ctx.config.policy,
@@ -272,7 +275,9 @@ class Service:
                 "changed. Check the disk, or restore the catalog from its last copy."
             ) from None
 
-    def _health(self, name: str) -> Health:
+    def _health(self, name: str, servers: bool = True) -> Health:
+        if not servers and self.backends.kind(name) not in ("local", "quorum"):
+            return Health(name, False, CHECKING)
         if name == "local" and not self.ctx.backend_loaded(name):
             # Nothing can be down in the embedded backend; saying so without loading
             # it keeps cryptography out of the dashboard's first frame.

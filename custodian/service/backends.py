@@ -25,6 +25,7 @@ from custodian.secret import SecretBytes
 from custodian.service.context import HomeContext
 
 BUILT_IN = ("local", "quorum")
+CHECKING = "checking…"  # a server backend's health before its check has answered
 
 
 class Backends:
