@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks.common import OUT_DIR, GiB, Report, environment
 
-GROUPS = ("stream", "wrap", "startup", "audit", "rewrap", "quorum")
+GROUPS = ("stream", "wrap", "startup", "audit", "rewrap", "quorum", "vault")
 ABOUT = {
     "stream": "encrypt and decrypt one large file (--size) vs cat and age",
     "wrap": "LocalBackend wrap/unwrap/rewrap per HPKE suite vs bare hpke.Suite calls",
@@ -26,6 +26,7 @@ ABOUT = {
     "audit": "verify a long signed log (--audit-entries) vs raw Ed25519; fsync append latency",
     "rewrap": "svc.keys.rewrap of --deks DEKs after a rotation, 1 and 2 workers, vs bare HPKE",
     "quorum": "custody v2 core: quorum wrap and holder refresh per suite vs bare HPKE",
+    "vault": "svc.keys.rewrap of --vault-deks DEKs on a bao server -dev vs a bare hvac loop",
 }
 TITLES = {
     "stream": "STREAM: {size} plaintext from the page cache, output on /dev/shm; rate is "
@@ -39,6 +40,8 @@ TITLES = {
     "ratios = rate / bare HPKE loop, 2 workers / 1 process",
     "quorum": "QUORUM: custody v2 core functions, batches of {batch}, best of {wrap_repeat}; "
     "ratio = custody/bare",
+    "vault": "VAULT: rotate, then svc.keys.rewrap through transit (one run each) vs a bare "
+    "hvac batch-rewrap loop on the same server (best of 3); ratio = rate / bare",
 }
 
 
@@ -111,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         help="rewrap: worker counts (1,2)",
     )
     p.add_argument(
+        "--vault-deks",
+        type=parse_count,
+        default=100_000,
+        help="vault: DEKs to rewrap (100k)",
+    )
+    p.add_argument(
         "--suites",
         type=parse_list(None),
         default=None,
@@ -173,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
                     suites=args.suites or list(rewrap.SUITES),
                     workdir=args.workdir,
                 )
+            elif g == "vault":
+                from benchmarks import vault
+
+                vault.run(report, deks=args.vault_deks, workdir=args.workdir)
             elif g == "quorum":
                 from benchmarks import quorum
 

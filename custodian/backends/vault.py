@@ -98,8 +98,21 @@ KNOWN_SETTINGS = {
 def vault_context(backup_id: str, kek: str) -> str:
     """The transit derivation context of a DEK (base64): label, backup id (16 bytes),
     KEK name. The version is not in it: a rewrap keeps the context."""
-    raw = CONTEXT_LABEL + uuid.UUID(backup_id).bytes + kek.encode("utf-8")
+    raw = CONTEXT_LABEL + _uuid_bytes(backup_id) + kek.encode("utf-8")
     return base64.b64encode(raw).decode("ascii")
+
+
+def _uuid_bytes(backup_id: str) -> bytes:
+    """A canonical backup id's 16 bytes (the catalog's form, fast); any other spelling
+    through uuid.UUID, which also refuses what is not a UUID."""
+    if len(backup_id) == 36 and backup_id[8] == backup_id[13] == "-":
+        try:
+            b = bytes.fromhex(backup_id.replace("-", ""))
+        except ValueError:
+            b = b""
+        if len(b) == 16:
+            return b
+    return uuid.UUID(backup_id).bytes
 
 
 def policies(mount: str, key_prefix: str) -> dict[str, str]:
@@ -268,6 +281,11 @@ class VaultBackend:
         self._pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------ plumbing
+
+    @property
+    def rewrap_threads(self) -> int:
+        """Job batches a rewrap keeps in flight (custodian.rotation.ThreadRewrapper)."""
+        return self.opts.concurrency
 
     @property
     def batch_items(self) -> int:
@@ -636,18 +654,22 @@ class VaultBackend:
         slots: list[SecretBytes | UnwrapError | bytes | None] = [None] * len(refs)
         idx: list[int] = []
         items: list[dict[str, str]] = []
+        b64, label = base64.b64encode, CONTEXT_LABEL
+        prefixes: dict[int, bytes] = {}
+        kek_bytes: dict[str, bytes] = {}
         for i, r in enumerate(refs):
-            try:
-                ct = r.wrapped.decode("ascii")
-            except UnicodeDecodeError:
-                ct = ""
-            if not ct.startswith(f"vault:v{r.version}:"):
+            v = r.version
+            pre = prefixes.get(v) or prefixes.setdefault(v, f"vault:v{v}:".encode())
+            w = r.wrapped
+            if not (w.startswith(pre) and w.isascii()):
                 slots[i] = UnwrapError(
                     bad_wrap(r.backup_id, r.kek, r.version, "not a transit ciphertext of it")
                 )
                 continue
+            kb = kek_bytes.get(r.kek) or kek_bytes.setdefault(r.kek, r.kek.encode("utf-8"))
+            ctx = b64(label + _uuid_bytes(r.backup_id) + kb).decode("ascii")
             idx.append(i)
-            items.append({"ciphertext": ct, "context": vault_context(r.backup_id, r.kek)})
+            items.append({"ciphertext": w.decode("ascii"), "context": ctx})
         return idx, items, slots
 
     def unwrap(self, refs: Sequence[DekRef]) -> list[SecretBytes | UnwrapError]:

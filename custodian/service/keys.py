@@ -380,12 +380,17 @@ class Keys:
             n = self._workers_for(k.backend, left, max(batch_size, R.DEFAULT_BATCH), workers)
         else:
             n = self._workers_for(k.backend, left, batch_size, workers)
+        per_call = int(getattr(be, "batch_items", 0))
+        if per_call > 1:  # a server's batches: whole ones per job batch, none left half-full
+            batch_size = max(per_call, round(batch_size / per_call) * per_call)
         rewrapper: R.Rewrapper
         if n > 1:
             from custodian.backends.local import LocalBackend, ProcessRewrapper
 
             assert isinstance(be, LocalBackend)
             rewrapper = ProcessRewrapper(be, name, target, n)
+        elif getattr(be, "rewrap_threads", 0) > 1:  # a server backend: batches overlap
+            rewrapper = R.ThreadRewrapper(be, target, int(getattr(be, "rewrap_threads", 1)))
         else:
             rewrapper = R.InlineRewrapper(be, target)
         with ctx.catalog.transaction():
