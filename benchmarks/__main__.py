@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks.common import OUT_DIR, GiB, Report, environment
 
-GROUPS = ("stream", "wrap", "startup", "audit", "rewrap", "quorum", "breakglass", "refresh")
+GROUPS = ("stream", "wrap", "startup", "audit", "rewrap", "quorum", "breakglass", "refresh", "vault")
 ABOUT = {
     "stream": "encrypt and decrypt one large file (--size) vs cat and age",
     "wrap": "LocalBackend wrap/unwrap/rewrap per HPKE suite vs bare hpke.Suite calls",
@@ -29,6 +29,7 @@ ABOUT = {
     "breakglass": "recovery from two shares to an installed KSK vs its bare cryptography",
     "refresh": "svc.keys.refresh: a holder's part per share, 1 and 2 workers, vs bare HPKE; "
     "peak memory with --refresh-peak-deks rows",
+    "vault": "svc.keys.rewrap of --vault-deks DEKs on a bao server -dev vs a bare hvac loop",
 }
 TITLES = {
     "stream": "STREAM: {size} plaintext from the page cache, output on /dev/shm; rate is "
@@ -46,6 +47,8 @@ TITLES = {
     "ratio = recovery / its bare cryptography",
     "refresh": "REFRESH: a holder's part of a quorum KEK's refresh through the service (child "
     "process each); ratios = rate / bare HPKE loop, 2 workers / 1",
+    "vault": "VAULT: rotate, then svc.keys.rewrap through transit (one run each) vs a bare "
+    "hvac batch-rewrap loop on the same server (best of 3); ratio = rate / bare",
 }
 
 
@@ -116,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[1, 2],
         metavar="W[,W...]",
         help="rewrap: worker counts (1,2)",
+    )
+    p.add_argument(
+        "--vault-deks",
+        type=parse_count,
+        default=100_000,
+        help="vault: DEKs to rewrap (100k)",
     )
     p.add_argument(
         "--suites",
@@ -203,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import breakglass
 
                 breakglass.run(report, workdir=args.workdir, repeat=args.repeat)
+            elif g == "vault":
+                from benchmarks import vault
+
+                vault.run(report, deks=args.vault_deks, workdir=args.workdir)
             elif g == "quorum":
                 from benchmarks import quorum
 

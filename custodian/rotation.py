@@ -436,6 +436,26 @@ class InlineRewrapper:
         pass
 
 
+class ThreadRewrapper:
+    """Batches in ``threads`` threads of this process: for server backends, whose work is
+    waiting on the server, so the next batches are on the wire while this process
+    commits the last (the backend's ``rewrap`` must be thread-safe)."""
+
+    def __init__(self, backend: KekBackend, to_version: int, threads: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.backend = backend
+        self.to_version = to_version
+        self.workers = max(1, threads)
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rewrap")
+
+    def submit(self, refs: Sequence[DekRef]) -> Future[list[bytes | UnwrapError]]:
+        return self._pool.submit(self.backend.rewrap, list(refs), self.to_version)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 Progress = Callable[[int, int], None]
 
 

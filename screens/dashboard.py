@@ -14,18 +14,21 @@ from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
-from textual import events
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.markup import escape
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Header, Static
 
+from custodian.backends.base import Health
 from custodian.catalog import Kek
 from custodian.errors import CustodianError
 from custodian.service import Service, Status
+from custodian.service.backends import CHECKING
 from screens.chrome import AppFooter, SessionBar
 from screens.format import parse_stamp, safe, when
 
@@ -37,6 +40,19 @@ DEMO_KDF = "passphrases use cheap KDF parameters (Argon2id 8 MiB, 1 pass; 512 Mi
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _health_word(h: Health) -> str:
+    if h.detail == CHECKING:
+        return "… checking"
+    if h.ok:
+        return "● healthy"
+    first = h.checks[0] if h.checks else None
+    return "✗ unreachable" if first is None or not first.ok else "✗ problem"
+
+
+def _health_class(h: Health) -> str:
+    return "checking" if h.detail == CHECKING else ("ok" if h.ok else "bad")
 
 
 def _plural(n: int, one: str, many: str | None = None) -> str:
@@ -118,12 +134,41 @@ class DashboardScreen(Screen[None]):
 
     def _read(self) -> bool:
         try:
-            self.status = self.service.status()
+            self.status = self.service.status(servers=False)  # servers: _check_servers
         except CustodianError as e:
             self.error = str(e)
             return False
         self.error = None
         return True
+
+    def on_mount(self) -> None:
+        self._check_servers()
+
+    @work(thread=True, exclusive=True, group="backend-health", exit_on_error=False)
+    def _check_servers(self) -> None:
+        """Each server backend's health (bounded by its timeout), off the UI thread."""
+        st = self.status
+        if st is None:
+            return
+        for h in st.backends:
+            if h.detail == CHECKING:
+                new = self.service.backends.check(h.backend)
+                self.app.call_from_thread(self._show_health, new)
+
+    def _show_health(self, h: Health) -> None:
+        key = re.sub(r"[^A-Za-z0-9_-]", "_", h.backend)
+        try:
+            word = self.query_one(f"#backend-health-{key}", Static)
+            detail = self.query_one(f"#backend-detail-{key}", Static)
+        except NoMatches:
+            return
+        word.update(Text(_health_word(h)))
+        word.set_classes("backend-health " + _health_class(h))
+        bad = next((c for c in h.checks if not c.ok), None)
+        text = h.detail if bad is None else f"{bad.name}: {bad.detail}"
+        if h.ok and h.checks:
+            text = f"{h.checks[0].detail}; all {len(h.checks)} checks pass"
+        detail.update(Text(safe(text)))
 
     # ------------------------------------------------------------------ layout
 
@@ -194,13 +239,15 @@ class DashboardScreen(Screen[None]):
         backends.border_title = "Backends"
         with backends:
             for h in st.backends:
+                key = re.sub(r"[^A-Za-z0-9_-]", "_", h.backend)
                 with Horizontal(classes="backend"):
                     yield Static(Text(safe(h.backend)), classes="backend-name")
                     yield Static(
-                        Text("● healthy" if h.ok else "✗ unreachable"),
-                        classes="backend-health " + ("ok" if h.ok else "bad"),
+                        Text(_health_word(h)),
+                        classes="backend-health " + _health_class(h),
+                        id=f"backend-health-{key}",
                     )
-                    yield _value(h.detail, classes="backend-detail")
+                    yield _value(h.detail, classes="backend-detail", id=f"backend-detail-{key}")
             if not st.backends:
                 yield Static(Text("No backend is configured."), classes="muted")
 
@@ -294,6 +341,7 @@ class DashboardScreen(Screen[None]):
             )
             return
         await self.recompose()
+        self._check_servers()
         st = self.status
         assert st is not None
         versions = sum(len(k.versions) for k in st.keks)

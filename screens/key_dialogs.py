@@ -37,6 +37,9 @@ SUITE_NOTES = {
     "p256": "NIST P-256 only: where policy asks for NIST curves",
 }
 NAME_CHARS = r"[A-Za-z0-9._-]*"
+# server backends the KEK form offers to set up when the home has none of that name
+# (screens/backend_dialogs.py asks for their settings and checks them); aws-kms adds itself
+NEW_BACKENDS = ["vault"]
 
 
 def pairs(*rows: tuple[str, str | Text]) -> Table:
@@ -67,7 +70,7 @@ class KeyDialog(Dialog[Any]):
         height: auto;
     }
     KeyDialog #kek-backend-col {
-        width: 24;
+        width: 26;
         height: auto;
     }
     KeyDialog #kek-suite-col {
@@ -116,6 +119,9 @@ class KekForm(KeyDialog):
         self.service = service
         self.existing = existing
         self.backends = list(service.config.backends) or ["local"]
+        # a server backend not configured yet can be set up in the ceremony's next step
+        self.new_backends = [b for b in NEW_BACKENDS if b not in self.backends]
+        self.backends += self.new_backends
         self.default_suite = service.config.default_suite
 
     FRAME_ID = "kek-form"
@@ -138,8 +144,9 @@ class KekForm(KeyDialog):
                 yield Label("Backend", classes="field-name")
                 with RadioSet(id="kek-backend"):
                     for i, b in enumerate(self.backends):
+                        label = f"{b} (new)" if b in self.new_backends else b
                         yield Choice(
-                            Text(safe(b)), value=(b == "local" or i == 0), id=f"backend-{i}"
+                            Text(safe(label)), value=(b == "local" or i == 0), id=f"backend-{i}"
                         )
             with Vertical(id="kek-suite-col"):
                 yield Label("Suite", classes="field-name")

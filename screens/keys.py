@@ -443,28 +443,55 @@ class KeysScreen(Screen[None]):
         )
         if not isinstance(spec, KekSpec):
             return
+        from screens.backend_dialogs import BackendChoice, BackendStep
+
+        choice: BackendChoice | None = None
+        if self.service.backends.kind(spec.backend) not in ("local", "quorum"):
+            got = await self.app.push_screen_wait(BackendStep(self.service, spec.backend))
+            if not isinstance(got, BackendChoice):
+                return
+            choice = got
 
         def create(code: str) -> Kek:
-            return self.service.keys.create(
-                spec.name,
-                by=actor,
-                backend=spec.backend,
-                suite=spec.suite,
-                purpose=spec.purpose,
-                code=code,
-            )
+            svc = self.service
+            if choice is None:
+                return svc.keys.create(
+                    spec.name,
+                    by=actor,
+                    backend=spec.backend,
+                    suite=spec.suite,
+                    purpose=spec.purpose,
+                    code=code,
+                )
+            if choice.options is not None:
+                svc.backends.configure(spec.backend, choice.options, by=actor)
+            if choice.wrap is not None:
+                svc.backends.set_wrap_credential(spec.backend, choice.wrap, by=actor)
+            with svc.backends.custody(spec.backend, choice.custody):
+                return svc.keys.create(
+                    spec.name,
+                    by=actor,
+                    backend=spec.backend,
+                    suite=spec.suite,
+                    purpose=spec.purpose,
+                    code=code,
+                )
 
-        body = pairs(
-            ("Name", spec.name),
-            ("Backend", spec.backend),
-            ("Suite", spec.suite),
-            ("Purpose", spec.purpose or "-"),
-        )
-        kek = await self.app.push_screen_wait(
-            CodeConfirm(
-                f"Generate KEK {safe(spec.name)}", body, create, ok="Generate", who=actor.name
+        rows = [("Name", spec.name), ("Backend", spec.backend)]
+        if choice is not None:
+            rows.append(("Health", "every check passed"))
+        else:
+            rows.append(("Suite", spec.suite))
+        body = pairs(*rows, ("Purpose", spec.purpose or "-"))
+        try:
+            kek = await self.app.push_screen_wait(
+                CodeConfirm(
+                    f"Generate KEK {safe(spec.name)}", body, create, ok="Generate", who=actor.name
+                )
             )
-        )
+        finally:
+            if choice is not None:
+                choice.discard()
         if not isinstance(kek, Kek):
             return
         await self.refreshed(select=kek.name)

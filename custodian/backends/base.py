@@ -42,10 +42,20 @@ EMBEDDED = "embedded; no server"  # the local backend's health: nothing can be d
 
 
 @dataclass(frozen=True)
+class Check:
+    """One line of a backend's health: what was checked, whether it passed, and why."""
+
+    name: str  # reachable | authenticated | key | permissions | ...
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
 class Health:
     backend: str
     ok: bool
     detail: str
+    checks: tuple[Check, ...] = ()  # the detailed checks, when the backend makes them
 
 
 def dek_context(backup_id: str, kek: str, version: int) -> bytes:

@@ -20,7 +20,17 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from custodian.cli import audit, backup, breakglass, home, kek, people, policy, restore
+from custodian.cli import (
+    audit,
+    backend,
+    backup,
+    breakglass,
+    home,
+    kek,
+    people,
+    policy,
+    restore,
+)
 from custodian.cli.common import PROG, Parser, TuiRunner
 from custodian.errors import CatalogError, CustodianError
 
@@ -31,6 +41,7 @@ __all__ = ["PROG", "TuiRunner", "build_parser", "main"]
 _OWNERS = {
     "init": "home",
     "kek": "kek",
+    "backend": "backend",
     "people": "people",
     "audit": "audit",
     "policy": "policy",
@@ -80,6 +91,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     groups: list[tuple[str, Callable[[Any], None]]] = [
         ("home", home.add_init_parser),
         ("kek", kek.add_parsers),
+        ("backend", backend.add_parsers),
         ("people", people.add_parsers),
         ("audit", audit.add_parsers),
         ("policy", policy.add_parsers),

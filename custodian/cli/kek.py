@@ -14,6 +14,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from custodian.cli import backend as B
 from custodian.cli.common import (
     PROG,
     Subparsers,
@@ -127,15 +128,17 @@ def cmd_kek_create(args: argparse.Namespace) -> int:
                 f"{', '.join(h.name for h in m.holders)}; {k.suite})")  # fmt: skip
             say(f"manifest fingerprint {k.versions[0].fingerprint}")
             return 0
+        B.prepare_new_kek_backend(svc, args, by)
         code = _code(args, by)
-        k = svc.keys.create(
-            args.name,
-            by=by,
-            backend=args.backend,
-            suite=args.suite,
-            purpose=args.purpose,
-            code=code,
-        )
+        with B.custody_for(svc, args, args.backend):
+            k = svc.keys.create(
+                args.name,
+                by=by,
+                backend=args.backend,
+                suite=args.suite,
+                purpose=args.purpose,
+                code=code,
+            )
         v = k.versions[0]
         say(f"created KEK {k.name} v1 on {k.backend} ({k.suite})")
         say(f"fingerprint {v.fingerprint}")
@@ -270,29 +273,34 @@ def cmd_kek_rotate(args: argparse.Namespace) -> int:
                 "is superseded: the new job covers its DEKs"
             )
         code = _code(args, by)
-        j = svc.keys.rotate(args.name, code, by=by)
-        nv = svc.keys.get(args.name).versions[-1]
-        say(
-            f"KEK {args.name} v{j.target_version} created, fingerprint {nv.fingerprint}; "
-            "it wraps every new DEK from now on"
-        )
-        if args.no_rewrap:
-            say(f"rewrap job {j.id} waits; run it with: {PROG} kek rewrap {args.name} --as NAME")
-            return 0
-        return _run_rewrap(svc, args, by)
+        with B.custody_for(svc, args, pv.backend):
+            j = svc.keys.rotate(args.name, code, by=by)
+            nv = svc.keys.get(args.name).versions[-1]
+            say(
+                f"KEK {args.name} v{j.target_version} created, fingerprint {nv.fingerprint}; "
+                "it wraps every new DEK from now on"
+            )
+            if args.no_rewrap:
+                say(
+                    f"rewrap job {j.id} waits; run it with: {PROG} kek rewrap {args.name} --as NAME"
+                )
+                return 0
+            return _run_rewrap(svc, args, by)
 
 
 def cmd_kek_rewrap(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
-        return _run_rewrap(svc, args, by)
+        with B.custody_for(svc, args, svc.keys.get(args.name).backend):
+            return _run_rewrap(svc, args, by)
 
 
 def cmd_kek_retire(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
         code = _code(args, by)
-        v = svc.keys.retire(args.name, args.version, code, by=by)
+        with B.custody_for(svc, args, svc.keys.get(args.name).backend):
+            v = svc.keys.retire(args.name, args.version, code, by=by)
         wait = svc.config.policy.retirement_wait_days
         after = "from now on" if wait == 0 else f"after {wait:,} day(s)"
         say(
@@ -375,7 +383,12 @@ def add_parsers(sub: Subparsers) -> None:
 
     s = kek.add_parser("create", help="create a KEK (custodians; confirm with a TOTP code)")
     s.add_argument("name", metavar="NAME")
-    s.add_argument("--backend", default="local", help="where it lives (default: local)")
+    s.add_argument(
+        "--backend",
+        default="local",
+        help="where it lives: local (default), or a server backend (vault, aws-kms): "
+        "configured already, or configured now with its --vault-... settings",
+    )
     s.add_argument(
         "--suite",
         default=None,
@@ -391,6 +404,17 @@ def add_parsers(sub: Subparsers) -> None:
         "each get a share (default: single)",
     )
     _add_holder_options(s)
+    B.add_backend_options(s)
+    B.add_custody_fd(s)
+    s.add_argument(
+        "--wrap-credential-fd",
+        "--vault-wrap-token-fd",
+        dest="wrap_credential_fd",
+        type=int,
+        metavar="N",
+        help="a server backend's wrap-only credential for operators (sealed by the root "
+        "key; refused if it can decrypt), from file descriptor N",
+    )
     add_totp_fd(s)
     add_acting(s)
     s.set_defaults(func=cmd_kek_create)
@@ -412,6 +436,7 @@ def add_parsers(sub: Subparsers) -> None:
         help="quorum: read a holder's passphrase from file descriptor FD (else a terminal)",
     )
     _add_rewrap_options(s)
+    B.add_custody_fd(s)
     add_totp_fd(s)
     add_acting(s)
     s.set_defaults(func=cmd_kek_rotate)
@@ -419,12 +444,14 @@ def add_parsers(sub: Subparsers) -> None:
     s = kek.add_parser("rewrap", help="run or resume the rewrap job of a KEK (custodians)")
     s.add_argument("name", metavar="NAME")
     _add_rewrap_options(s)
+    B.add_custody_fd(s)
     add_acting(s)
     s.set_defaults(func=cmd_kek_rewrap)
 
     s = kek.add_parser("retire", help="retire a version whose census is zero (custodians; TOTP)")
     s.add_argument("name", metavar="NAME")
     s.add_argument("version", type=int, metavar="VERSION")
+    B.add_custody_fd(s)
     add_totp_fd(s)
     add_acting(s)
     s.set_defaults(func=cmd_kek_retire)

@@ -12,6 +12,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from custodian.cli.backend import add_session_custody
 from custodian.cli.common import (
     PROG,
     Subparsers,
@@ -194,7 +195,10 @@ def _decide(args: argparse.Namespace, decision: str) -> int:
             say()
         code = code_input(args.totp_fd, by.name)
         if decision == "approve":
-            r = svc.approvals.approve(r.id, code, by=by)
+            from custodian.cli.backend import session_custody
+
+            with session_custody(svc, args):  # a destruction on a server backend trims
+                r = svc.approvals.approve(r.id, code, by=by)
         else:
             r = svc.approvals.deny(r.id, code, args.reason, by=by)
         code = ""
@@ -264,7 +268,10 @@ def cmd_restore_run(args: argparse.Namespace) -> int:
             else:
                 say(f"FAILED  {x.backup}  {x.reason}", flush=True)
 
-        report = svc.restores.run(args.id, by=by, progress=prog, on_result=line)
+        from custodian.cli.backend import session_custody
+
+        with session_custody(svc, args):  # a vault KEK's DEKs: its custody credential
+            report = svc.restores.run(args.id, by=by, progress=prog, on_result=line)
         prog.done()
         say(report.summary())
         return RESTORE_FAILED if report.failed else 0
@@ -301,6 +308,7 @@ def add_parsers(sub: Subparsers) -> None:
     s.set_defaults(func=cmd_restore_cancel)
     s = rs.add_parser("run", help="run an approved restore session (the requester)")
     s.add_argument("id", metavar="ID", help="request id, a unique prefix, or the session's id")
+    add_session_custody(s)
     add_acting(s)
     s.set_defaults(func=cmd_restore_run)
     for verb, helptext in (
@@ -311,6 +319,8 @@ def add_parsers(sub: Subparsers) -> None:
         s.add_argument("id", metavar="ID", help="request id or a unique prefix")
         if verb == "deny":
             s.add_argument("--reason", required=True)
+        else:
+            add_session_custody(s)
         add_totp_fd(s)
         add_acting(s)
         s.set_defaults(func=cmd_approve if verb == "approve" else cmd_deny)

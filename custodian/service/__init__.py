@@ -15,6 +15,7 @@ namespace in a module of its own, as hvac's ``client.secrets.transit`` is:
 ``svc.policy``       the policy the signed log records; set, loosen by quorum (policy.py)
 ``svc.custody``      the break-glass set: split, drill, recover (custody.py)
 ``svc.migrations``   move a KEK to another backend, quorum included (migrate.py)
+``svc.backends``     backend health, configuration, credentials (backends.py)
 ===================  ==========================================================
 
 They share one :class:`~custodian.service.context.HomeContext` (``svc.ctx``):
@@ -45,6 +46,7 @@ from custodian.secret import SecretBytes
 from custodian.service.approvals import Approvals
 from custodian.service.audit import Audit
 from custodian.service.auth import Auth
+from custodian.service.backends import CHECKING, Backends
 from custodian.service.backups import DEFAULT_CHUNK, Backups
 from custodian.service.context import (
     HOME,
@@ -101,6 +103,7 @@ class Service:
         self.audit = Audit(self.ctx)
         self.custody = Custody(self.ctx)
         self.migrations = Migrations(self.ctx, rewrap=self.keys.rewrap)
+        self.backends = Backends(self.ctx)  # health, configuration, credentials
         self._policy: PolicySettings | None = None
         # policy.change requests are decided like any other: their hooks are known from
         # the start, and svc.policy is made when first asked for (a listing never is)
@@ -261,7 +264,10 @@ class Service:
 
     # ------------------------------------------------------------ the dashboard
 
-    def status(self) -> Status:
+    def status(self, *, servers: bool = True) -> Status:
+        """The home at a glance. ``servers=False`` leaves server backends unchecked (their
+        health says "checking"): the dashboard checks them in a worker, so a slow or hung
+        server never holds its first frame."""
         import sqlite3
 
         ctx = self.ctx
@@ -272,7 +278,7 @@ class Service:
                 home_id=ctx.config.home_id,
                 demo=ctx.config.demo,
                 keyring=ctx.keyring.description,
-                backends=tuple(self._health(n) for n in _backends_in_use(ctx, keks)),
+                backends=tuple(self._health(n, servers) for n in _backends_in_use(ctx, keks)),
                 keks=keks,
                 backup_count=ctx.catalog.backup_count(),
                 policy=ctx.config.policy,
@@ -283,14 +289,16 @@ class Service:
                 "changed. Check the disk, or restore the catalog from its last copy."
             ) from None
 
-    def _health(self, name: str) -> Health:
+    def _health(self, name: str, servers: bool = True) -> Health:
+        if not servers and self.backends.kind(name) not in ("local", "quorum"):
+            return Health(name, False, CHECKING)
         if name == "local" and not self.ctx.backend_loaded(name):
             # Nothing can be down in the embedded backend; saying so without loading
             # it keeps cryptography out of the dashboard's first frame.
             from custodian.backends.base import EMBEDDED
 
             return Health(name, True, EMBEDDED)
-        return self.ctx.backend(name).health()
+        return self.backends.check(name)  # a server backend: bounded by its timeout
 
 
 def _remove_partial_home(h: Home) -> None:

@@ -151,13 +151,18 @@ class HomeContext:
                     f"backend {name!r} is not configured in {self.home.config}; add a "
                     f"[backends.{name}] section."
                 )
-            if name != "local":
-                raise BackendError(
-                    f"backend {name!r} is not available in this version of custodian."
-                )
-            from custodian.backends.local import LocalBackend
+            options = self.config.backends[name]
+            if name == "local" and options.get("kind", "local") == "local":
+                from custodian.backends.local import LocalBackend
 
-            self._backends[name] = LocalBackend(self.catalog, self.sealed, self.load_ksk)
+                self._backends[name] = LocalBackend(self.catalog, self.sealed, self.load_ksk)
+            else:  # a server or HSM backend: custodian.backends.registry picks its code
+                from custodian.backends import registry
+
+                env = registry.BackendEnv(
+                    self.config.home_id, self.catalog, self.sealed, self.load_ksk
+                )
+                self._backends[name] = registry.open_backend(name, options, env)
         return self._backends[name]
 
     def backend_loaded(self, name: str) -> bool:

@@ -455,6 +455,9 @@ class Keys:
             n = self._workers_for(k.backend, left, max(batch_size, R.DEFAULT_BATCH), workers)
         else:
             n = self._workers_for(k.backend, left, batch_size, workers)
+        per_call = int(getattr(be, "batch_items", 0))
+        if per_call > 1:  # a server's batches: whole ones per job batch, none left half-full
+            batch_size = max(per_call, round(batch_size / per_call) * per_call)
         rewrapper: R.Rewrapper
         sources = {v.version: v.backend for v in k.versions if v.version < target}
         if any(b != k.backend for b in sources.values()):  # a migration's job
@@ -467,6 +470,8 @@ class Keys:
 
             assert isinstance(be, LocalBackend)
             rewrapper = ProcessRewrapper(be, name, target, n)
+        elif getattr(be, "rewrap_threads", 0) > 1:  # a server backend: batches overlap
+            rewrapper = R.ThreadRewrapper(be, target, int(getattr(be, "rewrap_threads", 1)))
         else:
             rewrapper = R.InlineRewrapper(be, target)
         with ctx.catalog.transaction():
@@ -514,9 +519,18 @@ class Keys:
                 cancelled=cancelled,
                 on_failure=on_failure,
             )
-        except BaseException:
+        except BaseException as e:
             with suppress(Exception), ctx.catalog.transaction():
                 R.mark_stopped(db, j.id)  # interrupted: the job resumes from its cursor
+                if isinstance(e, CustodianError):  # a backend down, refusing, timing out
+                    cur = R.job(db, j.id)
+                    ctx.record(
+                        by,
+                        "kek.rewrap.stop",
+                        subject,
+                        "error",
+                        {"job": j.id, "cursor": cur.cursor, "reason": str(e)[:400]},
+                    )
             raise
         finally:
             rewrapper.close()

@@ -19,6 +19,7 @@ from custodian import approvals as A
 from custodian.backends.base import DekRef
 from custodian.catalog import Backup
 from custodian.errors import (
+    BackendError,
     ConflictError,
     ContainerError,
     CustodianError,
@@ -298,6 +299,14 @@ class Restores:
             )
         done_ok = {x.backup for x in r.results if x.outcome == "ok"}
         todo = [b for b in r.backups if b not in done_ok]
+        missing = self._credentials_missing(todo)
+        if missing:  # a server backend without its custody credential: keep the session
+            raise ctx.refused(
+                by, action, subject, "no custody credential",
+                f"{missing}; nothing was decrypted and the session stays open until "
+                f"{s.expires_at[11:16]} UTC.",
+                BackendError,
+            )  # fmt: skip
         report = A.RestoreReport(
             r.id, s.id, str(target), skipped=[b for b in r.backups if b in done_ok]
         )
@@ -484,6 +493,20 @@ class Restores:
                 f"{why}: no data key was unwrapped and nothing was written. A restore needs "
                 "a session that custodians approved for this backup and target."
             )
+
+    def _credentials_missing(self, backup_ids: list[str]) -> str:
+        """Why a server backend of these backups cannot unwrap now ('' if all can): its
+        custody credential is given per run (custodian.service.backends)."""
+        ctx = self._ctx
+        names = {ctx.catalog.kek(ctx.catalog.backup(b).kek).backend for b in backup_ids}
+        for name in sorted(names - {"local", "quorum"}):
+            has = getattr(ctx.backend(name), "has_credential", None)
+            if has is not None and not has("custody"):
+                return (
+                    f"backend {name} needs its custody credential for this restore (give it "
+                    "with --backend-credential-fd N, or in the run dialog)"
+                )
+        return ""
 
     def _unwrap(self, b: Backup, *, session: A.Session, by: Actor | None = None) -> SecretBytes:
         """The DEK of ``b``, only inside an open restore session that covers it (of a

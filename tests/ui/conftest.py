@@ -104,8 +104,8 @@ class Frozen:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._svc, name)
 
-    def status(self) -> Status:
-        st = self._svc.status()
+    def status(self, **kw: Any) -> Status:
+        st = self._svc.status(**kw)
         return replace(
             st,
             home=Path("/srv/custodian"),
