@@ -106,17 +106,28 @@ class KekSpec:
     backend: str
     suite: str
     purpose: str
+    custody: str = "single"  # or "quorum": screens.quorum's ceremony follows
+
+
+CUSTODIES = {
+    "quorum": "quorum: M of N custodians hold shares; nobody alone opens a backup",
+    "single": "single: one key pair, sealed by the home's root key",
+}
 
 
 class KekForm(KeyDialog):
-    """Step 1 of generating a KEK: name, backend, suite, purpose. Returns a KekSpec."""
+    """Step 1 of generating a KEK: name, custody, backend, suite, purpose. Returns a
+    KekSpec. Custody is quorum by default once the home has three custodians (a quorum
+    needs 2 <= M <= N-1), single before."""
 
-    def __init__(self, service: Service, *, existing: list[str]) -> None:
+    def __init__(self, service: Service, *, existing: list[str], custodians: int = 0) -> None:
         super().__init__()
         self.service = service
         self.existing = existing
         self.backends = list(service.config.backends) or ["local"]
         self.default_suite = service.config.default_suite
+        self.custodians = custodians
+        self.default_custody = "quorum" if custodians >= 3 else "single"
 
     FRAME_ID = "kek-form"
     ENTER_MOVES: ClassVar[dict[str, str]] = {"kek-name": "#kek-backend"}
@@ -133,6 +144,19 @@ class KekForm(KeyDialog):
         )
         yield Label("Name (letters, digits, . _ -; e.g. archive-2027)", classes="field-name")
         yield Input(placeholder="name", id="kek-name", max_length=64, restrict=NAME_CHARS)
+        yield Label("Custody", classes="field-name")
+        with RadioSet(id="kek-custody"):
+            for c, text in CUSTODIES.items():
+                note = (
+                    f" (needs 3 custodians; this home has {self.custodians})"
+                    if c == "quorum" and self.custodians < 3
+                    else ""
+                )
+                yield Choice(
+                    Text.assemble((text, ""), (note, "dim")),
+                    value=c == self.default_custody,
+                    id=f"custody-{c}",
+                )
         with Horizontal(id="kek-choices"):
             with Vertical(id="kek-backend-col"):
                 yield Label("Backend", classes="field-name")
@@ -189,12 +213,20 @@ class KekForm(KeyDialog):
             self.error(f"A KEK named {clash[0]} exists; choose another name.")
             self.query_one("#kek-name").focus()
             return
+        custody = self._chosen("#kek-custody", list(CUSTODIES))
+        if custody == "quorum" and self.custodians < 3:
+            self.error(
+                f"A quorum KEK needs at least 3 custodians (M of N, 2 <= M <= N-1); this "
+                f"home has {self.custodians}. Enrol more (People, F4), or choose single."
+            )
+            return
         self.dismiss(
             KekSpec(
                 name,
-                self._chosen("#kek-backend", self.backends),
+                "quorum" if custody == "quorum" else self._chosen("#kek-backend", self.backends),
                 self._chosen("#kek-suite", list(SUITES)),
                 purpose,
+                custody,
             )
         )
 

@@ -13,12 +13,23 @@ def cmd_init(args: argparse.Namespace) -> int:
     from custodian.service import Service
 
     with Service.init(
-        args.home, kek=args.kek, suite=args.suite, keyring_backend=args.keyring
+        args.home,
+        kek=args.kek,
+        suite=args.suite,
+        keyring_backend=args.keyring,
+        first_kek=not args.no_kek,
     ) as svc:
-        k = svc.keys.get(args.kek)
         say(f"created home {svc.home.path}")
         say(f"root key stored in keyring: {svc.keyring.description}")
-        say(f"KEK {k.name} v1 ({k.suite}) fingerprint {k.versions[0].fingerprint}")
+        if args.no_kek:
+            say(
+                f"no KEK yet: once three or more custodians are enrolled, create KEK "
+                f"{args.kek} with '{PROG} --home {svc.home.path} kek create {args.kek} "
+                "--custody quorum --holders A,B,C --quorum 2 --as A'"
+            )
+        else:
+            k = svc.keys.get(args.kek)
+            say(f"KEK {k.name} v1 ({k.suite}) fingerprint {k.versions[0].fingerprint}")
         say(
             f"next: enrol the first custodian with '{PROG} --home {svc.home.path} people "
             "enrol NAME --role custodian'"
@@ -65,7 +76,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    """Open the TUI with the runner :func:`custodian.cli.main` was given (``args.tui``)."""
+    """Open the TUI with the runner :func:`custodian.cli.main` was given (``args.tui``).
+
+    On a directory that holds no home yet (missing, or empty) the TUI gets the
+    :class:`~custodian.home.Home` instead of a service: it opens the first set-up
+    ceremony, which makes the home there (docs/custodian-guide.md, "First set-up")."""
+    from custodian.home import Home
+
     tui: TuiRunner | None = getattr(args, "tui", None)
     if tui is None:
         print(
@@ -74,12 +91,20 @@ def cmd_tui(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    home = Home.resolve(args.home)
+    if not home.config.exists() and (not home.path.exists() or _empty_dir(home.path)):
+        tui(home)
+        return 0
     svc = open_service(args)
     try:
         tui(svc)
     finally:
         svc.close()
     return 0
+
+
+def _empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
 
 
 def add_init_parser(sub: Subparsers) -> None:
@@ -97,6 +122,12 @@ def add_init_parser(sub: Subparsers) -> None:
         choices=["system", "home-file"],
         help="where the root key lives: the OS keyring (default) or, for demos "
         "and tests only, a file inside the home",
+    )
+    s.add_argument(
+        "--no-kek",
+        action="store_true",
+        help="make no KEK now: the first set-up creates it as a quorum KEK (named by --kek) "
+        "once the custodians are enrolled",
     )
     s.set_defaults(func=cmd_init)
 

@@ -14,6 +14,7 @@ namespace in a module of its own, as hvac's ``client.secrets.transit`` is:
 ``svc.audit``        entries, verify, checkpoint, reconcile (audit.py)
 ``svc.policy``       the policy the signed log records; set, loosen by quorum (policy.py)
 ``svc.custody``      the break-glass set: split, drill, recover (custody.py)
+``svc.setup``        which step of the first set-up comes next (setup.py)
 ===================  ==========================================================
 
 They share one :class:`~custodian.service.context.HomeContext` (``svc.ctx``):
@@ -57,6 +58,7 @@ from custodian.service.custody import Custody
 from custodian.service.keys import Keys
 from custodian.service.people import PendingEnrolment, People
 from custodian.service.restores import Restores
+from custodian.service.setup import Setup
 
 if TYPE_CHECKING:
     from custodian.service.policy import PolicySettings
@@ -98,6 +100,7 @@ class Service:
         self.restores = Restores(self.ctx, self.approvals)
         self.audit = Audit(self.ctx)
         self.custody = Custody(self.ctx)
+        self.setup = Setup(self.ctx)
         self._policy: PolicySettings | None = None
         # policy.change requests are decided like any other: their hooks are known from
         # the start, and svc.policy is made when first asked for (a listing never is)
@@ -178,11 +181,15 @@ class Service:
         suite: str = DEFAULT_SUITE,
         keyring_backend: str = "system",
         demo: bool = False,
+        first_kek: bool = True,
     ) -> Service:
         """Create a home: configuration, catalog, sealed store, KSK in the keyring, a first KEK.
 
         The keyring is checked before anything is written, so a machine without
-        a usable keyring is told so and left with no half-made home.
+        a usable keyring is told so and left with no half-made home. With
+        ``first_kek=False`` the home has no KEK yet: the first set-up ceremony
+        (``svc.setup``) makes it as a quorum KEK once the custodians are enrolled,
+        and ``kek`` is the name the home's backups default to.
         """
         h = Home.resolve(home)
         cfg = Config.new(keyring_backend=keyring_backend, default_kek=kek, suite=suite, demo=demo)
@@ -200,9 +207,10 @@ class Service:
                 catalog.set_meta("created_at", utcnow())
             svc.ctx._ksk = ksk
             svc._genesis()
-            svc.keys.create(
-                kek, by=svc.ctx.home_actor(), suite=suite, purpose="default KEK for backups"
-            )
+            if first_kek:
+                svc.keys.create(
+                    kek, by=svc.ctx.home_actor(), suite=suite, purpose="default KEK for backups"
+                )
             cfg.save(h.config)  # written last: its presence marks a complete home
         except BaseException:
             _remove_partial_home(h)
