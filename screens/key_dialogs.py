@@ -110,7 +110,7 @@ class KekSpec:
 
 
 CUSTODIES = {
-    "quorum": "quorum: M of N custodians hold shares; nobody alone opens a backup",
+    "quorum": "quorum: M of N custodians together open a backup",
     "single": "single: one key pair, sealed by the home's root key",
 }
 
@@ -147,16 +147,14 @@ class KekForm(KeyDialog):
         yield Label("Custody", classes="field-name")
         with RadioSet(id="kek-custody"):
             for c, text in CUSTODIES.items():
-                note = (
-                    f" (needs 3 custodians; this home has {self.custodians})"
-                    if c == "quorum" and self.custodians < 3
-                    else ""
-                )
-                yield Choice(
-                    Text.assemble((text, ""), (note, "dim")),
-                    value=c == self.default_custody,
-                    id=f"custody-{c}",
-                )
+                yield Choice(Text(text), value=c == self.default_custody, id=f"custody-{c}")
+        if self.custodians < 3:
+            yield Static(
+                f"A quorum needs 3 custodians; this home has {self.custodians}.",
+                classes="muted",
+                id="custody-note",
+                markup=False,
+            )
         with Horizontal(id="kek-choices"):
             with Vertical(id="kek-backend-col"):
                 yield Label("Backend", classes="field-name")

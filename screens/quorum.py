@@ -62,9 +62,10 @@ def quorum_problem(m: int | None, n: int) -> str | None:
         )
     if m is None or not 2 <= m <= n - 1:
         shown = "nothing" if m is None else str(m)
+        allowed = "M is 2" if n == MIN_HOLDERS else f"M is 2 to {n - 1}"
         return (
-            f"M must be between 2 and {n - 1} for {n} holders (one holder alone opens "
-            f"nothing, losing one loses nothing); {shown} was typed."
+            f"For {n} holders {allowed} (one holder alone opens nothing, losing one loses "
+            f"nothing); {shown} was typed."
         )
     return None
 
@@ -83,6 +84,11 @@ class HoldersForm(KeyDialog):
     here, by name, before anyone types a passphrase."""
 
     FRAME_ID = "holders-form"
+    DEFAULT_CSS = """
+    HoldersForm #holders-m {
+        width: 12;
+    }
+    """
 
     def __init__(self, people: Sequence[Person], *, kek: str, ticked: Sequence[str] = ()) -> None:
         super().__init__()
@@ -130,7 +136,8 @@ class HoldersForm(KeyDialog):
             who = ", ".join(not_custodians)
             self.error(
                 f"{who} {'is' if len(not_custodians) == 1 else 'are'} not a custodian: only "
-                "custodians hold shares. Untick them, or give them the custodian role first."
+                f"custodians hold shares. Untick {who}, or give the custodian role first "
+                "(People, F4)."
             )
             return
         text = self.query_one("#holders-m", Input).value

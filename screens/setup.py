@@ -95,6 +95,7 @@ class SetupScreen(Screen[None]):
         margin-top: 1;
     }
     SetupScreen #setup-buttons Button {
+        width: auto;
         margin-right: 2;
     }
     """
@@ -177,7 +178,7 @@ class SetupScreen(Screen[None]):
         return ""
 
     def _now(self, step: str) -> Text | Group:
-        last = Text(self.last + "\n\n", style="bold") if self.last else Text("")
+        last = Text(self.last + "\n", style="bold") if self.last else Text("")
         p = self.progress
         if step == "home":
             body = (
@@ -206,7 +207,7 @@ class SetupScreen(Screen[None]):
                 "the home when the keyring or the passphrases are lost. Have paper ready."
             )
         else:
-            return Group(last, self._summary())
+            return Group(last, self._summary()) if self.last else self._summary()
         return Text.assemble(last, Text(body))
 
     def _summary(self) -> Any:
@@ -232,10 +233,10 @@ class SetupScreen(Screen[None]):
             pairs(*rows),
             Text(""),
             Text(
-                "Next: enrol operators and auditors on the People screen (F4); each "
-                "enrolment now asks the custodians' approval. Print the recovery key's "
-                "fingerprint on each share's cover sheet. If a share was not handed out, "
-                "split a new set ('custodian breakglass split').",
+                "Next: enrol operators and auditors on the People screen (F4); now that the "
+                "quorum KEK exists, each enrolment is a request the custodians approve. "
+                "Print the recovery key's fingerprint on each share's cover sheet. If a "
+                "share was not handed out, split a new set ('custodian breakglass split').",
                 style="dim",
             ),
         )

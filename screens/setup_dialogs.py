@@ -84,8 +84,7 @@ class HomeForm(SetupDialog):
         with RadioSet(id="home-keyring"):
             yield Choice("the OS keyring (for real use)", value=True, id="keyring-system")
             yield Choice(
-                "a file inside the home (demos and tests only: whoever copies the "
-                "home has the root key)",
+                "a file in the home (demos and tests only)",
                 id="keyring-file",
             )
 
@@ -119,7 +118,10 @@ class HomeForm(SetupDialog):
         def init() -> Service:
             return Service.init(Path(path), kek=kek, keyring_backend=keyring, first_kek=False)
 
-        self.run_step(init, working="Creating the home…", description="create a home")
+        # a refusal is most often the keyring (none on a server): the focus goes there
+        self.run_step(
+            init, working="Creating the home…", description="create a home", refocus="#home-keyring"
+        )
 
 
 # ---------------------------------------------------------------- 2. the custodians
@@ -161,7 +163,7 @@ class CustodianForm(SetupDialog):
             markup=False,
         )
         yield Label("Name (lowercase letters, digits, . _ -)", classes="field-name")
-        yield Input(placeholder="e.g. alice", id="custodian-name", max_length=32)
+        yield Input(placeholder="name", id="custodian-name", max_length=32)
         with RadioSet(id="custodian-mode"):
             yield Choice("I type my own passphrase", value=True, id="mode-typed")
             yield Choice("Generate one for me (8 words, shown once)", id="mode-generated")
@@ -328,8 +330,9 @@ class EnrollerUnlock(SetupDialog):
 
     def body(self) -> ComposeResult:
         yield Static(
-            f"One of the custodians already enrolled unlocks their key once: it signs "
-            f"{self.doing}, and they confirm the KEK and the break-glass set with codes.",
+            f"One of the custodians already enrolled unlocks their key once, for the rest "
+            f"of this set-up: it signs {self.doing}, and they confirm the quorum KEK with "
+            "a code.",
             classes="muted",
             markup=False,
         )
@@ -350,6 +353,12 @@ class EnrollerUnlock(SetupDialog):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.query_one("#enroller-passphrase").focus()
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        """The highlighted custodian carries a glyph (▶), not a colour only."""
+        for i, name in enumerate(self.custodians):
+            mark = "▶ " if i == event.option_index else "  "
+            event.option_list.replace_option_prompt_at_index(i, f"{mark}{name}")
 
     def refusal(self, message: str) -> str:
         return f"{message} Type the passphrase again (it was cleared)."

@@ -202,7 +202,7 @@ async def test_the_first_set_up_from_nothing_to_a_quorum_home(tmp_path: Path) ->
         form.query_one("#holders-m", Input).value = "3"
         await pilot.click("#holders-next")
         await pilot.pause()
-        assert "M must be between 2 and 2" in screen_text(app)  # 3 of 3 is refused
+        assert "For 3 holders M is 2" in screen_text(app)  # 3 of 3 is refused
         form.query_one("#holders-m", Input).value = "2"
         await pilot.click("#holders-next")
         asked = await unlock_holders(pilot, app, seen, 3)
