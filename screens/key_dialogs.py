@@ -183,8 +183,14 @@ class KekForm(KeyDialog):
     def button_row(self) -> Horizontal:
         return self.buttons("Next", "kek-next")
 
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        if event.radio_set.id == "kek-custody":  # a quorum KEK is its own backend
+            quorum = self._chosen("#kek-custody", list(CUSTODIES)) == "quorum"
+            self.query_one("#kek-backend", RadioSet).disabled = quorum
+
     def on_mount(self) -> None:
         self.query_one("#kek-name").focus()
+        self.query_one("#kek-backend", RadioSet).disabled = self.default_custody == "quorum"
 
     def _chosen(self, radios: str, choices: list[str]) -> str:
         index = self.query_one(radios, RadioSet).pressed_index

@@ -123,7 +123,6 @@ class HoldersForm(KeyDialog):
         return self.buttons("Next: holders unlock", "holders-next")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#holders-m").focus()
 
     def chosen(self) -> list[Person]:
@@ -191,7 +190,6 @@ class HolderUnlock(KeyDialog):
         return self.buttons("Unlock", "holder-ok")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#holder-passphrase").focus()
 
     def refusal(self, message: str) -> str:
@@ -271,7 +269,6 @@ class ManifestConfirm(KeyDialog):
         return self.buttons(f"Sign as {self.holder}", "manifest-ok")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#manifest-ok").focus()
 
     def submit(self) -> None:

@@ -92,7 +92,6 @@ class HomeForm(SetupDialog):
         return self.buttons("Create the home", "home-ok", cancel="Leave")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#home-ok").focus()
 
     def submit(self) -> None:
@@ -174,7 +173,6 @@ class CustodianForm(SetupDialog):
         return self.buttons("Next", "custodian-next")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#custodian-name").focus()
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
@@ -285,7 +283,6 @@ class GeneratedPassphrase(SetupDialog):
         return self.buttons("Next", "generated-next")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#generated-again").focus()
 
     def submit(self) -> None:
@@ -347,7 +344,6 @@ class EnrollerUnlock(SetupDialog):
         return self.buttons("Unlock", "enroller-ok")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#enroller", OptionList).highlighted = 0
         self.query_one("#enroller-passphrase").focus()
 
@@ -423,7 +419,6 @@ class BreakGlassForm(SetupDialog):
         return self.buttons("Next: holders unlock", "bg-next")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#bg-next").focus()
 
     def submit(self) -> None:

@@ -101,7 +101,6 @@ class ShareGate(ShareDialog):
         return self.buttons(f"Show {self.holder}'s share", "share-show", cancel=None)
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#share-show").focus()
 
     def submit(self) -> None:
@@ -147,7 +146,6 @@ class ShareReveal(ShareDialog):
         return self.buttons("I wrote it down", "share-written", cancel=None)
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#share-written").focus()
 
     def submit(self) -> None:
@@ -189,7 +187,6 @@ class ShareCheck(ShareDialog):
         return row
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#share-word-0").focus()
 
     def action_cancel(self) -> None:  # escape: back to the share, not out of the hand-out

@@ -130,6 +130,7 @@ async def enrol(
         await pilot.pause()
         assert "not the passphrase shown" in screen_text(app)
         assert shown.query_one("#generated-again", Input).value == ""
+        await pilot.pause(0.3)  # a button ignores a second click within its 0.2 s flash
         shown.query_one("#generated-again", Input).value = phrase
         await pilot.click("#generated-next")
     else:
@@ -321,10 +322,11 @@ async def test_a_set_up_cut_short_carries_on_where_it_stopped(
             else:
                 who = await on(pilot, EnrollerUnlock)  # a custodian unlocks to enrol the rest
                 names = [
-                    str(who.query_one(OptionList).get_option_at_index(i).prompt).strip()
+                    str(who.query_one(OptionList).get_option_at_index(i).prompt).strip("▶ ")
                     for i in range(2)
                 ]
                 assert names == ["alice", "bob"]
+                assert "▶ alice" in screen_text(app)  # the highlighted one has a glyph
                 who.query_one("#enroller-passphrase", Input).value = "not alice's passphrase"
                 await pilot.click("#enroller-ok")
                 await until(pilot, lambda: "Type the passphrase again" in screen_text(app))
