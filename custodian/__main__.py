@@ -17,6 +17,7 @@ from custodian.cli import main as cli_main
 from custodian.errors import CustodianError
 
 if TYPE_CHECKING:
+    from custodian.home import Home
     from custodian.service import Service
 
 UI_GROUP = "custodian.ui"
@@ -38,8 +39,8 @@ def load_tui() -> TuiRunner:
     return runner
 
 
-def open_tui(service: Service) -> None:
-    load_tui()(service)
+def open_tui(target: Service | Home) -> None:
+    load_tui()(target)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,10 +13,32 @@ from typing import TYPE_CHECKING
 from custodian.cli import main as cli_main
 
 if TYPE_CHECKING:
+    from custodian.home import Home
     from custodian.service import Service
 
 
-def open_tui(service: Service) -> None:
+def open_tui(target: Service | Home) -> None:
+    """The TUI on a home; on a home not made yet, or whose first set-up is not finished
+    (``svc.setup``), the set-up ceremony (:mod:`screens.setup`) comes first."""
+    from custodian.home import Home
+    from screens.setup import run_setup
+
+    if isinstance(target, Home) or target.setup.progress().step != "done":
+        svc = run_setup(target)
+        if svc is None:  # left before the end: the next start carries on
+            return
+        if isinstance(target, Home):  # the ceremony made (and opened) this service
+            try:
+                _run(svc)
+            finally:
+                svc.close()
+            return
+    else:
+        svc = target
+    _run(svc)
+
+
+def _run(service: Service) -> None:
     from screens.app import run
 
     run(service)

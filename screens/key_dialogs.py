@@ -109,12 +109,21 @@ class KekSpec:
     backend: str
     suite: str
     purpose: str
+    custody: str = "single"  # or "quorum": screens.quorum's ceremony follows
+
+
+CUSTODIES = {
+    "quorum": "quorum: M of N custodians together open a backup",
+    "single": "single: one key pair, sealed by the home's root key",
+}
 
 
 class KekForm(KeyDialog):
-    """Step 1 of generating a KEK: name, backend, suite, purpose. Returns a KekSpec."""
+    """Step 1 of generating a KEK: name, custody, backend, suite, purpose. Returns a
+    KekSpec. Custody is quorum by default once the home has three custodians (a quorum
+    needs 2 <= M <= N-1), single before."""
 
-    def __init__(self, service: Service, *, existing: list[str]) -> None:
+    def __init__(self, service: Service, *, existing: list[str], custodians: int = 0) -> None:
         super().__init__()
         self.service = service
         self.existing = existing
@@ -123,6 +132,8 @@ class KekForm(KeyDialog):
         self.new_backends = [b for b in NEW_BACKENDS if b not in self.backends]
         self.backends += self.new_backends
         self.default_suite = service.config.default_suite
+        self.custodians = custodians
+        self.default_custody = "quorum" if custodians >= 3 else "single"
 
     FRAME_ID = "kek-form"
     ENTER_MOVES: ClassVar[dict[str, str]] = {"kek-name": "#kek-backend"}
@@ -139,6 +150,17 @@ class KekForm(KeyDialog):
         )
         yield Label("Name (letters, digits, . _ -; e.g. archive-2027)", classes="field-name")
         yield Input(placeholder="name", id="kek-name", max_length=64, restrict=NAME_CHARS)
+        yield Label("Custody", classes="field-name")
+        with RadioSet(id="kek-custody"):
+            for c, text in CUSTODIES.items():
+                yield Choice(Text(text), value=c == self.default_custody, id=f"custody-{c}")
+        if self.custodians < 3:
+            yield Static(
+                f"A quorum needs 3 custodians; this home has {self.custodians}.",
+                classes="muted",
+                id="custody-note",
+                markup=False,
+            )
         with Horizontal(id="kek-choices"):
             with Vertical(id="kek-backend-col"):
                 yield Label("Backend", classes="field-name")
@@ -168,8 +190,14 @@ class KekForm(KeyDialog):
     def button_row(self) -> Horizontal:
         return self.buttons("Next", "kek-next")
 
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        if event.radio_set.id == "kek-custody":  # a quorum KEK is its own backend
+            quorum = self._chosen("#kek-custody", list(CUSTODIES)) == "quorum"
+            self.query_one("#kek-backend", RadioSet).disabled = quorum
+
     def on_mount(self) -> None:
         self.query_one("#kek-name").focus()
+        self.query_one("#kek-backend", RadioSet).disabled = self.default_custody == "quorum"
 
     def _chosen(self, radios: str, choices: list[str]) -> str:
         index = self.query_one(radios, RadioSet).pressed_index
@@ -196,12 +224,20 @@ class KekForm(KeyDialog):
             self.error(f"A KEK named {clash[0]} exists; choose another name.")
             self.query_one("#kek-name").focus()
             return
+        custody = self._chosen("#kek-custody", list(CUSTODIES))
+        if custody == "quorum" and self.custodians < 3:
+            self.error(
+                f"A quorum KEK needs at least 3 custodians (M of N, 2 <= M <= N-1); this "
+                f"home has {self.custodians}. Enrol more (People, F4), or choose single."
+            )
+            return
         self.dismiss(
             KekSpec(
                 name,
-                self._chosen("#kek-backend", self.backends),
+                "quorum" if custody == "quorum" else self._chosen("#kek-backend", self.backends),
                 self._chosen("#kek-suite", list(SUITES)),
                 purpose,
+                custody,
             )
         )
 

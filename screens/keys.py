@@ -36,7 +36,7 @@ from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from custodian.approvals import Request
-from custodian.catalog import Kek, KekVersion
+from custodian.catalog import Kek, KekVersion, Person
 from custodian.errors import CustodianError
 from custodian.people import Actor
 from custodian.rotation import RewrapFailure, RewrapJob
@@ -438,11 +438,23 @@ class KeysScreen(Screen[None]):
         actor = self._actor("generate a KEK")
         if actor is None:
             return
+        try:
+            people = await asyncio.to_thread(self.service.people.list)
+        except CustodianError as e:
+            self.notify(str(e), title="Could not read people", severity="error", markup=False)
+            return
+        custodians = sum(
+            1 for p in people if p.active and p.kind == "person" and p.has("custodian")
+        )
         spec = await self.app.push_screen_wait(
-            KekForm(self.service, existing=[k.name for k in self.keks])
+            KekForm(self.service, existing=[k.name for k in self.keks], custodians=custodians)
         )
         if not isinstance(spec, KekSpec):
             return
+        if spec.custody == "quorum":
+            await self._create_quorum(spec, actor, people)
+            return
+
         from screens.backend_dialogs import BackendChoice, BackendStep
 
         choice: BackendChoice | None = None
@@ -500,6 +512,33 @@ class KeysScreen(Screen[None]):
         self.notify(
             f"KEK {kek.name} v1 generated ({kek.suite}); "
             f"fingerprint {kek.versions[0].fingerprint}.",
+            title="KEK generated",
+            markup=False,
+        )
+
+    async def _create_quorum(self, spec: KekSpec, actor: Actor, people: list[Person]) -> None:
+        """The quorum ceremony (screens.quorum): holders and M, each holder unlocks in
+        turn, each confirms the manifest, the signed-in custodian confirms with a code."""
+        from screens.quorum import HolderChoice, HoldersForm, create_quorum_kek
+
+        choice = await self.app.push_screen_wait(HoldersForm(people, kek=spec.name))
+        if not isinstance(choice, HolderChoice):
+            return
+        kek = await create_quorum_kek(
+            self.app,
+            self.service,
+            by=actor,
+            name=spec.name,
+            choice=choice,
+            suite=spec.suite,
+            purpose=spec.purpose,
+        )
+        if kek is None:
+            return
+        await self.refreshed(select=kek.name)
+        self.notify(
+            f"Quorum KEK {kek.name} v1 created ({choice.m} of {len(choice.holders)}: "
+            f"{', '.join(choice.holders)}); manifest fingerprint {kek.versions[0].fingerprint}.",
             title="KEK generated",
             markup=False,
         )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar, NoReturn, TypeAlias
 from custodian.errors import CustodianError
 
 if TYPE_CHECKING:
+    from custodian.home import Home
     from custodian.people import Actor
     from custodian.secret import SecretBytes
     from custodian.service import Service
@@ -29,8 +30,9 @@ else:  # not subscriptable at run time
     Subparsers = argparse._SubParsersAction
 """What ``add_subparsers()`` returns: each command group adds its parsers to it."""
 
-TuiRunner = Callable[["Service"], None]
-"""Opens the TUI on a service; the core cannot import it, so entry points pass one in."""
+TuiRunner = Callable[["Service | Home"], None]
+"""Opens the TUI on a service, or on a :class:`~custodian.home.Home` not made yet (the
+first set-up ceremony makes it); the core cannot import it, so entry points pass one in."""
 
 
 class Parser(argparse.ArgumentParser):

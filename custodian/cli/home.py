@@ -94,7 +94,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    """Open the TUI with the runner :func:`custodian.cli.main` was given (``args.tui``)."""
+    """Open the TUI with the runner :func:`custodian.cli.main` was given (``args.tui``).
+
+    On a directory that holds no home yet (missing, or empty) the TUI gets the
+    :class:`~custodian.home.Home` instead of a service: it opens the first set-up
+    ceremony, which makes the home there (docs/custodian-guide.md, "First set-up")."""
+    from custodian.home import Home
+
     tui: TuiRunner | None = getattr(args, "tui", None)
     if tui is None:
         print(
@@ -103,12 +109,20 @@ def cmd_tui(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    home = Home.resolve(args.home)
+    if not home.config.exists() and (not home.path.exists() or _empty_dir(home.path)):
+        tui(home)
+        return 0
     svc = open_service(args)
     try:
         tui(svc)
     finally:
         svc.close()
     return 0
+
+
+def _empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
 
 
 def add_init_parser(sub: Subparsers) -> None:

@@ -16,6 +16,7 @@ namespace in a module of its own, as hvac's ``client.secrets.transit`` is:
 ``svc.custody``      the break-glass set: split, drill, recover (custody.py)
 ``svc.migrations``   move a KEK to another backend, quorum included (migrate.py)
 ``svc.backends``     backend health, configuration, credentials (backends.py)
+``svc.setup``        which step of the first set-up comes next (setup.py)
 ===================  ==========================================================
 
 They share one :class:`~custodian.service.context.HomeContext` (``svc.ctx``):
@@ -61,6 +62,7 @@ from custodian.service.keys import Keys
 from custodian.service.migrate import Migrations
 from custodian.service.people import PendingEnrolment, People
 from custodian.service.restores import Restores
+from custodian.service.setup import Setup
 
 if TYPE_CHECKING:
     from custodian.service.policy import PolicySettings
@@ -104,6 +106,7 @@ class Service:
         self.custody = Custody(self.ctx)
         self.migrations = Migrations(self.ctx, rewrap=self.keys.rewrap)
         self.backends = Backends(self.ctx)  # health, configuration, credentials
+        self.setup = Setup(self.ctx)
         self._policy: PolicySettings | None = None
         # policy.change requests are decided like any other: their hooks are known from
         # the start, and svc.policy is made when first asked for (a listing never is)
@@ -195,7 +198,8 @@ class Service:
         creates the quorum KEK named ``kek``, which ends bootstrap.
 
         The keyring is checked before anything is written, so a machine without
-        a usable keyring is told so and left with no half-made home.
+        a usable keyring is told so and left with no half-made home. ``svc.setup``
+        says which step of the first set-up comes next.
         """
         if custody not in ("single", "quorum"):
             raise ValueError(f"custody is single or quorum, not {custody!r}")

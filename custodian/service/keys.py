@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,28 @@ from custodian.service.context import HOME, HomeContext, Progress
 
 if TYPE_CHECKING:
     from custodian.service.approvals import Approvals
+
+
+@dataclass(frozen=True)
+class QuorumDraft:
+    """A quorum KEK's first version as :meth:`Keys.draft_quorum` made it, not yet signed:
+    the manifest to show each holder (its ``fingerprint``), and their new holder keys,
+    each sealed to its holder's personal key (no private key in clear here)."""
+
+    name: str
+    suite: str
+    purpose: str
+    holders: tuple[str, ...]
+    manifest: Any
+    made: tuple[Any, ...] = field(repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.manifest.fingerprint)
+
+    @property
+    def m(self) -> int:
+        return int(self.manifest.m)
 
 
 class Keys:
@@ -112,22 +135,20 @@ class Keys:
             )
         return suite, purpose
 
-    def create_quorum(
+    def draft_quorum(
         self,
         name: str,
         holders: Sequence[Actor],
         m: int,
         *,
         by: Actor,
-        code: str | None,
         suite: str | None = None,
         purpose: str = "",
-    ) -> Kek:
-        """A quorum KEK (custody v2): each of ``holders`` (unlocked, present) gets a holder
-        key for version 1, sealed to their own personal key; the manifest (M of N, share
-        index x = 1..N in the order given) is signed by every holder in the log before the
-        ``kek.create`` entry that announces it, and ``by`` confirms with a fresh code. No
-        key that opens a DEK exists anywhere but in the holders' hands."""
+    ) -> QuorumDraft:
+        """The first half of :meth:`create_quorum`, for a ceremony that shows the manifest
+        to each holder before anyone signs it: the checks, each holder's new key (sealed to
+        their own personal key) and the manifest. Nothing is stored or recorded but a
+        refusal; hand the draft to :meth:`create_quorum` (``draft=``) to sign and keep it."""
         from custodian.custody import holders as H
         from custodian.custody import quorum as Q
         from custodian.service import items, recovery
@@ -177,6 +198,51 @@ class Keys:
             ),
             bg.fingerprint if bg is not None else "",  # none yet: sealed at the next split
         ).check()
+        return QuorumDraft(name, suite, purpose, tuple(names), man, tuple(made))
+
+    def create_quorum(
+        self,
+        name: str,
+        holders: Sequence[Actor],
+        m: int,
+        *,
+        by: Actor,
+        code: str | None,
+        suite: str | None = None,
+        purpose: str = "",
+        draft: QuorumDraft | None = None,
+    ) -> Kek:
+        """A quorum KEK (custody v2): each of ``holders`` (unlocked, present) gets a holder
+        key for version 1, sealed to their own personal key; the manifest (M of N, share
+        index x = 1..N in the order given) is signed by every holder in the log before the
+        ``kek.create`` entry that announces it, and ``by`` confirms with a fresh code. No
+        key that opens a DEK exists anywhere but in the holders' hands.
+
+        ``draft`` is what :meth:`draft_quorum` made for these holders (the manifest each of
+        them saw); without one, it is made here."""
+        from custodian.service import items
+
+        ctx = self._ctx
+        subject = f"kek:{name}"
+        if draft is None:
+            draft = self.draft_quorum(name, holders, m, by=by, suite=suite, purpose=purpose)
+        else:
+            ctx.require(by, "custodian", "kek.create", subject)
+            for h in holders:
+                ctx.require(h, "custodian", "kek.create", subject)
+            if (draft.name, draft.holders, draft.manifest.m) != (
+                name,
+                tuple(h.name for h in holders),
+                m,
+            ):
+                raise ctx.refused(
+                    by, "kek.create", subject, "the draft is of another KEK or holders",
+                    "the manifest the holders saw is not of this KEK, these holders or this "
+                    "quorum; start again. Nothing was created.",
+                )  # fmt: skip
+            self._check_new(name, draft.suite, draft.purpose)  # no KEK of the name meanwhile
+        man, made = draft.manifest, draft.made
+        suite, purpose = draft.suite, draft.purpose
         digest = man.digest()
         with ctx.audited(
             by,

@@ -117,7 +117,7 @@ def dialogs(svc: Frozen, cast: Cast) -> dict[str, tuple[Callable[[], Screen[Any]
             "Nothing was done.",
         ),
         "kek_form": (
-            lambda: KekForm(svc, existing=["backups"]),  # type: ignore[arg-type]
+            lambda: KekForm(svc, existing=["backups"], custodians=2),  # type: ignore[arg-type]
             "A KEK named backups exists; choose another name.",
         ),
         "kek_code": (
