@@ -18,7 +18,17 @@ from typing import Any
 
 from benchmarks.common import OUT_DIR, GiB, Report, environment
 
-GROUPS = ("stream", "wrap", "startup", "audit", "rewrap", "quorum", "breakglass", "refresh", "vault")
+GROUPS = (
+    "stream",
+    "wrap",
+    "startup",
+    "audit",
+    "rewrap",
+    "quorum",
+    "breakglass",
+    "refresh",
+    "vault",
+)
 ABOUT = {
     "stream": "encrypt and decrypt one large file (--size) vs cat and age",
     "wrap": "LocalBackend wrap/unwrap/rewrap per HPKE suite vs bare hpke.Suite calls",

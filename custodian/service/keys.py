@@ -151,7 +151,7 @@ class Keys:
         refusal; hand the draft to :meth:`create_quorum` (``draft=``) to sign and keep it."""
         from custodian.custody import holders as H
         from custodian.custody import quorum as Q
-        from custodian.service import items, recovery
+        from custodian.service import recovery
 
         ctx = self._ctx
         subject = f"kek:{name}"
@@ -220,7 +220,8 @@ class Keys:
 
         ``draft`` is what :meth:`draft_quorum` made for these holders (the manifest each of
         them saw); without one, it is made here."""
-        from custodian.service import items
+        from custodian.custody import holders as H
+        from custodian.service import items, recovery
 
         ctx = self._ctx
         subject = f"kek:{name}"
@@ -243,6 +244,14 @@ class Keys:
             self._check_new(name, draft.suite, draft.purpose)  # no KEK of the name meanwhile
         man, made = draft.manifest, draft.made
         suite, purpose = draft.suite, draft.purpose
+        bg = recovery.target(ctx)
+        if (bg.fingerprint if bg is not None else "") != man.recovery_fingerprint:
+            raise ctx.refused(
+                by, "kek.create", subject, "the recovery key changed since the draft",
+                "the break-glass recovery key changed after the manifest was drafted; start "
+                "again so that the holder keys are sealed to the current one. Nothing was "
+                "created.",
+            )  # fmt: skip
         digest = man.digest()
         with ctx.audited(
             by,
