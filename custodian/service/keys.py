@@ -535,7 +535,9 @@ class Keys:
             batch_size = max(per_call, round(batch_size / per_call) * per_call)
         rewrapper: R.Rewrapper
         sources = {v.version: v.backend for v in k.versions if v.version < target}
-        if any(b != k.backend for b in sources.values()):  # a migration's job
+        # a migration's job: DEKs wait under versions on another backend (a version left
+        # behind empty, destroyed say, does not make a later rotation one)
+        if any(v.backend != k.backend for v in k.versions if v.version < target and v.dek_count):
             from custodian.migration import CrossRewrapper
 
             n = 1

@@ -30,7 +30,8 @@ head -c 100000 /dev/urandom > "$OUT/data"
 for FREE in 6 8 10 12 14 16 24; do
   M="$OUT/m$FREE"; mkdir -p "$M" "$OUT/dst$FREE"
   mount -t tmpfs -o size=1m tmpfs "$M" || exit 97
-  "$C" --home "$M/home" init --keyring home-file --suite x25519 >/dev/null || exit 98
+  "$C" --home "$M/home" init --keyring home-file --suite x25519 --custody single \
+    >/dev/null || exit 98
   "$C" --home "$M/home" people enrol bot --role operator --service >/dev/null || exit 98
   dd if=/dev/zero of="$M/filler" bs=4096 2>/dev/null
   truncate -s -$((FREE * 4096)) "$M/filler"

@@ -13,7 +13,7 @@ BIN = Path(sys.executable).parent
 SCRIPT = """
 set -e
 printf 'unlock-for-test' | gnome-keyring-daemon --unlock --components=secrets >/dev/null
-"$BIN/custodian" --home "$H" init --suite x25519
+"$BIN/custodian" --home "$H" init --suite x25519 --custody single
 "$BIN/custodian" --home "$H" people enrol bot --role operator --service
 printf 'secret payload' | "$BIN/custodian" --home "$H" backup encrypt - "$H/x.cbk" --as bot
 "$BIN/custodian" --home "$H" audit verify
