@@ -516,8 +516,9 @@ class LogState:
             if why:
                 return why
             self.holders[(name, version)] = tuple(str(h["name"]) for h in d["manifest"]["holders"])
-            if action == "kek.create" and not self.bootstrap_end:
-                self.bootstrap_end = seq  # the first quorum KEK: bootstrap is over
+            if action in ("kek.create", "kek.migrate") and not self.bootstrap_end:
+                # the first quorum KEK (made, or migrated to): bootstrap is over
+                self.bootstrap_end = seq
         k.versions[version] = VersionInfo(version, fp, "active", seq, k.backend)
         return ""
 

@@ -149,13 +149,14 @@ class Migrations:
         (run it with :meth:`run`)."""
         from custodian.custody import holders as H
         from custodian.custody import quorum as Q
-        from custodian.service import items
+        from custodian.service import items, recovery
 
         ctx = self._ctx
         action, subject = "kek.migrate", f"kek:{name}"
         ctx.require(by, "custodian", action, subject)
         k = ctx.catalog.kek(name)
         self._check_move(k, QUORUM, by)
+        rec_public, rec_fp = recovery.seal_target(ctx)
         names = [h.name for h in holders]
         for h in holders:
             try:
@@ -192,7 +193,7 @@ class Migrations:
                 kek=name,
                 version=version,
                 personal_key=h.personal,
-                recovery_public=None,
+                recovery_public=rec_public,
             )
             for h in holders
         ]
@@ -206,7 +207,7 @@ class Migrations:
                 Q.Holder(h.name, x, nk.key.public_key)
                 for x, (h, nk) in enumerate(zip(holders, made, strict=True), start=1)
             ),
-            "",  # the recovery key is announced with the break-glass split
+            rec_fp,  # "" before the first break-glass split (holders seal theirs then)
         ).check()
         digest = man.digest()
         details: dict[str, Any] = {
@@ -228,6 +229,7 @@ class Migrations:
                 )
             for h, nk in zip(holders, made, strict=True):
                 items.put(ctx, items.holder_entry(h.name, name, version), nk.item)
+            recovery.vouch_holder_keys(ctx, by, name, version, made)
             d.update(self._move(k, QUORUM, version, man.fingerprint, man.encode(), by))
         return R.job(ctx.catalog.db, str(d["job"]))
 

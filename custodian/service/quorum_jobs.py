@@ -35,7 +35,7 @@ from custodian.custody import steps as S
 from custodian.errors import ConflictError, CustodianError, NotFoundError
 from custodian.people import Actor, AuthError
 from custodian.secret import SecretBytes
-from custodian.service import items
+from custodian.service import items, recovery
 from custodian.service.context import HomeContext, Progress
 
 DEFAULT_BATCH = 500  # DEKs per batch (one transaction, one entry): ~3 HPKE operations each
@@ -112,7 +112,7 @@ def _new_keys(
             kek=kek,
             version=version,
             personal_key=h.personal,
-            recovery_public=None,
+            recovery_public=recovery.seal_target(ctx)[0],
         )
         for h in holders
     ]
@@ -170,6 +170,7 @@ def _announce(
             )
         for h, nk in zip(holders, made, strict=True):
             items.put(ctx, items.holder_entry(h.name, name, man.version), nk.item)
+        recovery.vouch_holder_keys(ctx, by, name, man.version, list(made))
         ctx.catalog.add_kek_version(name, man.version, man.fingerprint, man.encode(), ctx.now())
         j, superseded = J.add_job(
             ctx.catalog.db, name, kind, man.version, by.name, sources,
@@ -238,7 +239,7 @@ def rotate(
         cur.home_id, name, version, cur.suite, cur.m,
         tuple(Q.Holder(h.name, h.x, nk.key.public_key)
               for h, nk in zip(cur.holders, made, strict=True)),
-        cur.recovery_fingerprint,
+        recovery.seal_target(ctx)[1],  # the current recovery key, not the old version's
     ).check()  # fmt: skip
     return _announce(ctx, action, "refresh", name, man, ordered, made, [J.DEALER], code, by, {})
 
@@ -307,7 +308,7 @@ def redistribute(
         cur.home_id, name, version, cur.suite, m,
         tuple(Q.Holder(h.name, x, nk.key.public_key)
               for x, (h, nk) in enumerate(zip(holders, made, strict=True), start=1)),
-        cur.recovery_fingerprint,
+        recovery.seal_target(ctx)[1],  # the current recovery key, not the old version's
     ).check()  # fmt: skip
     return _announce(
         ctx, action, "redistribute", name, man, holders, made, srcs, code, by,

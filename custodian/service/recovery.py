@@ -54,15 +54,38 @@ def vouch(ctx: HomeContext, by: Actor, fingerprint: str, blobs: dict[str, bytes]
     )
 
 
+def seal_target(ctx: HomeContext) -> tuple[bytes | None, str]:
+    """(public key, fingerprint) of the recovery key new holder keys are sealed to, from
+    the verified log; (None, "") before the home has a break-glass set (then the holders
+    present at the next split seal theirs)."""
+    bg = target(ctx)
+    return (bg.public_key, bg.fingerprint) if bg is not None else (None, "")
+
+
+def vouch_holder_keys(
+    ctx: HomeContext, by: Actor, kek: str, version: int, made: list[H.NewHolderKey]
+) -> None:
+    """Keep and vouch for the recovery seals of holder keys just made for ``kek``
+    ``version`` (every path that makes one: creation, migration, refresh,
+    redistribution, a replacement); inside the action's transaction."""
+    bg = target(ctx)
+    if bg is None:
+        return
+    blobs = {
+        H.recovery_name(k.key.person, kek, version): k.recovery_blob
+        for k in made
+        if k.recovery_blob is not None
+    }
+    vouch(ctx, by, bg.fingerprint, blobs)
+
+
 def quorum_manifests(ctx: HomeContext) -> list[Manifest]:
     """Every quorum KEK version not destroyed, its manifest checked against the log."""
     out = []
     for k in ctx.catalog.keks():
-        if k.backend != "quorum":
-            continue
         be = ctx.backend("quorum")
         for v in k.versions:
-            if v.state == "destroyed":
+            if v.state == "destroyed" or v.backend != "quorum":  # a migrated KEK: per version
                 continue
             ctx.check_kek(k, v.version, None, "breakglass.seal")
             out.append(be.manifest(k.name, v.version))  # type: ignore[attr-defined]

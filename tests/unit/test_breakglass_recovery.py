@@ -239,3 +239,31 @@ def test_a_quorum_needs_the_holders_for_a_reshare(
     with pytest.raises(CustodianError):
         svc.custody.reshare(texts[:2], [alice], by=alice, code=next_code(svc, cast.alice))
     assert svc.audit.verify().ok
+
+
+def test_holder_keys_made_after_the_split_are_sealed_to_the_recovery_key(
+    svc: Service, cast: Cast, carol: Enrolled, tmp_path: Path
+) -> None:
+    """Every path that makes holder keys seals them to the current recovery key and
+    vouches for them in the log: creation, migration to quorum and rotation (refresh).
+    Without that, a KEK rotated or migrated after the split would be lost with the
+    keyring. (Found merging the branches: migration and refresh made them unsealed.)"""
+    from custodian.custody import holders as H
+
+    _home_with_backups(svc, cast, carol, tmp_path, split_first=True)
+    alice = unlock(svc, cast.alice)
+    hs = [alice, unlock(svc, cast.bob), unlock(svc, carol)]
+    svc.keys.rotate("vault", next_code(svc, cast.alice), by=alice, holders=hs)
+    svc.migrations.to_quorum("backups", hs, 2, by=alice, code=next_code(svc, cast.alice))
+    migrated = svc.keys.get("backups").current_version
+    bg = svc.ctx.log_state().breakglass
+    assert bg is not None
+    for kek, version in (("vault", 1), ("vault", 2), ("backups", migrated)):
+        man = svc.keys.manifest(kek, version)
+        assert man.recovery_fingerprint == bg.fingerprint, (kek, version)
+        for h in ("alice", "bob", "carol"):
+            name = H.recovery_name(h, kek, version)
+            got = svc.catalog.blob(name)
+            assert got is not None, name
+            assert bg.blobs.get(name) == H.blob_digest(got[0]), name
+    assert svc.audit.verify().ok
