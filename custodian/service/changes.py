@@ -35,6 +35,7 @@ with :meth:`CredentialChanges.watch_holders`.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -152,6 +153,7 @@ class CredentialChanges:
                 r.payload.get("approvals_needed", self._ctx.policy.approval_quorum)
             ),
         )
+        approvals.on_housekeeping(self._sweep_pending_keys)
 
     # ------------------------------------------------------------ reading
 
@@ -395,6 +397,24 @@ class CredentialChanges:
             state="done",
             person_change={"change": change, "person": name, "scope": r.payload["scope"]},
         )
+
+    def _sweep_pending_keys(self) -> None:
+        """A lost-key request that ended without completion (denied, expired, cancelled)
+        leaves its new key in the keyring, where it has no authority: remove it."""
+        ctx = self._ctx
+        rows = ctx.catalog.db.execute(
+            "SELECT payload FROM requests WHERE kind=? AND state IN "
+            "('denied', 'expired', 'cancelled')",
+            (PERSON_CHANGE,),
+        ).fetchall()
+        for (raw,) in rows:
+            p = json.loads(raw)
+            kid, name = p.get("key_id"), p.get("person")
+            if not kid or not isinstance(name, str):
+                continue
+            if ctx.keyring.get(f"sign:{name}:{kid}") is not None:
+                ctx.keyring.delete(f"sign:{name}:{kid}")
+                ctx.keyring.delete(f"personal:{name}:{kid}")
 
     def _after_commit(self, r: A.Request) -> None:
         lost = r.payload.get("change") == "disable" or (

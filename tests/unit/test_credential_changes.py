@@ -450,3 +450,28 @@ def test_the_example_verifier_follows_every_change_and_refuses_the_same_forgery(
     code, line = _example_verifier(svc)
     assert code == 8 and line == svc.audit.verify().summary()
     assert "person.disable of oscar after bootstrap" in line
+
+
+def test_a_denied_lost_key_request_leaves_no_key_behind_and_enable_needs_a_quorum(
+    quorum_home: Service, cast: Cast, carol: Enrolled
+) -> None:
+    svc = quorum_home
+    r = svc.people.changes.request_own_key("bob", _pw(NEW_PW), reason="forgot passphrase")
+    kid = r.payload["key_id"]
+    assert svc.ctx.keyring.get(f"sign:bob:{kid}") is not None  # no authority: not in catalog
+    svc.approvals.deny(r.id, next_code(svc, carol), "not bob", by=unlock(svc, carol))
+    svc.approvals.requests()  # any read sweeps what an ended request left
+    assert svc.ctx.keyring.get(f"sign:bob:{kid}") is None
+    assert svc.ctx.keyring.get(f"personal:bob:{kid}") is None
+    alice = unlock(svc, cast.alice)
+    r = svc.people.changes.request("disable", "oscar", by=alice, reason="leave")
+    svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+    assert not svc.people.get("oscar").active
+    r = svc.people.changes.request("enable", "oscar", by=alice, reason="back")
+    assert svc.people.get("oscar").active is False
+    svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+    assert svc.people.get("oscar").active
+    unlock(svc, cast.oscar)
+    assert svc.audit.verify().ok
+    code, line = _example_verifier(svc)
+    assert code == 0, line
