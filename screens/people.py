@@ -652,6 +652,39 @@ class PeopleScreen(Screen[None]):
             markup=False,
         )
 
+    async def _ask_own_key(self, p: Person) -> None:
+        """``p``, who lost their passphrase, asks for a new key without signing in: the
+        key is made now under the new passphrase they type, and signs the request."""
+        q = self.service.policy.show()
+        quorum = next((x.value for x in q if x.name == "approval_quorum"), 2)
+        need = (
+            f"{p.name}, you lost your passphrase: {quorum} custodians other than you approve "
+            "this; tell them the key id shown next"
+        )
+        got = await self.app.push_screen_wait(ChangeRequest("key", p, need))
+        if not isinstance(got, tuple):
+            return
+        reason = got[2]
+        pw = await self.app.push_screen_wait(NewPassphrase(p.name))
+        if not isinstance(pw, SecretBytes):
+            return
+        try:
+            r = await asyncio.to_thread(
+                self.service.people.changes.request_own_key, p.name, pw, reason=reason
+            )
+        except CustodianError as e:
+            self.notify(str(e), title="Not asked", severity="error", markup=False)
+            return
+        finally:
+            pw.wipe()
+        self.notify(
+            f"Request {r.id[:8]} opened: a new key for {p.name}, id "
+            f"{str(r.payload['key_id'])[:16]}. Tell the approvers this id; once "
+            f"{r.quorum} approve, complete it here with Ctrl+O and the same passphrase.",
+            markup=False,
+            timeout=30,
+        )
+
     @work(exclusive=True, group="ceremony")
     async def action_roles(self) -> None:
         p = self.selected
@@ -753,7 +786,10 @@ class PeopleScreen(Screen[None]):
         if p is None or not self._ceremony_ok():
             return
         if self._requests():
-            await self._ask("key", p)
+            if getattr(self.app, "actor", None) is None:
+                await self._ask_own_key(p)  # lost passphrase: nobody can sign in as them
+            else:
+                await self._ask("key", p)
             return
         by = self._actor(None, "replace a signing key")
         if by is None:
