@@ -450,14 +450,23 @@ class CompletionTotpStep(TotpStep):
     """The subject completes an approved enrolment or TOTP change: the new secret shows
     now, to them, and leaves the screen with this dialog."""
 
-    def __init__(self, service: Service, completion: Completion) -> None:
+    def __init__(
+        self, service: Service, completion: Completion, witness: Actor | None = None
+    ) -> None:
         super().__init__(service, completion, None)  # type: ignore[arg-type]
         self.completion = completion
+        self.witness = witness
 
     def heading(self) -> str:
         c = self.completion
         what = "Enrol" if c.change == "enrol" else "New TOTP secret of"
         return f"{what} {safe(c.person)}: authenticator"
+
+    def fields(self) -> ComposeResult:
+        yield from super().fields()
+        if self.witness is not None:  # the approver who watches confirms with their own code
+            yield Label(f"Code of {self.witness.name} (witness)", classes="field-name")
+            yield CodeInput(id="witness-code")
 
     def submit(self) -> None:
         field = self.query_one("#totp-code", CodeInput)
@@ -465,9 +474,16 @@ class CompletionTotpStep(TotpStep):
         if not self.code_ok(code):
             field.focus()
             return
-        c = self.completion
+        wcode = None
+        if self.witness is not None:
+            wfield = self.query_one("#witness-code", CodeInput)
+            wcode = take_code(wfield)
+            if not self.code_ok(wcode):
+                wfield.focus()
+                return
+        c, w = self.completion, self.witness
         self.run_step(
-            lambda: self.service.people.changes.complete(c, code),
+            lambda: self.service.people.changes.complete(c, code, witness=w, witness_code=wcode),
             working="Checking the code…",
             description="complete a credential change",
             refocus="#totp-code",
@@ -716,6 +732,18 @@ class PeopleScreen(Screen[None]):
             self.notify("No approved change is waiting to be completed here.", markup=False)
             return
         change, name = str(pick.payload["change"]), str(pick.payload["person"])
+        witness: Actor | None = None
+        if change == "enrol":
+            if me is None or me.name not in pick.approvals:
+                self.notify(
+                    f"{name}'s enrolment is completed in front of a custodian who approved it "
+                    f"({', '.join(pick.approvals)}): they sign in (F9), then Ctrl+O.",
+                    title="Sign in as a witness",
+                    severity="warning",
+                    markup=False,
+                )
+                return
+            witness = me
         passphrase: SecretBytes | None = None
         try:
             if change in ("enrol", "key"):
@@ -741,7 +769,7 @@ class PeopleScreen(Screen[None]):
             if passphrase is not None:
                 passphrase.wipe()
         if c.totp is not None:
-            person = await self.app.push_screen_wait(CompletionTotpStep(self.service, c))
+            person = await self.app.push_screen_wait(CompletionTotpStep(self.service, c, witness))
         else:
             try:
                 person = await asyncio.to_thread(changes.complete, c)

@@ -306,7 +306,14 @@ def test_enrolment_after_bootstrap(quorum_home: Service, cast: Cast, carol: Enro
     c = svc.people.changes.begin(r.id, passphrase=_pw("dave test passphrase long enough"))
     assert c.totp is not None
     code = P.hotp(c.totp, P.current_step(svc.clock()))
-    p = svc.people.changes.complete(c, code)
+    # alice, who asked, cannot witness it (she did not approve): carol, who did, watches
+    with pytest.raises(AuthError, match="in front of one of the custodians who approved"):
+        svc.people.changes.complete(c, code, witness=alice, witness_code=next_code(svc, cast.alice))
+    with pytest.raises(AuthError, match="in front of one of the custodians who approved"):
+        svc.people.changes.complete(c, code)
+    p = svc.people.changes.complete(
+        c, code, witness=unlock(svc, carol), witness_code=next_code(svc, carol)
+    )
     assert p.name == "dave" and p.roles == ("custodian",) and p.active
     (e,) = [x for x in svc.audit.entries(action="person.enrol") if x["subject"] == "person:dave"]
     assert e["actor"] == "dave" and e["key_id"] == p.key.key_id  # type: ignore[union-attr]
@@ -436,7 +443,9 @@ def test_the_example_verifier_follows_every_change_and_refuses_the_same_forgery(
     svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
     c = svc.people.changes.begin(r.id, passphrase=_pw("dave test passphrase long enough"))
     assert c.totp is not None
-    svc.people.changes.complete(c, P.hotp(c.totp, P.current_step(svc.clock())))
+    first = P.hotp(c.totp, P.current_step(svc.clock()))
+    w = unlock(svc, carol)
+    svc.people.changes.complete(c, first, witness=w, witness_code=next_code(svc, carol))
     r = svc.people.changes.request("roles", "oscar", by=alice, reason="x",
                                    roles=["auditor", "operator"])  # fmt: skip
     svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
@@ -475,3 +484,22 @@ def test_a_denied_lost_key_request_leaves_no_key_behind_and_enable_needs_a_quoru
     assert svc.audit.verify().ok
     code, line = _example_verifier(svc)
     assert code == 0, line
+
+
+def test_an_enrolment_completed_by_its_requester_alone_fails_verify(
+    quorum_home: Service, cast: Cast, carol: Enrolled
+) -> None:
+    """The sybil: alice asks to enrol dave, carol approves, and alice completes it herself
+    with a key she made, no approver watching. The service refuses (no witness); a log
+    written that way is refused by both verifiers."""
+    svc = quorum_home
+    alice = unlock(svc, cast.alice)
+    r = svc.people.changes.request("enrol", "dave", by=alice, reason="new", roles=["custodian"])
+    svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+    priv, new = _fresh_key()
+    dave = Actor("dave", ("custodian",), new["key_id"], priv)
+    svc.ctx.record(dave, "person.enrol", "person:dave", details={
+        **new, "request": r.id, "scope": r.payload["scope"], "roles": ["custodian"],
+        "kind": "person", "protection": "passphrase", "totp": True})  # fmt: skip
+    line = _verify_fails(svc, "without an approver witnessing its new key")
+    assert _example_verifier(svc) == (8, line)
