@@ -63,6 +63,7 @@ STATE_ACTIONS = frozenset(
     {
         "home.init",
         *KEY_ACTIONS,
+        "person.enrol.witness",
         "kek.create",
         "kek.manifest.sign",
         "kek.version.create",
@@ -201,6 +202,7 @@ class LogState:
         self.bootstrap_end = 0
         self.holders: dict[tuple[str, int], tuple[str, ...]] = {}
         self.next_holder_keys: dict[tuple[str, int, str], str] = {}
+        self.witnessed: dict[str, tuple[str, str]] = {}  # request -> (approver, new key id)
 
     # ------------------------------------------------------------ reading it
 
@@ -275,6 +277,8 @@ class LogState:
             return self._home_init(e) if seq == 1 else "home.init appears only as entry 1"
         if action.endswith(".request"):
             return self._request(e)
+        if action == "person.enrol.witness":
+            return self._witness(e)
         if action in KEY_ACTIONS:
             return self._person(e)
         if action.startswith("kek."):
@@ -734,6 +738,23 @@ class LogState:
             p.roles = roles
         return ""
 
+    def _witness(self, e: dict[str, Any]) -> str:
+        """An approver of an enrolment watches the new person complete it, signing the
+        new key's id with their own key: so the requester alone cannot enrol a sybil."""
+        actor, d = e["actor"], e["details"]
+        rid = _subject(e, "request:")
+        r = self.requests.get(rid)
+        if r is None or r.kind != PERSON_CHANGE or r.details.get("change") != "enrol":
+            return f"{actor} witnessed request {rid[:8]}, which is no enrolment request"
+        if r.state != "approved":
+            return f"{actor} witnessed request {rid[:8]} while it is {r.state}"
+        if actor not in r.approvals or not self.is_custodian(actor):
+            return f"{actor} witnessed request {rid[:8]} without having approved it"
+        if not isinstance(d.get("key_id"), str):
+            raise TypeError("a witness entry names no key id")
+        self.witnessed[rid] = (actor, d["key_id"])
+        return ""
+
     def _person_completion(self, e: dict[str, Any], subject: str) -> str:
         """The subject completes an approved request in person: an enrolment or a new signing
         key is signed by the key it announces; a new TOTP or holder key by their own key."""
@@ -770,6 +791,12 @@ class LogState:
         if action == "person.enrol":
             if p is not None:
                 return f"{subject} was already enrolled"
+            w = self.witnessed.get(rid)
+            if w is None or w[1] != d["key_id"]:
+                return (
+                    f"{subject}'s enrolment (request {rid[:8]}) was completed without an "
+                    "approver witnessing its new key"
+                )
             if list(d.get("roles", ())) != list(r.details["roles"]) or d.get(
                 "kind"
             ) != r.details.get("person_kind"):

@@ -336,6 +336,16 @@ class Verifier:
         action, actor, d = e["action"], e["actor"], e["details"]
         if action == "home.init":
             return "" if seq == 1 else "home.init appears only as entry 1"
+        if action == "person.enrol.witness":
+            rid = e["subject"].removeprefix("request:")
+            r = self.requests.get(rid)
+            if r is None or r["details"]["change"] != "enrol":
+                return f"{actor} witnessed request {rid[:8]}, which is no enrolment request"
+            if r["state"] != "approved":
+                return f"{actor} witnessed request {rid[:8]} while it is {r['state']}"
+            if actor not in r["approvals"] or not self.custodian(actor):
+                return f"{actor} witnessed request {rid[:8]} without having approved it"
+            return ""
         if action == "person.change.request" or (
             action == "request.approve" and e["subject"].removeprefix("request:") in self.requests
         ):
@@ -473,6 +483,11 @@ class Verifier:
                 return f"{action} of {s} announces another key than request {rid[:8]} named"
             if action == "person.enrol" and p is not None:
                 return f"{s} was already enrolled"
+            if action == "person.enrol" and r.get("witnessed") != d["key_id"]:
+                return (
+                    f"{s}'s enrolment (request {rid[:8]}) was completed without an "
+                    "approver witnessing its new key"
+                )
             return self.fresh_key(s, d)
         if p is None or p.disabled_at is not None:
             return f"{action} of {s}, who is not an enrolled, active person"
@@ -482,6 +497,8 @@ class Verifier:
         """Section 14: bootstrap's end, requests and their decisions."""
         action, d = e["action"], e["details"]
         rid = e["subject"].removeprefix("request:")
+        if action == "person.enrol.witness" and rid in self.requests:
+            self.requests[rid]["witnessed"] = d["key_id"]
         if action == "kek.create" and d.get("backend") == "quorum" and not self.bootstrap_end:
             self.bootstrap_end = seq
         elif action == "person.change.request":

@@ -450,14 +450,23 @@ class CompletionTotpStep(TotpStep):
     """The subject completes an approved enrolment or TOTP change: the new secret shows
     now, to them, and leaves the screen with this dialog."""
 
-    def __init__(self, service: Service, completion: Completion) -> None:
+    def __init__(
+        self, service: Service, completion: Completion, witness: Actor | None = None
+    ) -> None:
         super().__init__(service, completion, None)  # type: ignore[arg-type]
         self.completion = completion
+        self.witness = witness
 
     def heading(self) -> str:
         c = self.completion
         what = "Enrol" if c.change == "enrol" else "New TOTP secret of"
         return f"{what} {safe(c.person)}: authenticator"
+
+    def fields(self) -> ComposeResult:
+        yield from super().fields()
+        if self.witness is not None:  # the approver who watches confirms with their own code
+            yield Label(f"Code of {self.witness.name} (witness)", classes="field-name")
+            yield CodeInput(id="witness-code")
 
     def submit(self) -> None:
         field = self.query_one("#totp-code", CodeInput)
@@ -465,9 +474,16 @@ class CompletionTotpStep(TotpStep):
         if not self.code_ok(code):
             field.focus()
             return
-        c = self.completion
+        wcode = None
+        if self.witness is not None:
+            wfield = self.query_one("#witness-code", CodeInput)
+            wcode = take_code(wfield)
+            if not self.code_ok(wcode):
+                wfield.focus()
+                return
+        c, w = self.completion, self.witness
         self.run_step(
-            lambda: self.service.people.changes.complete(c, code),
+            lambda: self.service.people.changes.complete(c, code, witness=w, witness_code=wcode),
             working="Checking the code…",
             description="complete a credential change",
             refocus="#totp-code",
@@ -652,6 +668,39 @@ class PeopleScreen(Screen[None]):
             markup=False,
         )
 
+    async def _ask_own_key(self, p: Person) -> None:
+        """``p``, who lost their passphrase, asks for a new key without signing in: the
+        key is made now under the new passphrase they type, and signs the request."""
+        q = self.service.policy.show()
+        quorum = next((x.value for x in q if x.name == "approval_quorum"), 2)
+        need = (
+            f"{p.name}, you lost your passphrase: {quorum} custodians other than you approve "
+            "this; tell them the key id shown next"
+        )
+        got = await self.app.push_screen_wait(ChangeRequest("key", p, need))
+        if not isinstance(got, tuple):
+            return
+        reason = got[2]
+        pw = await self.app.push_screen_wait(NewPassphrase(p.name))
+        if not isinstance(pw, SecretBytes):
+            return
+        try:
+            r = await asyncio.to_thread(
+                self.service.people.changes.request_own_key, p.name, pw, reason=reason
+            )
+        except CustodianError as e:
+            self.notify(str(e), title="Not asked", severity="error", markup=False)
+            return
+        finally:
+            pw.wipe()
+        self.notify(
+            f"Request {r.id[:8]} opened: a new key for {p.name}, id "
+            f"{str(r.payload['key_id'])[:16]}. Tell the approvers this id; once "
+            f"{r.quorum} approve, complete it here with Ctrl+O and the same passphrase.",
+            markup=False,
+            timeout=30,
+        )
+
     @work(exclusive=True, group="ceremony")
     async def action_roles(self) -> None:
         p = self.selected
@@ -683,6 +732,18 @@ class PeopleScreen(Screen[None]):
             self.notify("No approved change is waiting to be completed here.", markup=False)
             return
         change, name = str(pick.payload["change"]), str(pick.payload["person"])
+        witness: Actor | None = None
+        if change == "enrol":
+            if me is None or me.name not in pick.approvals:
+                self.notify(
+                    f"{name}'s enrolment is completed in front of a custodian who approved it "
+                    f"({', '.join(pick.approvals)}): they sign in (F9), then Ctrl+O.",
+                    title="Sign in as a witness",
+                    severity="warning",
+                    markup=False,
+                )
+                return
+            witness = me
         passphrase: SecretBytes | None = None
         try:
             if change in ("enrol", "key"):
@@ -708,7 +769,7 @@ class PeopleScreen(Screen[None]):
             if passphrase is not None:
                 passphrase.wipe()
         if c.totp is not None:
-            person = await self.app.push_screen_wait(CompletionTotpStep(self.service, c))
+            person = await self.app.push_screen_wait(CompletionTotpStep(self.service, c, witness))
         else:
             try:
                 person = await asyncio.to_thread(changes.complete, c)
@@ -753,7 +814,10 @@ class PeopleScreen(Screen[None]):
         if p is None or not self._ceremony_ok():
             return
         if self._requests():
-            await self._ask("key", p)
+            if getattr(self.app, "actor", None) is None:
+                await self._ask_own_key(p)  # lost passphrase: nobody can sign in as them
+            else:
+                await self._ask("key", p)
             return
         by = self._actor(None, "replace a signing key")
         if by is None:

@@ -72,7 +72,8 @@ def enrol_by_request(
     svc: Service, name: str, roles: tuple[str, ...], by: Enrolled, approver: Enrolled
 ) -> Enrolled:
     """Enrol someone after bootstrap (the home has a quorum KEK): ``by`` asks, ``approver``
-    approves (a quorum of 2 with the requester), the new person completes in person."""
+    approves (a quorum of 2 with the requester), the new person completes in person with
+    ``approver`` witnessing."""
     r = svc.people.changes.request(
         "enrol", name, by=unlock(svc, by), reason="test enrolment", roles=roles
     )
@@ -81,7 +82,12 @@ def enrol_by_request(
     c = svc.people.changes.begin(r.id, passphrase=SecretBytes(phrase.encode()))
     assert c.totp is not None
     secret = SecretBytes(bytes(c.totp.reveal()))
-    svc.people.changes.complete(c, P.hotp(secret, P.current_step(svc.clock())))
+    svc.people.changes.complete(
+        c,
+        P.hotp(secret, P.current_step(svc.clock())),
+        witness=unlock(svc, approver),
+        witness_code=next_code(svc, approver),
+    )
     return Enrolled(name, phrase, secret)
 
 

@@ -24,6 +24,7 @@ from custodian.cli.common import (
     say,
     secret_input,
     unlock_actor,
+    usage_error,
 )
 
 if TYPE_CHECKING:
@@ -239,7 +240,7 @@ def cmd_people_request(args: argparse.Namespace) -> int:
             say(
                 f"once approved, {args.name} completes it in person: "
                 f"{PROG} people complete {r.id[:8]}"
-                + ("" if args.change in ("enrol", "key") else f" --as {args.name}")
+                + {"enrol": " --witness APPROVER", "key": ""}.get(args.change, f" --as {args.name}")
             )
     return 0
 
@@ -275,12 +276,27 @@ def cmd_people_complete(args: argparse.Namespace) -> int:
             if pw is not None:
                 pw.wipe()
         try:
+            witness = None
+            if change == "enrol":
+                # one of the custodians who approved watches, and confirms with a fresh code
+                if not args.witness:
+                    raise usage_error(
+                        f"{name}'s enrolment is completed in front of a custodian who approved "
+                        "it: --witness NAME (their passphrase and a fresh code are asked)."
+                    )
+                with secret_input(
+                    f"passphrase of {args.witness} (witness): ",
+                    args.witness_passphrase_fd,
+                    "passphrase",
+                ) as wpw:
+                    witness = svc.auth.unlock(args.witness, wpw)
             code = None
             if c.totp is not None:
                 _show_enrolment(svc, c, name)
                 code = code_input(args.totp_fd, name)
                 clear_terminal()
-            p = changes.complete(c, code)
+            wcode = code_input(args.witness_totp_fd, args.witness) if witness else None
+            p = changes.complete(c, code, witness=witness, witness_code=wcode)
         finally:
             c.discard()
         done = {
@@ -437,6 +453,13 @@ def add_parsers(sub: Subparsers) -> None:
         help="make an 8-word passphrase (80 bits) and show it once, instead of asking",
     )
     s.add_argument("--totp-fd", type=int, metavar="N", help="read the first new code from fd N")
+    s.add_argument(
+        "--witness",
+        metavar="NAME",
+        help="enrol: the approving custodian who watches the new person complete it",
+    )
+    s.add_argument("--witness-passphrase-fd", type=int, metavar="N")
+    s.add_argument("--witness-totp-fd", type=int, metavar="N")
     add_acting(s, required=False)
     s.set_defaults(func=cmd_people_complete)
     s = ppl.add_parser("changes", help="credential changes open or waiting to be completed")

@@ -35,6 +35,7 @@ with :meth:`CredentialChanges.watch_holders`.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -152,6 +153,7 @@ class CredentialChanges:
                 r.payload.get("approvals_needed", self._ctx.policy.approval_quorum)
             ),
         )
+        approvals.on_housekeeping(self._sweep_pending_keys)
 
     # ------------------------------------------------------------ reading
 
@@ -396,6 +398,24 @@ class CredentialChanges:
             person_change={"change": change, "person": name, "scope": r.payload["scope"]},
         )
 
+    def _sweep_pending_keys(self) -> None:
+        """A lost-key request that ended without completion (denied, expired, cancelled)
+        leaves its new key in the keyring, where it has no authority: remove it."""
+        ctx = self._ctx
+        rows = ctx.catalog.db.execute(
+            "SELECT payload FROM requests WHERE kind=? AND state IN "
+            "('denied', 'expired', 'cancelled')",
+            (PERSON_CHANGE,),
+        ).fetchall()
+        for (raw,) in rows:
+            p = json.loads(raw)
+            kid, name = p.get("key_id"), p.get("person")
+            if not kid or not isinstance(name, str):
+                continue
+            if ctx.keyring.get(f"sign:{name}:{kid}") is not None:
+                ctx.keyring.delete(f"sign:{name}:{kid}")
+                ctx.keyring.delete(f"personal:{name}:{kid}")
+
     def _after_commit(self, r: A.Request) -> None:
         lost = r.payload.get("change") == "disable" or (
             r.payload.get("change") == "roles" and "custodian" not in r.payload.get("roles", ())
@@ -486,6 +506,19 @@ class CredentialChanges:
         )  # fmt: skip
         return Completion(r, change, name, by, holder=new)
 
+    def _check_witness(self, r: A.Request, witness: Actor | None) -> None:
+        ctx = self._ctx
+        name = str(r.payload["person"])
+        if witness is None or witness.name not in r.approvals:
+            approvers = ", ".join(r.approvals) or "nobody yet"
+            raise ctx.refused(
+                witness, "person.enrol.witness", f"request:{r.id}", "no approver witnesses",
+                f"{name}'s enrolment is completed in front of one of the custodians who "
+                f"approved it ({approvers}), who confirms with a fresh code (--witness "
+                "NAME); nothing was done.", AuthError,
+            )  # fmt: skip
+        ctx.require(witness, "custodian", "person.enrol.witness", f"request:{r.id}")
+
     def _subject_code(self, r: A.Request, name: str, code: str | None) -> None:
         """The subject shows it is them with a code of their current authenticator."""
         ctx = self._ctx
@@ -515,12 +548,26 @@ class CredentialChanges:
         )  # fmt: skip
         return Actor(name, roles, kid, opened.key, opened.personal)
 
-    def complete(self, c: Completion, code: str | None = None) -> Person:
+    def complete(
+        self,
+        c: Completion,
+        code: str | None = None,
+        *,
+        witness: Actor | None = None,
+        witness_code: str | None = None,
+    ) -> Person:
         """Record the completed change, signed by its subject (by the new key for an
-        enrolment or a key replacement): the first code of a new TOTP secret must match."""
+        enrolment or a key replacement): the first code of a new TOTP secret must match.
+
+        An enrolment is also witnessed: one of the custodians who approved it (``witness``,
+        never the requester, who cannot approve) watches the new person complete it and
+        signs the new key's id with a fresh TOTP ``witness_code`` (``person.enrol.witness``),
+        so whoever asked cannot complete it alone with a key of their own."""
         ctx = self._ctx
         r, name = c.request, c.person
         action = COMPLETED_BY[c.change]
+        if c.change == "enrol":
+            self._check_witness(r, witness)
         step: int | None = None
         if c.totp is not None:
             step = P.match_step(c.totp, code or "", ctx.clock())
@@ -565,6 +612,13 @@ class CredentialChanges:
                 public_key=base64.b64encode(h.public_key).decode(),
                 fingerprint=h.fingerprint,
             )
+        if witness is not None and c.change == "enrol":
+            with ctx.catalog.transaction():
+                wstep = ctx.confirm(
+                    witness, witness_code, "person.enrol.witness", f"request:{r.id}"
+                )
+                ctx.record(witness, "person.enrol.witness", f"request:{r.id}", details={
+                    "person": name, "key_id": base["key_id"], "step": wstep})  # fmt: skip
         with ctx.audited(signer, action, f"person:{name}", base):
             fresh = A.find_request(db, ctx.policy.approval_quorum, r.id)
             if fresh.state != "approved":

@@ -190,3 +190,68 @@ def test_a_generated_passphrase_is_cleared_from_the_terminal_after_it_is_confirm
     shown = seen.index(b"passphrase for oscar")
     cleared = seen.index(b"\x1b[H\x1b[2J\x1b[3J")
     assert cleared > shown and b"has a new signing key" in seen[cleared:]
+
+
+def test_an_enrolment_after_bootstrap_through_the_cli_is_witnessed(
+    quorum_cli: tuple[Service, Enrolled], cast: Cast
+) -> None:
+    """alice asks, carol approves, dave completes in front of carol, who confirms with
+    her passphrase and a fresh code; without --witness nothing is enrolled."""
+    import base64
+
+    from custodian.secret import SecretBytes
+
+    svc, carol = quorum_cli
+    home = svc.home.path
+    r = _as(home, carol, "people", "request", "enrol", "dave", "--role", "custodian",
+            "--reason", "new hire")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rid = r.stdout.split()[1].decode()
+    assert b"--witness APPROVER" in r.stdout
+    svc.approvals.approve(rid, next_code(svc, cast.bob), by=unlock(svc, cast.bob))
+    dave_pw = "dave passphrase for the command line"
+    (fd,) = _fds(dave_pw)
+    r = _run_fds(home, ["people", "complete", rid[:8], "--new-passphrase-fd", str(fd)], [fd])
+    assert r.returncode == 2 and b"--witness NAME" in r.stderr
+    assert b"otpauth" not in r.stdout  # nothing shown before a witness is there
+    # bob approved: he witnesses. His next code may be a step ahead of the wall clock
+    # (codes only go forward): wait until the command will accept it
+    import time
+
+    assert cast.bob.totp is not None
+    step = svc.catalog.totp_last_step("bob") + 1
+    while P.current_step() + 1 < step:
+        time.sleep(0.5)
+    rfd, wfd = os.pipe()
+    w_code_r, w_code_w = os.pipe()
+    pw_r, pw_w = os.pipe()
+    w_pw_r, w_pw_w = os.pipe()
+    os.write(pw_w, dave_pw.encode() + b"\n")
+    os.close(pw_w)
+    os.write(w_pw_w, cast.bob.passphrase.encode() + b"\n")
+    os.close(w_pw_w)
+    p = subprocess.Popen(
+        [EXE, "--home", str(home), "people", "complete", rid[:8], "--new-passphrase-fd",
+         str(pw_r), "--totp-fd", str(rfd), "--witness", "bob", "--witness-passphrase-fd",
+         str(w_pw_r), "--witness-totp-fd", str(w_code_r)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        pass_fds=[rfd, pw_r, w_pw_r, w_code_r],
+    )  # fmt: skip
+    for fd in (rfd, pw_r, w_pw_r, w_code_r):
+        os.close(fd)
+    assert p.stdout is not None
+    secret = b""
+    for line in p.stdout:
+        if line.strip().startswith(b"secret:"):
+            secret = line.split(b":", 1)[1].strip()
+            break
+    raw = SecretBytes(base64.b32decode(secret + b"=" * (-len(secret) % 8)))
+    os.write(wfd, P.hotp(raw, P.current_step()).encode() + b"\n")
+    os.close(wfd)
+    os.write(w_code_w, P.hotp(cast.bob.totp, step).encode() + b"\n")
+    os.close(w_code_w)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert b"enrolled dave (custodian)" in out
+    r = run("--home", str(home), "audit", "verify")
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -97,3 +97,78 @@ async def test_ask_see_in_the_inbox_approve_and_complete(
     with pytest.raises(ValueError, match="wiped"):
         totp.reveal()  # the secret left memory with the dialog
     assert svc.audit.verify().ok
+
+
+async def test_a_lost_passphrase_is_asked_for_without_signing_in(
+    quorum_ui: tuple[Service, Any], ui_cast: Cast
+) -> None:
+    """Nobody signed in, bob highlighted, k: bob types a reason and a new passphrase; the
+    key is made now and signs the request, which the others then approve."""
+    from screens.people import NewPassphrase
+
+    svc, _ = quorum_ui
+    app = _app(svc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f4")
+        await _until(pilot, lambda: isinstance(app.screen, PeopleScreen))
+        table = app.screen.query_one(DataTable)
+        names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        table.move_cursor(row=names.index("bob"))
+        await pilot.press("k")
+        await _until(pilot, lambda: isinstance(app.screen, ChangeRequest))
+        app.screen.query_one("#change-reason", Input).value = "forgot my passphrase"
+        await pilot.click("#change-ok")
+        await _until(pilot, lambda: isinstance(app.screen, NewPassphrase))
+        for field in ("#pw1", "#pw2"):
+            app.screen.query_one(field, Input).value = "bob brand new passphrase long enough"
+        await pilot.click("#key-ok")
+        await _until(
+            pilot, lambda: any(r.kind == "person.change" for r in svc.approvals.requests("open"))
+        )
+    (r,) = [x for x in svc.approvals.requests("open") if x.kind == "person.change"]
+    assert r.requester == "bob" and r.payload["change"] == "key" and r.quorum == 2
+    assert svc.people.get("bob").key.key_id != r.payload["key_id"]  # type: ignore[union-attr]
+    assert svc.audit.verify().ok
+
+
+async def test_an_enrolment_is_completed_in_front_of_an_approver(
+    quorum_ui: tuple[Service, Any], ui_cast: Cast
+) -> None:
+    """carol approved dave's enrolment and is signed in: Ctrl+O asks dave's passphrase,
+    then shows his new secret with a field for his first code and one for carol's."""
+    from screens.people import NewPassphrase
+
+    svc, carol = quorum_ui
+    alice = unlock(svc, ui_cast.alice)
+    r = svc.people.changes.request("enrol", "dave", by=alice, reason="new", roles=["custodian"])
+    svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+    app = _app(svc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        sign_in_directly(app, alice)  # alice asked, did not approve: she cannot witness
+        await pilot.press("f4")
+        await _until(pilot, lambda: isinstance(app.screen, PeopleScreen))
+        await pilot.press("ctrl+o")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, PeopleScreen)
+        sign_in_directly(app, unlock(svc, carol))
+        await pilot.press("ctrl+o")
+        await _until(pilot, lambda: isinstance(app.screen, NewPassphrase))
+        for field in ("#pw1", "#pw2"):
+            app.screen.query_one(field, Input).value = "dave brand new passphrase long enough"
+        await pilot.click("#key-ok")
+        await _until(pilot, lambda: isinstance(app.screen, CompletionTotpStep))
+        step = app.screen
+        assert isinstance(step, CompletionTotpStep) and step.completion.totp is not None
+        step.query_one("#totp-code", Input).value = P.hotp(
+            step.completion.totp, P.current_step(svc.clock())
+        )
+        wfield = step.query_one("#witness-code", Input)
+        wfield.value = next_code(svc, carol)
+        wfield.focus()
+        await pilot.press("enter")
+        await _until(pilot, lambda: isinstance(app.screen, PeopleScreen))
+    dave = svc.people.get("dave")
+    assert dave.active and dave.roles == ("custodian",)
+    (w,) = svc.audit.entries(action="person.enrol.witness")
+    assert w["actor"] == "carol" and w["details"]["key_id"] == dave.key.key_id  # type: ignore[union-attr]
+    assert svc.audit.verify().ok

@@ -306,7 +306,14 @@ def test_enrolment_after_bootstrap(quorum_home: Service, cast: Cast, carol: Enro
     c = svc.people.changes.begin(r.id, passphrase=_pw("dave test passphrase long enough"))
     assert c.totp is not None
     code = P.hotp(c.totp, P.current_step(svc.clock()))
-    p = svc.people.changes.complete(c, code)
+    # alice, who asked, cannot witness it (she did not approve): carol, who did, watches
+    with pytest.raises(AuthError, match="in front of one of the custodians who approved"):
+        svc.people.changes.complete(c, code, witness=alice, witness_code=next_code(svc, cast.alice))
+    with pytest.raises(AuthError, match="in front of one of the custodians who approved"):
+        svc.people.changes.complete(c, code)
+    p = svc.people.changes.complete(
+        c, code, witness=unlock(svc, carol), witness_code=next_code(svc, carol)
+    )
     assert p.name == "dave" and p.roles == ("custodian",) and p.active
     (e,) = [x for x in svc.audit.entries(action="person.enrol") if x["subject"] == "person:dave"]
     assert e["actor"] == "dave" and e["key_id"] == p.key.key_id  # type: ignore[union-attr]
@@ -436,7 +443,9 @@ def test_the_example_verifier_follows_every_change_and_refuses_the_same_forgery(
     svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
     c = svc.people.changes.begin(r.id, passphrase=_pw("dave test passphrase long enough"))
     assert c.totp is not None
-    svc.people.changes.complete(c, P.hotp(c.totp, P.current_step(svc.clock())))
+    first = P.hotp(c.totp, P.current_step(svc.clock()))
+    w = unlock(svc, carol)
+    svc.people.changes.complete(c, first, witness=w, witness_code=next_code(svc, carol))
     r = svc.people.changes.request("roles", "oscar", by=alice, reason="x",
                                    roles=["auditor", "operator"])  # fmt: skip
     svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
@@ -450,3 +459,47 @@ def test_the_example_verifier_follows_every_change_and_refuses_the_same_forgery(
     code, line = _example_verifier(svc)
     assert code == 8 and line == svc.audit.verify().summary()
     assert "person.disable of oscar after bootstrap" in line
+
+
+def test_a_denied_lost_key_request_leaves_no_key_behind_and_enable_needs_a_quorum(
+    quorum_home: Service, cast: Cast, carol: Enrolled
+) -> None:
+    svc = quorum_home
+    r = svc.people.changes.request_own_key("bob", _pw(NEW_PW), reason="forgot passphrase")
+    kid = r.payload["key_id"]
+    assert svc.ctx.keyring.get(f"sign:bob:{kid}") is not None  # no authority: not in catalog
+    svc.approvals.deny(r.id, next_code(svc, carol), "not bob", by=unlock(svc, carol))
+    svc.approvals.requests()  # any read sweeps what an ended request left
+    assert svc.ctx.keyring.get(f"sign:bob:{kid}") is None
+    assert svc.ctx.keyring.get(f"personal:bob:{kid}") is None
+    alice = unlock(svc, cast.alice)
+    r = svc.people.changes.request("disable", "oscar", by=alice, reason="leave")
+    svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+    assert not svc.people.get("oscar").active
+    r = svc.people.changes.request("enable", "oscar", by=alice, reason="back")
+    assert svc.people.get("oscar").active is False
+    svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+    assert svc.people.get("oscar").active
+    unlock(svc, cast.oscar)
+    assert svc.audit.verify().ok
+    code, line = _example_verifier(svc)
+    assert code == 0, line
+
+
+def test_an_enrolment_completed_by_its_requester_alone_fails_verify(
+    quorum_home: Service, cast: Cast, carol: Enrolled
+) -> None:
+    """The sybil: alice asks to enrol dave, carol approves, and alice completes it herself
+    with a key she made, no approver watching. The service refuses (no witness); a log
+    written that way is refused by both verifiers."""
+    svc = quorum_home
+    alice = unlock(svc, cast.alice)
+    r = svc.people.changes.request("enrol", "dave", by=alice, reason="new", roles=["custodian"])
+    svc.approvals.approve(r.id, next_code(svc, carol), by=unlock(svc, carol))
+    priv, new = _fresh_key()
+    dave = Actor("dave", ("custodian",), new["key_id"], priv)
+    svc.ctx.record(dave, "person.enrol", "person:dave", details={
+        **new, "request": r.id, "scope": r.payload["scope"], "roles": ["custodian"],
+        "kind": "person", "protection": "passphrase", "totp": True})  # fmt: skip
+    line = _verify_fails(svc, "without an approver witnessing its new key")
+    assert _example_verifier(svc) == (8, line)
