@@ -503,3 +503,17 @@ def test_an_enrolment_completed_by_its_requester_alone_fails_verify(
         "kind": "person", "protection": "passphrase", "totp": True})  # fmt: skip
     line = _verify_fails(svc, "without an approver witnessing its new key")
     assert _example_verifier(svc) == (8, line)
+
+
+def test_a_migration_to_quorum_ends_bootstrap_too(svc: Service, cast: Cast, alice: Actor) -> None:
+    """The first quorum KEK ends bootstrap whether it is made or migrated to: otherwise a
+    home whose only KEK was migrated would leave the home key its authority."""
+    carol = enrol(svc, "carol", ("custodian",), alice)
+    svc.clock = Clock()
+    hs = [unlock(svc, cast.alice), unlock(svc, cast.bob), unlock(svc, carol)]
+    assert svc.people.changes.in_bootstrap()
+    svc.migrations.to_quorum("backups", hs, 2, by=hs[0], code=next_code(svc, cast.alice))
+    assert not svc.people.changes.in_bootstrap()
+    with pytest.raises(AuthError, match="needs custodians other than|request"):
+        svc.people.replace_key("oscar", _pw("oscar new passphrase long enough"), by=hs[0])
+    assert svc.audit.verify().ok
