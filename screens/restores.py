@@ -208,6 +208,17 @@ class RestoresScreen(Screen[None]):
                 self._backups[bid] = None
         return self._backups[bid]
 
+    async def _holder_left(self, person: str) -> None:
+        """A holder disabled (or no longer a custodian): their share still opens DEKs with
+        M-1 others until a redistribution leaves them out; say which KEKs and how."""
+        try:
+            needs = await asyncio.to_thread(self.service.keys.holder_disabled, person)
+        except CustodianError:
+            return
+        for need in needs:
+            self.notify(need.summary(), title="Redistribution needed", severity="warning",
+                        markup=False, timeout=30)  # fmt: skip
+
     def _backups_of(self, r: Request) -> dict[str, Backup | None]:
         return {bid: self._backup(bid) for bid in r.backups}
 
@@ -390,6 +401,8 @@ class RestoresScreen(Screen[None]):
                 title="Quorum reached",
                 markup=False,
             )
+            if result.state == "done" and result.payload.get("change") in ("disable", "roles"):
+                await self._holder_left(str(result.payload.get("person")))
         elif result.state == "approved" and result.session is not None:
             self.notify(
                 f"Request {short_id(r.id)} is approved: a session is open until "

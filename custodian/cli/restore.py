@@ -228,6 +228,11 @@ def _decide(args: argparse.Namespace, decision: str) -> int:
 
             say(f"request {r.id} approved ({len(r.approvals)} of {r.quorum}); done: "
                 f"{describe(r.payload)}")  # fmt: skip
+            if r.payload.get("change") in ("disable", "roles"):
+                # a holder who left: their share still opens DEKs with M-1 others until a
+                # redistribution leaves them out (DESIGN.md); say which, and how
+                for need in svc.keys.holder_disabled(str(r.payload.get("person"))):
+                    say(f"next: {need.summary()}")
         elif r.state == "approved" and r.kind == "person.change":
             say(
                 f"request {r.id} approved ({len(r.approvals)} of {r.quorum}); "

@@ -255,3 +255,21 @@ def test_an_enrolment_after_bootstrap_through_the_cli_is_witnessed(
     assert b"enrolled dave (custodian)" in out
     r = run("--home", str(home), "audit", "verify")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_disabling_a_holder_says_which_redistribution_follows(
+    quorum_cli: tuple[Service, Enrolled], cast: Cast
+) -> None:
+    """Disabling a holder 'triggers' the redistribution as far as a machine can: the
+    approval that disables them names each KEK they hold a share of and the command
+    that leaves them out (the holders who remain must be present to run it)."""
+    svc, _carol = quorum_cli
+    home = svc.home.path
+    r = _as(home, cast.alice, "people", "request", "disable", "carol", "--reason", "left")
+    assert r.returncode == 0, r.stderr
+    rid = r.stdout.split()[1].decode()
+    r = _as(home, cast.bob, "approve", rid[:8], code=next_code(svc, cast.bob))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert "done" in out and "next: KEK vault v1:" in out, out
+    assert "custodian kek redistribute vault" in out, out
