@@ -107,11 +107,17 @@ def _holders(svc: Service, args: argparse.Namespace, by: Actor) -> list[Actor]:
 
 
 def cmd_kek_create(args: argparse.Namespace) -> int:
+    if args.custody is None:  # quorum is the default kind of a new local KEK
+        args.custody = "single" if args.backend != "local" and not args.holders else "quorum"
+    if args.custody == "quorum" and not args.holders:
+        raise usage_error(
+            "a new local KEK is a quorum KEK by default: name its holders, present, with "
+            "--holders NAME,NAME,NAME (--quorum M), or choose --custody single (its private "
+            "key sealed by the root key: code running as this account can open its DEKs)."
+        )
     with open_service(args) as svc:
         by = unlock_actor(svc, args)
         if args.custody == "quorum":
-            if not args.holders:
-                raise usage_error("a quorum KEK needs its holders: --holders NAME,NAME,NAME.")
             holders = _holders(svc, args, by)
             code = _code(args, by)
             k = svc.keys.create_quorum(
@@ -399,9 +405,10 @@ def add_parsers(sub: Subparsers) -> None:
     s.add_argument(
         "--custody",
         choices=["single", "quorum"],
-        default="single",
-        help="quorum: no single person or account opens its DEKs; its holders, present, "
-        "each get a share (default: single)",
+        default=None,
+        help="quorum (the default for a local KEK): no single person or account opens its "
+        "DEKs; its holders, present, each get a share. single: one key pair sealed by the "
+        "root key (the default on a server backend, which holds the key itself)",
     )
     _add_holder_options(s)
     B.add_backend_options(s)

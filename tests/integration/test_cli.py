@@ -582,6 +582,8 @@ def test_kek_lifecycle_through_the_cli(svc: Service, cast: Cast, tmp_path: Path)
         "kek",
         "create",
         "archive",
+        "--custody",
+        "single",
         "--suite",
         "p256",
         "--purpose",
@@ -590,8 +592,11 @@ def test_kek_lifecycle_through_the_cli(svc: Service, cast: Cast, tmp_path: Path)
     )
     assert r.returncode == 0, r.stderr
     assert b"created KEK archive v1 on local (p256)" in r.stdout and b"fingerprint" in r.stdout
-    r = _as(home, cast.oscar, "kek", "create", "mine", code="123456")
+    r = _as(home, cast.oscar, "kek", "create", "mine", "--custody", "single", code="123456")
     assert r.returncode == 7 and b"custodian role" in r.stderr
+    # a local KEK is a quorum KEK unless asked otherwise: without holders, a usage error
+    r = _as(home, cast.alice, "kek", "create", "mine", code="123456")
+    assert r.returncode == 2 and b"quorum KEK by default" in r.stderr
 
     r = _as(
         home, cast.bob, "kek", "rotate", "backups", "--batch", "200", code=next_code(svc, cast.bob)

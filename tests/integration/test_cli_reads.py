@@ -117,7 +117,7 @@ def test_a_totp_code_typed_at_the_terminal_is_not_echoed(
     os.close(write)
     p = subprocess.Popen(
         [EXE, "--home", str(home), "kek", "create", "arch", "--suite", "x25519",
-         "--as", "alice", "--passphrase-fd", str(read)],
+         "--custody", "single", "--as", "alice", "--passphrase-fd", str(read)],
         stdin=slave, stdout=slave, stderr=slave, pass_fds=(read,), start_new_session=True,
     )  # fmt: skip
     os.close(slave)
