@@ -67,10 +67,20 @@ async def press_ok(pilot: Any, d: Any) -> None:
     await pilot.pause()
 
 
-async def split_in_tui(pilot: Any, svc: Service, cast: Cast, carol: Enrolled) -> list[str]:
-    """Runs the split ceremony as the holders would; returns the shares as written down."""
+async def split_in_tui(
+    pilot: Any,
+    svc: Service,
+    cast: Cast,
+    carol: Enrolled,
+    key: str = "ctrl+s",
+    old: list[str] | None = None,
+) -> list[str]:
+    """Runs the split ceremony (or, with ``key`` and the current set's shares ``old``,
+    reshare or rekey) as the holders would; returns the shares as written down."""
     app = pilot.app
-    await pilot.press("ctrl+s")
+    await pilot.press(key)
+    if old is not None:
+        await type_shares(pilot, old)
     form = await _dialog(pilot, SplitForm)
     form.query_one("#bg-holders", Input).value = "alice, bob, carol"
     await pilot.click("#bg-split-ok")
@@ -222,3 +232,26 @@ async def test_recovery_and_reenrolment_through_the_screen(
         a = other.auth.unlock("alice", SecretBytes(b"alice new passphrase after recovery"))
         assert a.name == "alice" and other.ctx.load_ksk() is not None
         assert other.audit.verify().ok
+
+
+@pytest.mark.parametrize("key", ["ctrl+e", "ctrl+k"], ids=["reshare", "rekey"])
+async def test_reshare_and_rekey_through_the_screen(
+    ui_svc: Service, ui_cast: Cast, carol: Enrolled, key: str
+) -> None:
+    ui_svc.clock = Clock()
+    alice = unlock(ui_svc, ui_cast.alice)
+    holders = [alice, unlock(ui_svc, ui_cast.bob), unlock(ui_svc, carol)]
+    with ui_svc.custody.split(holders, by=alice, code=next_code(ui_svc, ui_cast.alice)) as ss:
+        old, old_id, old_fp = [x.reveal() for x in ss.shares], ss.set_id, ss.fingerprint
+    app = CustodianApp(ui_svc)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        sign_in_directly(app, alice)
+        await _open(pilot)
+        papers = await split_in_tui(pilot, ui_svc, ui_cast, carol, key, old[1:])
+        s = ui_svc.custody.current()
+        assert s is not None and s.revoked == (old_id,)
+        assert (s.fingerprint == old_fp) == (key == "ctrl+e")
+        assert "revoked sets" in everything_shown(app) and str(old_id) in everything_shown(app)
+        assert ui_svc.custody.drill(papers[:2], by=alice).ok
+        assert not ui_svc.custody.drill(old[:2], by=alice).ok
+        assert ui_svc.audit.verify().ok
