@@ -209,13 +209,18 @@ def run(
         ratio = refs[o].best / one.best if one.best and refs[o].best else None
         if ratio is not None:
             one.ratios[f"bare {o} open(s) + seal"] = ratio
+        if goal is None:  # shown, not judged: a holder's part needs 2 opens and a seal
+            report.note(
+                f"{suite}: h1's part, 1 worker vs bare 1 open + seal (the issue's loop): "
+                + (f"{ratio:.3f}x" if ratio else "-")
+            )
+            continue
         report.target(
             GROUP,
-            f"{suite}: h1's part, 1 worker vs bare {o} open(s) + seal"
-            + ("" if goal else " (cannot reach 0.8: 2 opens are needed)"),
+            f"{suite}: h1's part, 1 worker vs bare {o} open(s) + seal",
             f"{ratio:.3f}x" if ratio else "-",
-            f">= {goal:.2f}x" if goal else "(shown)",
-            None if ratio is None or goal is None else ratio >= goal,
+            f">= {goal:.2f}x",
+            None if ratio is None else ratio >= goal,
         )
     scale = one.best / two.best if one.best and two.best else None
     if scale is not None:

@@ -705,7 +705,7 @@ class KeysScreen(Screen[None]):
             return
         actor = self._actor("apply your part of a refresh")
         if actor is not None:
-            self.refresh_pane.start(k.name, [actor])
+            self.refresh_pane.start(k.name, [actor], keep=actor)
             self.refresh_bindings()
 
     async def _rotate_quorum(self, k: Kek, actor: Actor) -> None:
@@ -756,7 +756,7 @@ class KeysScreen(Screen[None]):
             title="KEK rotated",
             markup=False,
         )
-        self.refresh_pane.start(k.name, present)
+        self.refresh_pane.start(k.name, present, keep=actor)
         self.refresh_bindings()
 
     def on_refresh_ended(self, m: RefreshEnded) -> None:

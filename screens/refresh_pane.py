@@ -124,7 +124,10 @@ class RefreshPane(Vertical):
             steps.append(f"{safe(bid)}: {safe(why)}")
         self.query_one("#refresh-steps", Static).update(steps)
 
-    def start(self, name: str, actors: Sequence[Actor]) -> None:
+    def start(self, name: str, actors: Sequence[Actor], keep: Actor | None = None) -> None:
+        """Run each of ``actors``' parts in turn; every actor but ``keep`` (the person
+        signed in) is forgotten when the run ends: a holder present for the ceremony
+        stays unlocked no longer than it."""
         self.running = name
         self.app.busy = (  # type: ignore[attr-defined]
             f"the refresh of KEK {name} is running (c on Keys, F7, stops it after its batch)"
@@ -137,7 +140,7 @@ class RefreshPane(Vertical):
             Text(f"Applying the part of {safe(who)} in the job of KEK {safe(name)}…")
         )
         self.query_one("#refresh-bar", ProgressBar).update(total=None, progress=0)
-        self._run(name, list(actors))
+        self._run(name, list(actors), keep)
 
     def cancel(self) -> None:
         if self.running is not None:
@@ -148,7 +151,7 @@ class RefreshPane(Vertical):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group=REFRESH_GROUP,
           description="apply holders' parts of a refresh")  # fmt: skip
-    def _run(self, name: str, actors: list[Actor]) -> None:
+    def _run(self, name: str, actors: list[Actor], keep: Actor | None) -> None:
         worker = get_current_worker()
         summaries: list[str] = []
         error: str | None = None
@@ -174,6 +177,10 @@ class RefreshPane(Vertical):
                     break
         except CustodianError as e:
             error = str(e)
+        finally:
+            for a in actors:
+                if a is not keep:
+                    a.forget()
         view = None
         with suppress(CustodianError):
             views = [v for v in self.service.keys.custody_jobs(name)]

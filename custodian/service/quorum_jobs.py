@@ -232,6 +232,19 @@ def rotate(
             "Nothing was changed.",
             ConflictError,
         )  # fmt: skip
+    for v in k.versions:  # DEKs still under older versions are refreshed too
+        if v.version < k.current_version and v.state == "active" and v.dek_count > 0:
+            om = _manifest(ctx, name, v.version, by, action)
+            if [(h.name, h.x) for h in om.holders] != [(h.name, h.x) for h in cur.holders] or (
+                om.m != cur.m
+            ):
+                raise ctx.refused(
+                    by, action, subject, f"v{v.version} has other holders",
+                    f"{v.dek_count:,} DEK(s) are still under v{v.version}, whose holders "
+                    f"differ from v{cur.version}'s; finish its job first ('custodian kek "
+                    f"jobs {name}'). Nothing was changed.",
+                    ConflictError,
+                )  # fmt: skip
     ordered = [have[h.name] for h in cur.holders]
     version = k.current_version + 1
     made = _new_keys(ctx, name, version, k.suite, ordered)
