@@ -349,6 +349,9 @@ class VaultBackend:
         s = requests.Session()
         s.trust_env = False  # no proxies, CA bundles or netrc from the environment
         cert = (self.opts.client_cert, self.opts.client_key) if self.opts.client_cert else None
+        # hvac takes verify and cert from a session it is given, not from its arguments
+        s.verify = self.opts.ca_file or True
+        s.cert = cert
         return hvac.Client(
             url=self.opts.address,
             token=token if token is not None else "",

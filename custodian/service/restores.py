@@ -498,7 +498,12 @@ class Restores:
         """Why a server backend of these backups cannot unwrap now ('' if all can): its
         custody credential is given per run (custodian.service.backends)."""
         ctx = self._ctx
-        names = {ctx.catalog.kek(ctx.catalog.backup(b).kek).backend for b in backup_ids}
+        names: set[str] = set()
+        for b in backup_ids:
+            try:
+                names.add(ctx.catalog.kek(ctx.catalog.backup(b).kek).backend)
+            except NotFoundError:  # gone from the catalog: the run records it as failed
+                continue
         for name in sorted(names - {"local", "quorum"}):
             has = getattr(ctx.backend(name), "has_credential", None)
             if has is not None and not has("custody"):

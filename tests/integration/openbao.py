@@ -44,11 +44,12 @@ def _env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def client(address: str, token: str = "", timeout: float = 5) -> Any:
+def client(address: str, token: str = "", timeout: float = 5, verify: bool | str = True) -> Any:
     import requests
 
     s = requests.Session()
     s.trust_env = False
+    s.verify = verify  # hvac reads it from the session
     return hvac.Client(url=address, token=token, timeout=timeout, session=s)
 
 
@@ -75,7 +76,7 @@ class Server:
 
     def wait(self, *, sealed_ok: bool = False) -> None:
         deadline = time.monotonic() + START_TIMEOUT
-        c = client(self.address)
+        c = client(self.address, verify=self.verify)
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
@@ -116,10 +117,12 @@ class Server:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGCONT)
 
+    verify: bool | str = True
+
     # ---------------------------------------------------------------- set-up helpers
 
     def admin(self) -> Any:
-        return client(self.address, self.root)
+        return client(self.address, self.root, verify=self.verify)
 
     def setup_transit(self, prefix: str) -> None:
         c = self.admin()
@@ -133,14 +136,43 @@ class Server:
         return str(r["auth"]["client_token"])
 
 
-def dev(tmp: Path) -> Server:
-    s = Server(tmp, [])
+class TlsServer(Server):
+    """``bao server -dev -dev-tls``: https on 127.0.0.1 with a CA the server generates
+    (``ca_file``); clients that do not trust it fail the handshake."""
+
+    scheme = "https"
+
+    @property
+    def address(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tmp / "tls" / "vault-ca.pem"
+
+    def wait(self, *, sealed_ok: bool = False) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.ca_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        super().wait(sealed_ok=sealed_ok)
+
+    @property
+    def verify(self) -> bool | str:
+        return str(self.ca_file)
+
+
+def dev(tmp: Path, *, tls: bool = False) -> Server:
+    s: Server = TlsServer(tmp, []) if tls else Server(tmp, [])
     s.port = free_port()
     s.root = f"root-{os.urandom(6).hex()}"
+    extra = ["-dev-tls", f"-dev-tls-cert-dir={tmp / 'tls'}"] if tls else []
+    if tls:
+        (tmp / "tls").mkdir(parents=True, exist_ok=True)
     s._spawn(
         [
             "server",
             "-dev",
+            *extra,
             f"-dev-listen-address={HOST}:{s.port}",
             f"-dev-root-token-id={s.root}",
             "-dev-no-store-token",

@@ -480,3 +480,65 @@ def test_server_killed_mid_rewrap_then_restarted(
         assert entries(svc, "kek.rewrap.stop")
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------- TLS and AppRole
+
+
+def test_tls_with_a_ca_file_and_without_it(
+    svc: Service, cast: Cast, alice: Actor, tmp_path: Path
+) -> None:
+    server = openbao.dev(tmp_path / "tls", tls=True)
+    try:
+        assert isinstance(server, openbao.TlsServer)
+        server.setup_transit(prefix_of(svc))
+        h = svc.backends.check_options("vault", {"address": server.address})
+        assert not h.ok and "TLS handshake failed" in h.detail  # the CA is not trusted
+        svc.backends.configure(
+            "vault", {"address": server.address, "ca_file": str(server.ca_file)}, by=alice
+        )
+        svc.backends.set_wrap_credential("vault", secret(server.token("custodian-wrap")), by=alice)
+        create_kek(svc, cast, alice, server.token("custodian-custody"))
+        assert svc.backends.check("vault").ok
+        prints = fill(svc, 10, "vbk")
+        with svc.backends.custody("vault", secret(server.token("custodian-custody"))):
+            assert fingerprints(svc, "vbk") == prints
+    finally:
+        server.stop()
+
+
+def test_approle_credentials(svc: Service, cast: Cast, alice: Actor, bao: openbao.Server) -> None:
+    """Both credentials as AppRole secret ids; the role ids (not secrets) in the file."""
+    bao.setup_transit(prefix_of(svc))
+    admin = bao.admin()
+    mount = f"approle-{uuid.uuid4().hex[:6]}"
+    admin.sys.enable_auth_method("approle", path=mount)
+    ids = {}
+    for role in ("custodian-wrap", "custodian-custody"):
+        admin.auth.approle.create_or_update_approle(
+            role, token_policies=[role], token_ttl="10m", mount_point=mount
+        )
+        rid = admin.auth.approle.read_role_id(role, mount_point=mount)["data"]["role_id"]
+        sid = admin.auth.approle.generate_secret_id(role, mount_point=mount)["data"]["secret_id"]
+        ids[role] = (rid, sid)
+    svc.backends.configure(
+        "vault",
+        {
+            "address": bao.address,
+            "auth": "approle",
+            "approle_mount": mount,
+            "wrap_role_id": ids["custodian-wrap"][0],
+            "custody_role_id": ids["custodian-custody"][0],
+        },
+        by=alice,
+    )
+    svc.backends.set_wrap_credential("vault", secret(ids["custodian-wrap"][1]), by=alice)
+    create_kek(svc, cast, alice, ids["custodian-custody"][1])
+    prints = fill(svc, 20, "vbk")
+    with svc.backends.custody("vault", secret(ids["custodian-custody"][1])):
+        assert fingerprints(svc, "vbk") == prints
+    with (
+        svc.backends.custody("vault", secret("not-a-secret-id")),
+        pytest.raises(BackendError, match="invalid role or secret ID"),
+    ):
+        fingerprints(svc, "vbk")
