@@ -20,9 +20,20 @@ from screens.key_dialogs import KekCreated, KekForm
 from tests.conftest import Cast, unlock
 from tests.integration import openbao
 from tests.ui.conftest import sign_in_directly
-from tests.ui.test_keys import KeysApp, answered, open_keys, shown, type_code, wait_for
+from tests.ui.test_keys import KeysApp, open_keys, shown, type_code, wait_for
 
 SIZE = (100, 36)
+SERVER_WAIT = 30.0  # seconds: the health check's HTTP calls run on a loaded machine
+
+
+async def answered(pilot: Any, dialog: Any) -> None:
+    """Wait until the dialog's step (a health check in a thread) answered."""
+    await wait_for(
+        pilot, lambda: not dialog.is_attached or not dialog.ok_button.disabled, SERVER_WAIT
+    )
+    await pilot.pause()
+
+
 Compare = Callable[..., bool]
 
 
@@ -84,7 +95,7 @@ async def test_generate_a_vault_kek_with_the_backend_step(
         await pilot.click("#be-check")
         await answered(pilot, step)
         await type_code(pilot, _code(ui_svc, ui_cast))
-        await wait_for(pilot, lambda: isinstance(app.screen, KekCreated))
+        await wait_for(pilot, lambda: isinstance(app.screen, KekCreated), SERVER_WAIT)
         k = ui_svc.keys.get("vaulted")
         assert k.backend == "vault"
         key = bao.admin().secrets.transit.read_key(prefix(ui_svc) + "vaulted")["data"]
@@ -112,11 +123,13 @@ async def test_dashboard_reads_backend_health_in_a_worker(
     app = KeysApp(ui_svc)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
-        await wait_for(pilot, lambda: "healthy" in shown(app, "#backend-health-vault"))
+        await wait_for(pilot, lambda: "healthy" in shown(app, "#backend-health-vault"), SERVER_WAIT)
         assert "checks pass" in shown(app, "#backend-detail-vault")
         bao.stop()
         await pilot.press("f5")
-        await wait_for(pilot, lambda: "unreachable" in shown(app, "#backend-health-vault"))
+        await wait_for(
+            pilot, lambda: "unreachable" in shown(app, "#backend-health-vault"), SERVER_WAIT
+        )
         assert "cannot be reached" in shown(app, "#backend-detail-vault")
 
 
@@ -153,6 +166,8 @@ def test_backend_step_at_80x24(snap_compare: Compare, ui_svc: Service, ui_cast: 
         dialog.error(
             dialog.refusal("Backend vault is not ready: cannot rewrap. Nothing was created.")
         )
+        await pilot.pause(0.2)
+        dialog.fit_body()  # the two-line error line is there now: fit the body again
         await pilot.pause(0.2)
         visible(app)  # type: ignore[arg-type]
         await settle(pilot)
