@@ -48,6 +48,32 @@ class Keys:
         """The backend named ``name`` in the configuration, loaded on first use."""
         return self._ctx.backend(name)
 
+    def configure_backend(self, name: str, options: dict[str, Any], *, by: Actor) -> None:
+        """Set ``[backends.NAME]`` options in the configuration (aws-kms: region,
+        endpoint_url, ...), checked by the backend before they are saved. Custodians only;
+        audited. Existing versions keep where their keys are (the signed material); the
+        options say where new keys are made and how calls behave."""
+        from dataclasses import replace
+
+        ctx = self._ctx
+        subject = f"backend:{name}"
+        ctx.require(by, "custodian", "backend.configure", subject, allow_home=True)
+        merged = {**ctx.config.backends.get(name, {}), **options}
+        if name == "aws-kms":
+            from custodian.backends.aws_kms import Settings
+
+            Settings.from_config(merged)  # refuses credentials and bad values
+        elif name != "local":
+            raise BackendError(f"backend {name!r} is not available in this version of custodian.")
+        details = {"options": {k: str(v) for k, v in merged.items()}}
+        with ctx.audited(by, "backend.configure", subject, details):
+            cfg = replace(ctx.config, backends={**ctx.config.backends, name: merged})
+            cfg.save(ctx.home.config)
+            ctx.config = cfg
+            old = ctx._backends.pop(name, None)
+            if old is not None and hasattr(old, "close"):
+                old.close()
+
     def list(self) -> builtins.list[Kek]:
         return self._ctx.catalog.keks()
 
@@ -70,8 +96,14 @@ class Keys:
         (``code``); only the home identity, at ``init``, creates one without."""
         ctx = self._ctx
         ctx.require(by, "custodian", "kek.create", f"kek:{name}", allow_home=True)
-        suite, purpose = self._check_new(name, suite, purpose)
         be = ctx.backend(backend)
+        own = getattr(be, "suite", None)  # a server backend's one algorithm (aws-kms)
+        if own is not None and suite not in (None, own):
+            raise CustodianError(
+                f"KEKs on backend {backend} are {own}; --suite {suite} does not apply. "
+                "Nothing was created."
+            )
+        suite, purpose = self._check_new(name, suite or own, purpose, own)
         with ctx.audited(
             by,
             "kek.create",
@@ -86,7 +118,9 @@ class Keys:
             d.update(version=1, fingerprint=mat.fingerprint)
         return ctx.catalog.kek(name)
 
-    def _check_new(self, name: str, suite: str | None, purpose: str) -> tuple[str, str]:
+    def _check_new(
+        self, name: str, suite: str | None, purpose: str, own_suite: str | None = None
+    ) -> tuple[str, str]:
         """A new KEK's name, suite and purpose, checked: (suite, purpose) as they will be kept."""
         ctx = self._ctx
         suite = suite or ctx.config.default_suite
@@ -100,7 +134,7 @@ class Keys:
                 f"{name!r} is not a valid KEK name: use 1 to 64 letters, digits, '.', '_' or "
                 "'-', starting with a letter or digit."
             )
-        if suite not in SUITES:
+        if suite not in SUITES and suite != own_suite:
             raise CustodianError(f"unknown suite {suite!r}; use one of {', '.join(SUITES)}.")
         # Names that differ only in case would name the same sealed key file on
         # the local backend (and confuse people): one spelling per name.
@@ -433,9 +467,12 @@ class Keys:
                 cancelled=cancelled,
                 on_failure=on_failure,
             )
-        except BaseException:
+        except BaseException as e:
             with suppress(Exception), ctx.catalog.transaction():
                 R.mark_stopped(db, j.id)  # interrupted: the job resumes from its cursor
+            if isinstance(e, CustodianError) and not e.logged:  # a backend down, throttling
+                ctx.record_refusal(by, "kek.rewrap.run", subject, str(e), {"job": j.id})
+                e.logged = True
             raise
         finally:
             rewrapper.close()
