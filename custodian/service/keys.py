@@ -655,6 +655,8 @@ class Keys:
         k = self._ctx.catalog.kek(name)
         try:
             self._ctx.backend(k.backend).destroy(name, version)
+            if k.backend == "aws-kms":
+                self._scheduled(name, version)
         except (CustodianError, OSError) as e:
             raise BackendError(
                 f"KEK {name} v{version} is recorded as destroyed, but its key material could "
@@ -669,11 +671,24 @@ class Keys:
 
         ctx = self._ctx
         for k in ctx.catalog.keks():
+            if k.backend == "aws-kms":  # ScheduleKeyDeletion that did not happen (server down)
+                for v in k.versions:
+                    key = f"aws-kms.deletion.{k.name}/v{v.version}"
+                    if v.state == "destroyed" and ctx.catalog.get_meta(key) is None:
+                        with suppress(CustodianError):
+                            ctx.backend(k.backend).destroy(k.name, v.version)
+                            self._scheduled(k.name, v.version)
+                continue
             if k.backend != "local":
                 continue
             for v in k.versions:
                 if v.state == "destroyed" and ctx.sealed.exists(sealed_name(k.name, v.version)):
                     ctx.backend("local").destroy(k.name, v.version)
+
+    def _scheduled(self, name: str, version: int) -> None:
+        """Note that KMS has scheduled the deletion of an aws-kms version's key."""
+        with self._ctx.catalog.transaction():
+            self._ctx.catalog.set_meta(f"aws-kms.deletion.{name}/v{version}", self._ctx.now())
 
 
 def _manifest_details(man: Any) -> dict[str, Any]:
