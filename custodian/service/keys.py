@@ -60,7 +60,7 @@ class Keys:
         ctx.require(by, "custodian", "backend.configure", subject, allow_home=True)
         merged = {**ctx.config.backends.get(name, {}), **options}
         if name == "aws-kms":
-            from custodian.backends.aws_kms import Settings
+            from custodian.backends.aws_kms_types import Settings
 
             Settings.from_config(merged)  # refuses credentials and bad values
         elif name != "local":
