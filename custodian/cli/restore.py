@@ -246,7 +246,10 @@ def cmd_restore_run(args: argparse.Namespace) -> int:
             else:
                 say(f"FAILED  {x.backup}  {x.reason}", flush=True)
 
-        report = svc.restores.run(args.id, by=by, progress=prog, on_result=line)
+        from custodian.cli.kek import kms_session
+
+        with kms_session(svc, args, {"aws-kms"}):
+            report = svc.restores.run(args.id, by=by, progress=prog, on_result=line)
         prog.done()
         say(report.summary())
         return RESTORE_FAILED if report.failed else 0
@@ -283,6 +286,9 @@ def add_parsers(sub: Subparsers) -> None:
     s.set_defaults(func=cmd_restore_cancel)
     s = rs.add_parser("run", help="run an approved restore session (the requester)")
     s.add_argument("id", metavar="ID", help="request id, a unique prefix, or the session's id")
+    from custodian.cli.kek import add_kms_credentials_fd
+
+    add_kms_credentials_fd(s)
     add_acting(s)
     s.set_defaults(func=cmd_restore_run)
     for verb, helptext in (

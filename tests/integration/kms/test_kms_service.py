@@ -220,6 +220,11 @@ def test_an_expired_token_during_a_restore(proxy: FaultProxy, home: Path, tmp_pa
         assert list(target.iterdir()) == []  # no plaintext, no partial file
         (e,) = [x for x in svc.audit.entries(action="restore.backup") if x["outcome"] != "ok"]
         assert "ExpiredTokenException" in e["details"]["reason"]
+        # the wrapped DEK is fine: the session stays open, and a renewed credential runs it
+        assert rep.kept_open and "Renew it" in rep.kept_open
+        with be.decrypt_session(decrypt_credential()):
+            rep = svc.restores.run(session.id, by=oscar)
+        assert len(rep.ok) == 1 and len(list(target.iterdir())) == 1
         assert svc.audit.verify().ok
     finally:
         svc.close()
