@@ -232,6 +232,11 @@ class AwsKmsBackend:
                 return result
             except BE.ClientError as e:
                 code = str(e.response.get("Error", {}).get("Code", ""))
+                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code in ("AccessDenied", "403") or (
+                    status == 403 and code not in EXPIRED | BAD_CREDENTIAL
+                ):
+                    code = "AccessDeniedException"  # an IAM refusal, however it is spelt
                 if code in THROTTLED and attempt + 1 < s.max_attempts:
                     with self._lock:
                         self.retries += 1
