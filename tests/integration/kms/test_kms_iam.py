@@ -34,8 +34,8 @@ def iam_moto() -> Iterator[tuple[MotoServer, dict[str, Any]]]:
     keys: dict[str, Any] = {}
     for user, actions in (("workstation", WORKSTATION), ("decrypt", DECRYPT)):
         iam.create_user(UserName=user)
-        policy = {"Version": "2012-10-17",
-                  "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}  # fmt: skip
+        allow = {"Effect": "Allow", "Action": actions, "Resource": "*"}
+        policy = {"Version": "2012-10-17", "Statement": [allow]}
         iam.put_user_policy(UserName=user, PolicyName="kms", PolicyDocument=json.dumps(policy))
         keys[user] = iam.create_access_key(UserName=user)["AccessKey"]
     yield server, keys
