@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks.common import OUT_DIR, GiB, Report, environment
 
-GROUPS = ("stream", "wrap", "startup", "audit", "rewrap", "quorum")
+GROUPS = ("stream", "wrap", "startup", "audit", "rewrap", "quorum", "kms")
 ABOUT = {
     "stream": "encrypt and decrypt one large file (--size) vs cat and age",
     "wrap": "LocalBackend wrap/unwrap/rewrap per HPKE suite vs bare hpke.Suite calls",
@@ -26,6 +26,7 @@ ABOUT = {
     "audit": "verify a long signed log (--audit-entries) vs raw Ed25519; fsync append latency",
     "rewrap": "svc.keys.rewrap of --deks DEKs after a rotation, 1 and 2 workers, vs bare HPKE",
     "quorum": "custody v2 core: quorum wrap and holder refresh per suite vs bare HPKE",
+    "kms": "aws-kms ReEncrypt through the backend vs a bare boto3 loop (moto_server)",
 }
 TITLES = {
     "stream": "STREAM: {size} plaintext from the page cache, output on /dev/shm; rate is "
@@ -39,6 +40,8 @@ TITLES = {
     "ratios = rate / bare HPKE loop, 2 workers / 1 process",
     "quorum": "QUORUM: custody v2 core functions, batches of {batch}, best of {wrap_repeat}; "
     "ratio = custody/bare",
+    "kms": "KMS: ReEncrypt of {batch} DEKs on moto_server, best of {repeat}; ratio = bare "
+    "time / custodian time, same concurrency",
 }
 
 
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("TMPDIR", "/tmp")) / "custodian-bench",
         help="homes, age key, cached plaintext (default /tmp/custodian-bench)",
     )
+    p.add_argument("--kms-workers", type=int, default=8, help="kms: concurrent ReEncrypt calls (8)")
     p.add_argument("--out", type=Path, default=OUT_DIR, help="where the JSON goes")
     args = p.parse_args(argv)
     unknown = [g for g in args.groups if g not in GROUPS]
@@ -171,6 +175,16 @@ def main(argv: list[str] | None = None) -> int:
                     batches=args.rewrap_batch or [DEFAULT_BATCH],
                     workers=args.rewrap_workers,
                     suites=args.suites or list(rewrap.SUITES),
+                    workdir=args.workdir,
+                )
+            elif g == "kms":
+                from benchmarks import kms
+
+                kms.run(
+                    report,
+                    deks=args.batch,
+                    repeat=args.repeat,
+                    workers=args.kms_workers,
                     workdir=args.workdir,
                 )
             elif g == "quorum":
