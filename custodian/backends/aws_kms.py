@@ -42,14 +42,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from custodian.backends.aws_kms_types import (
+    BAD_CREDENTIAL,
     DELETION_DAYS,
+    EXPIRED,
     NAME,
     SUITE,
+    THROTTLED,
     DecryptCredential,
+    ItemFailed,
     KeyMaterial,
     Settings,
     alias_part,
     context,
+    explain,
     fingerprint,
 )
 from custodian.backends.base import DekRef, Health, VersionMaterial
@@ -57,20 +62,7 @@ from custodian.catalog import Catalog
 from custodian.errors import BackendError, UnwrapError
 from custodian.secret import SecretBytes
 
-THROTTLED = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "SlowDown",
-    }
-)
-EXPIRED = frozenset({"ExpiredTokenException", "ExpiredToken", "RequestExpired"})
-BAD_CREDENTIAL = frozenset(
-    {"UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException"}
-)
-ITEM_ERRORS = frozenset({"InvalidCiphertextException", "IncorrectKeyException"})
+HEALTH_TTL = 30.0  # seconds the dashboard's health line is kept
 __all__ = [
     "DELETION_DAYS",
     "NAME",
@@ -84,10 +76,6 @@ __all__ = [
     "fingerprint",
     "from_config",
 ]
-
-
-class _ItemFailed(Exception):
-    """One wrapped DEK did not open (its slot gets an UnwrapError; the batch goes on)."""
 
 
 @dataclass
@@ -122,6 +110,7 @@ class AwsKmsBackend:
         self._decrypt: DecryptCredential | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.retries = 0  # throttled calls tried again (health, tests, benchmarks)
+        self._health: tuple[float, Health] | None = None
 
     # ------------------------------------------------------------ clients
 
@@ -243,7 +232,7 @@ class AwsKmsBackend:
                     cap = min(s.backoff_cap, s.backoff_base * 2**attempt)
                     self._sleep(self._rng.uniform(0, cap))
                     continue
-                raise self._explain(code, e, op, what, attempt + 1) from None
+                raise explain(code, e, op, what, attempt + 1) from None
             except (BE.ConnectTimeoutError, BE.ReadTimeoutError) as e:
                 raise BackendError(
                     f"AWS KMS at {endpoint} did not answer {op} for {what} within "
@@ -267,43 +256,6 @@ class AwsKmsBackend:
                     f"AWS KMS {op} for {what} failed ({type(e).__name__}); nothing was changed."
                 ) from None
         raise AssertionError  # the loop returns or raises
-
-    def _explain(self, code: str, e: Exception, op: str, what: str, tries: int) -> Exception:
-        if code in ITEM_ERRORS:
-            return _ItemFailed(code)
-        if code in THROTTLED:
-            return BackendError(
-                f"AWS KMS kept throttling {op} for {what} ({code}, {tries} tries with backoff); "
-                "nothing was lost. Try again later, or lower [backends.aws-kms] workers."
-            )
-        if code in EXPIRED:
-            return BackendError(
-                f"the AWS credential for {op} has expired ({code}); nothing was changed. "
-                "Renew it (aws sso login, or assume the role again) and try again."
-            )
-        if code in BAD_CREDENTIAL:
-            return BackendError(
-                f"AWS does not recognise the credential used for {op} ({code}); nothing was "
-                "changed. Check the boto3 credential chain or the session's credential."
-            )
-        if code == "AccessDeniedException":
-            return BackendError(
-                f"AWS KMS denied {op} on {what} (AccessDeniedException): the credential's "
-                "role lacks the permission (docs/operator-guide.md lists the policies). "
-                "Nothing was changed."
-            )
-        if code == "NotFoundException":
-            return BackendError(
-                f"AWS KMS has no {what} (NotFoundException); nothing was changed. Check the "
-                "region and endpoint, and whether the key or alias was deleted."
-            )
-        if code in ("DisabledException", "KMSInvalidStateException"):
-            return BackendError(
-                f"AWS KMS refused {op}: {what} is disabled or pending deletion ({code}); "
-                "nothing was changed."
-            )
-        msg = str(getattr(e, "response", {}).get("Error", {}).get("Message", ""))[:200]
-        return BackendError(f"AWS KMS {op} on {what} failed ({code}: {msg}); nothing was changed.")
 
     # ------------------------------------------------------------ what the catalog says
 
@@ -454,7 +406,7 @@ class AwsKmsBackend:
 
         try:
             return self._pooled(one, len(items)) if items else []
-        except _ItemFailed as e:
+        except ItemFailed as e:
             raise BackendError(f"AWS KMS refused to encrypt ({e}); nothing was wrapped.") from None
 
     def _sources(
@@ -502,7 +454,7 @@ class AwsKmsBackend:
                     KeyId=m.arn,
                     EncryptionContext=context(self._home_id, r.backup_id, r.kek, r.version),
                 )
-            except _ItemFailed:
+            except ItemFailed:
                 return UnwrapError(_bad_wrap(r))
             if res.get("KeyId") != m.arn:
                 return UnwrapError(_bad_wrap(r))
@@ -553,7 +505,7 @@ class AwsKmsBackend:
                         self._home_id, r.backup_id, kek, to_version
                     ),
                 )
-            except _ItemFailed:
+            except ItemFailed:
                 return UnwrapError(_bad_wrap(r))
             if res.get("SourceKeyId") != m.arn or res.get("KeyId") != target.arn:
                 return UnwrapError(_bad_wrap(r))
@@ -648,7 +600,7 @@ class AwsKmsBackend:
             )
             blob = r["CiphertextBlob"]
             out.append(("wrap (Encrypt)", True, f"{kek} v{version}"))
-        except (BackendError, _ItemFailed) as e:
+        except (BackendError, ItemFailed) as e:
             out.append(("wrap (Encrypt)", False, str(e)))
             return out
         if self._decrypt is None:
@@ -682,16 +634,31 @@ class AwsKmsBackend:
                 DestinationEncryptionContext=ctx,
             )
             out.append(("rewrap (ReEncrypt)", True, f"{kek} v{version}"))
-        except (BackendError, _ItemFailed) as e:
+        except (BackendError, ItemFailed) as e:
             out.append(("unwrap, rewrap", False, str(e)))
         return out
 
     def health(self) -> Health:
+        """One line for the dashboard from :meth:`checks`, kept for ``HEALTH_TTL`` seconds
+        (the dashboard reads it on every refresh; each check is a call to KMS)."""
+        now = time.monotonic()
+        cached = self._health
+        if cached is not None and now - cached[0] < HEALTH_TTL:
+            return cached[1]
         results = self.checks()
         bad = [f"{n}: {d}" for n, ok, d in results if not ok]
         if bad:
-            return Health(self.name, False, "; ".join(bad))
-        return Health(self.name, True, "; ".join(f"{n} ok" for n, _, _ in results))
+            h = Health(self.name, False, bad[0] + (f" (+{len(bad) - 1} more)" if bad[1:] else ""))
+        else:
+            keys = sum(n.startswith("key ") for n, _, _ in results)
+            decrypt = (
+                "unwrap and rewrap ok"
+                if self._decrypt is not None
+                else ("decrypt only in a session")
+            )
+            h = Health(self.name, True, f"reachable; {keys} key(s) enabled; wrap ok; {decrypt}")
+        self._health = (now, h)
+        return h
 
 
 def _bad_wrap(r: DekRef) -> str:

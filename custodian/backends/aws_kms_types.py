@@ -1,10 +1,11 @@
-"""What the ``aws-kms`` backend reads and records (:mod:`custodian.backends.aws_kms`).
+"""What the ``aws-kms`` backend reads, records and reports (:mod:`custodian.backends.aws_kms`).
 
 :class:`Settings` is ``[backends.aws-kms]`` in custodian.toml (no credential may
 be there); :class:`KeyMaterial` is what the catalog keeps of a version (its
 fingerprint is in the signed log); :class:`DecryptCredential` is the decrypt
 role's credential as released into one session; :func:`context` is the
-encryption context every call on a DEK is bound to.
+encryption context every call on a DEK is bound to; :func:`explain` turns an
+error code of KMS into what a person reads.
 """
 
 from __future__ import annotations
@@ -218,3 +219,65 @@ class DecryptCredential:
         self.secret_access_key.wipe()
         if self.session_token is not None:
             self.session_token.wipe()
+
+
+# ---------------------------------------------------------------- KMS errors, named
+
+THROTTLED = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+    }
+)
+EXPIRED = frozenset({"ExpiredTokenException", "ExpiredToken", "RequestExpired"})
+BAD_CREDENTIAL = frozenset(
+    {"UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException"}
+)
+ITEM_ERRORS = frozenset({"InvalidCiphertextException", "IncorrectKeyException"})
+
+
+class ItemFailed(Exception):
+    """One wrapped DEK did not open (its slot gets an UnwrapError; the batch goes on)."""
+
+
+def explain(code: str, e: Exception, op: str, what: str, tries: int) -> Exception:
+    """The error a person reads for KMS's ``code`` on ``op`` (``what`` names the key or
+    alias); :class:`ItemFailed` for a problem of one wrapped DEK."""
+    if code in ITEM_ERRORS:
+        return ItemFailed(code)
+    if code in THROTTLED:
+        return BackendError(
+            f"AWS KMS kept throttling {op} for {what} ({code}, {tries} tries with backoff); "
+            "nothing was lost. Try again later, or lower [backends.aws-kms] workers."
+        )
+    if code in EXPIRED:
+        return BackendError(
+            f"the AWS credential for {op} has expired ({code}); nothing was changed. "
+            "Renew it (aws sso login, or assume the role again) and try again."
+        )
+    if code in BAD_CREDENTIAL:
+        return BackendError(
+            f"AWS does not recognise the credential used for {op} ({code}); nothing was "
+            "changed. Check the boto3 credential chain or the session's credential."
+        )
+    if code == "AccessDeniedException":
+        return BackendError(
+            f"AWS KMS denied {op} on {what} (AccessDeniedException): the credential's "
+            "role lacks the permission (docs/operator-guide.md lists the policies). "
+            "Nothing was changed."
+        )
+    if code == "NotFoundException":
+        return BackendError(
+            f"AWS KMS has no {what} (NotFoundException); nothing was changed. Check the "
+            "region and endpoint, and whether the key or alias was deleted."
+        )
+    if code in ("DisabledException", "KMSInvalidStateException"):
+        return BackendError(
+            f"AWS KMS refused {op}: {what} is disabled or pending deletion ({code}); "
+            "nothing was changed."
+        )
+    msg = str(getattr(e, "response", {}).get("Error", {}).get("Message", ""))[:200]
+    return BackendError(f"AWS KMS {op} on {what} failed ({code}: {msg}); nothing was changed.")

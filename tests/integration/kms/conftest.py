@@ -9,6 +9,7 @@ error messages are tested without waiting for a real throttle.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -155,9 +156,13 @@ class FaultProxy:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def arm(self, code: str, times: int = 1, op: str | None = None, status: int = 400) -> None:
+    def arm(
+        self, code: str, times: int = 1, op: str | None = None, status: int = 400, hang: float = 0
+    ) -> None:
+        """Answer the next ``times`` calls of ``op`` with KMS error ``code`` (after ``hang``
+        seconds of silence, when given: a server that stopped answering)."""
         with self.lock:
-            self.faults.append(Fault(code, times, op, status))
+            self.faults.append(Fault(code, times, op, status, hang))
 
     def take(self, op: str) -> Fault | None:
         with self.lock:
@@ -178,9 +183,16 @@ def start_proxy(upstream: int) -> FaultProxy:
             pass
 
         def do_POST(self) -> None:
+            # the client may give up first (its read timeout): what a test wants
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self._post()
+
+        def _post(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             op = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
             f = proxy.take(op)
+            if f is not None and f.hang:
+                time.sleep(f.hang)
             if f is not None:
                 out = json.dumps({"__type": f.code, "message": f"{f.code} (test proxy)"}).encode()
                 self.send_response(f.status)
@@ -205,6 +217,7 @@ def start_proxy(upstream: int) -> FaultProxy:
 
     proxy.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     proxy.server.daemon_threads = True
+    proxy.server.block_on_close = False  # a hanging answer does not hold the teardown
     threading.Thread(target=proxy.server.serve_forever, daemon=True).start()
     return proxy
 

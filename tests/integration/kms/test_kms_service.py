@@ -246,7 +246,7 @@ def test_a_hung_server_stops_the_job_within_seconds(
             start = time.monotonic()
             with be.decrypt_session(decrypt_credential()), pytest.raises(BackendError):
                 svc.keys.rewrap("offsite", by=alice)
-            assert time.monotonic() - start < 5
+            assert time.monotonic() - start < 10  # one 1 s timeout, under load; not 8 x 60 s
         finally:
             os.kill(own_moto.proc.pid, signal.SIGCONT)
         assert census(svc) == {1: 8, 2: 0}
