@@ -115,7 +115,7 @@ class Keys:
             ctx.catalog.add_kek(name, backend, suite, purpose)
             mat = be.create_version(name, suite, 1)
             ctx.catalog.add_kek_version(name, 1, mat.fingerprint, mat.public_key, ctx.now())
-            d.update(version=1, fingerprint=mat.fingerprint)
+            d.update(version=1, fingerprint=mat.fingerprint, **_material(backend, mat))
         return ctx.catalog.kek(name)
 
     def _check_new(
@@ -264,7 +264,7 @@ class Keys:
         with ctx.audited(by, "kek.version.create", f"kek:{name}", {"version": version}) as d:
             mat = be.create_version(name, kek.suite, version)
             ctx.catalog.add_kek_version(name, version, mat.fingerprint, mat.public_key, ctx.now())
-            d["fingerprint"] = mat.fingerprint
+            d.update(fingerprint=mat.fingerprint, **_material(kek.backend, mat))
         return ctx.catalog.kek_version(name, version)
 
     # ------------------------------------------------------------ rotation
@@ -349,6 +349,7 @@ class Keys:
             j = R.add_job(db, name, version, by.name, total, ctx.now())
             d.update(
                 fingerprint=mat.fingerprint,
+                **_material(k.backend, mat),
                 job=j.id,
                 to_rewrap=total,
                 census={str(v.version): v.dek_count for v in k.versions},
@@ -689,6 +690,15 @@ class Keys:
         """Note that KMS has scheduled the deletion of an aws-kms version's key."""
         with self._ctx.catalog.transaction():
             self._ctx.catalog.set_meta(f"aws-kms.deletion.{name}/v{version}", self._ctx.now())
+
+
+def _material(backend: str, mat: Any) -> dict[str, str]:
+    """A server backend's version material in its creation entry (aws-kms: the key's ARN,
+    region, endpoint and alias), so that an auditor reads where the key is and recomputes
+    the fingerprint from the log alone (docs/backends.md)."""
+    if backend != "aws-kms" or mat.public_key is None:
+        return {}
+    return {"material": bytes(mat.public_key).decode("utf-8")}
 
 
 def _manifest_details(man: Any) -> dict[str, Any]:

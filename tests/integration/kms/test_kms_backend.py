@@ -61,6 +61,14 @@ def test_wrap_unwrap_rewrap_bind_the_context(kms: tuple[Service, Cast], moto: Mo
     # the catalog's fingerprint is the signed log's, computed over the material
     v1 = svc.catalog.kek_version("offsite", 1)
     assert v1.fingerprint == K.fingerprint(bytes(v1.public_key or b""))
+    # and an auditor reads the key's ARN and recomputes the fingerprint from the log alone
+    (created,) = [
+        e for e in svc.audit.entries(action="kek.create") if e["subject"] == "kek:offsite"
+    ]
+    assert m1.arn in created["details"]["material"]
+    assert (
+        K.fingerprint(created["details"]["material"].encode()) == created["details"]["fingerprint"]
+    )
     with be.decrypt_session(decrypt_credential()):
         got = be.unwrap([r for r, _ in items])
         assert got == [d for _, d in items]
