@@ -232,7 +232,9 @@ class AwsKmsBackend:
                     cap = min(s.backoff_cap, s.backoff_base * 2**attempt)
                     self._sleep(self._rng.uniform(0, cap))
                     continue
-                raise explain(code, e, op, what, attempt + 1) from None
+                err = explain(code, e, op, what, attempt + 1)
+                err.code = code  # type: ignore[attr-defined]  # for callers that branch on it
+                raise err from None
             except (BE.ConnectTimeoutError, BE.ReadTimeoutError) as e:
                 raise BackendError(
                     f"AWS KMS at {endpoint} did not answer {op} for {what} within "
@@ -282,7 +284,7 @@ class AwsKmsBackend:
                 "KeyMetadata"
             ]
         except BackendError as e:
-            if "NotFoundException" not in str(e):
+            if getattr(e, "code", "") != "NotFoundException":
                 raise
             # the alias is gone: say whether the key is too
             try:
@@ -345,9 +347,8 @@ class AwsKmsBackend:
         arn = str(meta["Arn"])
         alias, current = self._alias(kek, version), self._alias(kek)
         try:
-            self._call(c, "create_alias", alias, AliasName=alias, TargetKeyId=arn)
-            op = "create_alias" if version == 1 else "update_alias"
-            self._call(c, op, current, AliasName=current, TargetKeyId=arn)
+            self._point(c, alias, arn, f"custodian KEK {kek} v{version} (home {self._home_id})")
+            self._point(c, current, arn, "")
         except BackendError:
             # the key wraps nothing yet: do not leave an orphan behind
             with suppress(BackendError):
@@ -358,6 +359,26 @@ class AwsKmsBackend:
         m = KeyMaterial(arn, region, s.endpoint_url, alias)
         raw = m.encode()
         return VersionMaterial(version, fingerprint(raw), raw)
+
+    def _point(self, c: Any, alias: str, arn: str, orphan: str) -> None:
+        """Point ``alias`` at ``arn``, creating it if need be. An alias that exists already
+        is left from an attempt whose catalog commit never happened (the catalog has no
+        such version): it is moved, and the key it named, if its description is
+        ``orphan`` (made by this home for this version, so it wraps nothing), is
+        scheduled for deletion."""
+        try:
+            self._call(c, "create_alias", alias, AliasName=alias, TargetKeyId=arn)
+            return
+        except BackendError as e:
+            if getattr(e, "code", "") != "AlreadyExistsException":
+                raise
+        old: dict[str, Any] = self._call(c, "describe_key", alias, KeyId=alias)["KeyMetadata"]
+        self._call(c, "update_alias", alias, AliasName=alias, TargetKeyId=arn)
+        if orphan and old.get("Description") == orphan and old.get("Arn") != arn:
+            with suppress(BackendError):
+                self._call(
+                    c, "schedule_key_deletion", alias, KeyId=old["KeyId"], PendingWindowInDays=7
+                )
 
     def _pooled(self, fn: Callable[[int], Any], n: int) -> list[Any]:
         """``fn(i)`` for i < n, ``workers`` at a time; the first batch-level error stops
@@ -542,7 +563,7 @@ class AwsKmsBackend:
         try:
             meta = self._call(c, "describe_key", f"key {m.arn}", KeyId=m.arn)["KeyMetadata"]
         except BackendError as e:
-            if "NotFoundException" in str(e):
+            if getattr(e, "code", "") == "NotFoundException":
                 return ""
             raise
         return str(meta.get("KeyState", ""))

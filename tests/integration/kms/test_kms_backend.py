@@ -379,3 +379,23 @@ def test_kms_suite_is_the_backends_own(kms: tuple[Service, Cast]) -> None:
             "other", by=unlock(svc, cast.alice), backend="aws-kms", suite="x25519",
             code=next_code(svc, cast.alice),
         )  # fmt: skip
+
+
+def test_a_rotation_cut_short_leaves_no_blocking_alias(
+    kms: tuple[Service, Cast], moto: MotoServer
+) -> None:
+    """KMS made v2's key and aliases, then the catalog commit never happened (a crash):
+    the next rotation moves the aliases to its own key and schedules the orphan's
+    deletion, instead of failing on 'alias already exists' for good."""
+    svc, cast = kms
+    be = backend(svc)
+    orphan = K.KeyMaterial.decode(bytes(be.create_version("offsite", K.SUITE, 2).public_key or b""))
+    svc.clock = Clock()
+    svc.keys.rotate("offsite", next_code(svc, cast.alice), by=unlock(svc, cast.alice))
+    m2 = be.material("offsite", 2)
+    c = raw_client(moto.url)
+    assert m2.arn != orphan.arn
+    assert c.describe_key(KeyId=m2.alias)["KeyMetadata"]["Arn"] == m2.arn
+    assert c.describe_key(KeyId=be._alias("offsite"))["KeyMetadata"]["Arn"] == m2.arn
+    assert c.describe_key(KeyId=orphan.arn)["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    wrap_some(be, 1, version=2)
