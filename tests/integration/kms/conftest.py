@@ -241,8 +241,10 @@ def kms_home(home: Path, endpoint: str, **options: object) -> tuple[Service, Cas
     svc, cast = _make(home, "x25519")
     svc.clock = Clock()
     alice = unlock(svc, cast.alice)
-    opts = {"region": REGION, "endpoint_url": endpoint, "connect_timeout": 1,
-            "read_timeout": 2, "backoff_base": 0.01, "backoff_cap": 0.05, **options}  # fmt: skip
+    # generous timeouts while the home is made (a loaded machine makes moto slow); the
+    # tests of a hung server shorten them with short_timeouts() just before they hang it
+    opts = {"region": REGION, "endpoint_url": endpoint, "connect_timeout": 5,
+            "read_timeout": 20, "backoff_base": 0.01, "backoff_cap": 0.05, **options}  # fmt: skip
     svc.keys.configure_backend("aws-kms", opts, by=alice)
     svc.keys.create(
         "offsite", by=alice, backend="aws-kms", purpose="off-site copies",
@@ -256,6 +258,14 @@ def kms(moto: MotoServer, home: Path) -> Iterator[tuple[Service, Cast]]:
     svc, cast = kms_home(home, moto.url)
     yield svc, cast
     svc.close()
+
+
+def short_timeouts(be: AwsKmsBackend, seconds: float = 1.0) -> None:
+    """From now on each call of ``be`` gives up after ``seconds`` (connect and read)."""
+    import dataclasses
+
+    be.settings = dataclasses.replace(be.settings, connect_timeout=seconds, read_timeout=seconds)
+    be._clients.clear()
 
 
 def backend(svc: Service) -> AwsKmsBackend:
