@@ -542,12 +542,12 @@ class AwsKmsBackend:
 
     def destroy(self, kek: str, version: int) -> None:
         """``ScheduleKeyDeletion`` (the configured 7 to 30 days); a key already pending
-        deletion is left as it is."""
+        deletion, or no longer in KMS, is left as it is."""
         m = self.material(kek, version)
         c = self._client(m.region, m.endpoint_url, decrypt=False)
         what = f"key {m.arn} of KEK {kek} v{version}"
-        if self.deletion_state(kek, version) == "PendingDeletion":
-            return
+        if self.deletion_state(kek, version) in ("PendingDeletion", ""):
+            return  # scheduled already, or gone from KMS
         self._call(
             c,
             "schedule_key_deletion",
