@@ -28,6 +28,7 @@ GROUPS = (
     "breakglass",
     "refresh",
     "vault",
+    "kms",
 )
 ABOUT = {
     "stream": "encrypt and decrypt one large file (--size) vs cat and age",
@@ -40,6 +41,7 @@ ABOUT = {
     "refresh": "svc.keys.refresh: a holder's part per share, 1 and 2 workers, vs bare HPKE; "
     "peak memory with --refresh-peak-deks rows",
     "vault": "svc.keys.rewrap of --vault-deks DEKs on a bao server -dev vs a bare hvac loop",
+    "kms": "aws-kms ReEncrypt through the backend vs a bare boto3 loop (moto_server)",
 }
 TITLES = {
     "stream": "STREAM: {size} plaintext from the page cache, output on /dev/shm; rate is "
@@ -59,6 +61,8 @@ TITLES = {
     "process each); ratios = rate / bare HPKE loop, 2 workers / 1",
     "vault": "VAULT: rotate, then svc.keys.rewrap through transit (one run each) vs a bare "
     "hvac batch-rewrap loop on the same server (best of 3); ratio = rate / bare",
+    "kms": "KMS: ReEncrypt of {batch} DEKs on moto_server, best of {repeat}; ratio = bare "
+    "time / custodian time, same concurrency",
 }
 
 
@@ -168,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         default=30.0,
         help="refresh: seconds the dealer and a holder each run in the peak check (30)",
     )
+    p.add_argument("--kms-workers", type=int, default=8, help="kms: concurrent ReEncrypt calls (8)")
     p.add_argument("--out", type=Path, default=OUT_DIR, help="where the JSON goes")
     args = p.parse_args(argv)
     unknown = [g for g in args.groups if g not in GROUPS]
@@ -226,6 +231,16 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import vault
 
                 vault.run(report, deks=args.vault_deks, workdir=args.workdir)
+            elif g == "kms":
+                from benchmarks import kms
+
+                kms.run(
+                    report,
+                    deks=args.batch,
+                    repeat=args.repeat,
+                    workers=args.kms_workers,
+                    workdir=args.workdir,
+                )
             elif g == "quorum":
                 from benchmarks import quorum
 

@@ -117,8 +117,10 @@ def is_server(svc: Service, backend: str) -> bool:
 @contextmanager
 def custody_for(svc: Service, args: argparse.Namespace, backend: str) -> Iterator[None]:
     """Within the block, ``backend`` holds its custody credential when it is a server
-    backend (read once, from --backend-credential-fd or the terminal)."""
-    if not is_server(svc, backend):
+    backend (read once, from --backend-credential-fd or the terminal). An aws-kms
+    backend takes its decrypt role's credentials with --kms-credentials-fd instead
+    (:func:`custodian.cli.kek.kms_session`)."""
+    if not is_server(svc, backend) or svc.backends.kind(backend) == "aws-kms":
         yield
         return
     held = getattr(args, "custody_secret", None)

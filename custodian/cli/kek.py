@@ -10,8 +10,10 @@ approve), jobs, and migrate (to another backend, quorum included:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from custodian.cli import backend as B
@@ -106,6 +108,41 @@ def _holders(svc: Service, args: argparse.Namespace, by: Actor) -> list[Actor]:
     return out
 
 
+def kms_options(args: argparse.Namespace) -> dict[str, str]:
+    """``[backends.aws-kms]`` settings given on the command line (kek create)."""
+    opts = {"region": args.kms_region, "endpoint_url": args.kms_endpoint_url}
+    return {k: v for k, v in opts.items() if v}
+
+
+@contextlib.contextmanager
+def kms_session(svc: Service, args: argparse.Namespace, backends: set[str]) -> Iterator[None]:
+    """With ``--kms-credentials-fd``: the aws-kms decrypt credential (JSON, as 'aws sts
+    assume-role' prints it) read from that descriptor and held for this command only."""
+    fd = getattr(args, "kms_credentials_fd", None)
+    if fd is None:
+        yield
+        return
+    if "aws-kms" not in backends:
+        raise usage_error("--kms-credentials-fd is for KEKs on the aws-kms backend only.")
+    from custodian.backends.aws_kms_types import DecryptCredential
+    from custodian.cli.common import read_fd
+
+    cred = DecryptCredential.from_json(read_fd(fd))
+    be = svc.keys.backend("aws-kms")
+    with be.decrypt_session(cred):  # type: ignore[attr-defined]
+        yield
+
+
+def add_kms_credentials_fd(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--kms-credentials-fd",
+        type=int,
+        metavar="FD",
+        help="aws-kms: read the decrypt role's credential (JSON from 'aws sts assume-role') "
+        "from file descriptor FD, for this command only; never an argument or a file",
+    )
+
+
 def cmd_kek_create(args: argparse.Namespace) -> int:
     if args.custody is None:  # quorum is the default kind of a new local KEK
         args.custody = "single" if args.backend != "local" and not args.holders else "quorum"
@@ -134,7 +171,14 @@ def cmd_kek_create(args: argparse.Namespace) -> int:
                 f"{', '.join(h.name for h in m.holders)}; {k.suite})")  # fmt: skip
             say(f"manifest fingerprint {k.versions[0].fingerprint}")
             return 0
-        B.prepare_new_kek_backend(svc, args, by)
+        if args.backend == "aws-kms" or kms_options(args):
+            opts = kms_options(args)
+            if opts and args.backend != "aws-kms":
+                raise usage_error("--kms-region and --kms-endpoint-url are for --backend aws-kms.")
+            if opts or "aws-kms" not in svc.config.backends:
+                svc.keys.configure_backend("aws-kms", opts, by=by)
+        else:
+            B.prepare_new_kek_backend(svc, args, by)
         code = _code(args, by)
         with B.custody_for(svc, args, args.backend):
             k = svc.keys.create(
@@ -218,15 +262,16 @@ def _run_rewrap(svc: Service, args: argparse.Namespace, by: Actor) -> int:
 
     old = signal.signal(signal.SIGINT, interrupt)
     try:
-        report = svc.keys.rewrap(
-            args.name,
-            by=by,
-            workers=args.workers,
-            batch_size=args.batch,
-            progress=prog,
-            cancelled=lambda: bool(stop),
-            on_failure=failed,
-        )
+        with kms_session(svc, args, {svc.keys.get(args.name).backend}):
+            report = svc.keys.rewrap(
+                args.name,
+                by=by,
+                workers=args.workers,
+                batch_size=args.batch,
+                progress=prog,
+                cancelled=lambda: bool(stop),
+                on_failure=failed,
+            )
     except KeyboardInterrupt:
         prog.done()
         say(f"interrupted: every committed batch is kept; resume with: {resume}")
@@ -399,9 +444,18 @@ def add_parsers(sub: Subparsers) -> None:
         "--suite",
         default=None,
         choices=["mlkem768-x25519", "x25519", "p256"],
-        help="HPKE suite on the local backend (default: the home's default)",
+        help="HPKE suite on the local backend (default: the home's default; aws-kms keys "
+        "are KMS's own symmetric keys)",
     )
     s.add_argument("--purpose", default="", help="what it protects, for people")
+    s.add_argument(
+        "--kms-region", metavar="REGION", help="aws-kms: the region new keys are made in"
+    )
+    s.add_argument(
+        "--kms-endpoint-url",
+        metavar="URL",
+        help="aws-kms: a private (VPC) endpoint for KMS, https://...",
+    )
     s.add_argument(
         "--custody",
         choices=["single", "quorum"],
@@ -497,6 +551,7 @@ def _add_holder_options(s: argparse.ArgumentParser) -> None:
 
 
 def _add_rewrap_options(s: argparse.ArgumentParser) -> None:
+    add_kms_credentials_fd(s)
     s.add_argument(
         "--workers",
         type=int,

@@ -274,8 +274,10 @@ def cmd_restore_run(args: argparse.Namespace) -> int:
                 say(f"FAILED  {x.backup}  {x.reason}", flush=True)
 
         from custodian.cli.backend import session_custody
+        from custodian.cli.kek import kms_session
 
-        with session_custody(svc, args):  # a vault KEK's DEKs: its custody credential
+        # a vault KEK's DEKs: its custody credential; an aws-kms KEK's: the decrypt role's
+        with session_custody(svc, args), kms_session(svc, args, {"aws-kms"}):
             report = svc.restores.run(args.id, by=by, progress=prog, on_result=line)
         prog.done()
         say(report.summary())
@@ -314,6 +316,9 @@ def add_parsers(sub: Subparsers) -> None:
     s = rs.add_parser("run", help="run an approved restore session (the requester)")
     s.add_argument("id", metavar="ID", help="request id, a unique prefix, or the session's id")
     add_session_custody(s)
+    from custodian.cli.kek import add_kms_credentials_fd
+
+    add_kms_credentials_fd(s)
     add_acting(s)
     s.set_defaults(func=cmd_restore_run)
     for verb, helptext in (

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from custodian.backends.base import KekBackend
 from custodian.catalog import Backup, Kek, utcnow
-from custodian.errors import ConflictError, ContainerError, NotFoundError
+from custodian.errors import BackendError, ConflictError, ContainerError, NotFoundError
 from custodian.people import Actor
 from custodian.secret import SecretBytes, new_dek
 from custodian.service.aborts import CommitFailed, abort_unrecorded
@@ -119,7 +119,12 @@ class Backups:
         committed = False
         try:
             with new_dek() as dek:
-                wrapped = be.wrap(k.name, version, [(str(backup_id), dek)])[0]
+                try:
+                    wrapped = be.wrap(k.name, version, [(str(backup_id), dek)])[0]
+                except BackendError as e:  # a server backend down or refusing: in the log
+                    ctx.record_refusal(by, "backup.encrypt", f"backup:{backup_id}", str(e))
+                    e.logged = True
+                    raise
 
                 def step(done: int) -> None:
                     if progress is not None:

@@ -71,6 +71,32 @@ class Keys:
         """The backend named ``name`` in the configuration, loaded on first use."""
         return self._ctx.backend(name)
 
+    def configure_backend(self, name: str, options: dict[str, Any], *, by: Actor) -> None:
+        """Set ``[backends.NAME]`` options in the configuration (aws-kms: region,
+        endpoint_url, ...), checked by the backend before they are saved. Custodians only;
+        audited. Existing versions keep where their keys are (the signed material); the
+        options say where new keys are made and how calls behave."""
+        from dataclasses import replace
+
+        ctx = self._ctx
+        subject = f"backend:{name}"
+        ctx.require(by, "custodian", "backend.configure", subject, allow_home=True)
+        merged = {**ctx.config.backends.get(name, {}), **options}
+        if name == "aws-kms":
+            from custodian.backends.aws_kms_types import Settings
+
+            Settings.from_config(merged)  # refuses credentials and bad values
+        elif name != "local":
+            raise BackendError(f"backend {name!r} is not available in this version of custodian.")
+        details = {"options": {k: str(v) for k, v in merged.items()}}
+        with ctx.audited(by, "backend.configure", subject, details):
+            cfg = replace(ctx.config, backends={**ctx.config.backends, name: merged})
+            cfg.save(ctx.home.config)
+            ctx.config = cfg
+            old = ctx._backends.pop(name, None)
+            if old is not None and hasattr(old, "close"):
+                old.close()
+
     def list(self) -> builtins.list[Kek]:
         return self._ctx.catalog.keks()
 
@@ -93,8 +119,14 @@ class Keys:
         (``code``); only the home identity, at ``init``, creates one without."""
         ctx = self._ctx
         ctx.require(by, "custodian", "kek.create", f"kek:{name}", allow_home=True)
-        suite, purpose = self._check_new(name, suite, purpose)
         be = ctx.backend(backend)
+        own = getattr(be, "suite", None)  # a server backend's one algorithm (aws-kms)
+        if own is not None and suite not in (None, own):
+            raise CustodianError(
+                f"KEKs on backend {backend} are {own}; --suite {suite} does not apply. "
+                "Nothing was created."
+            )
+        suite, purpose = self._check_new(name, suite or own, purpose, own)
         with ctx.audited(
             by,
             "kek.create",
@@ -106,10 +138,12 @@ class Keys:
             ctx.catalog.add_kek(name, backend, suite, purpose)
             mat = be.create_version(name, suite, 1)
             ctx.catalog.add_kek_version(name, 1, mat.fingerprint, mat.public_key, ctx.now())
-            d.update(version=1, fingerprint=mat.fingerprint)
+            d.update(version=1, fingerprint=mat.fingerprint, **_material(backend, mat))
         return ctx.catalog.kek(name)
 
-    def _check_new(self, name: str, suite: str | None, purpose: str) -> tuple[str, str]:
+    def _check_new(
+        self, name: str, suite: str | None, purpose: str, own_suite: str | None = None
+    ) -> tuple[str, str]:
         """A new KEK's name, suite and purpose, checked: (suite, purpose) as they will be kept."""
         ctx = self._ctx
         suite = suite or ctx.config.default_suite
@@ -123,7 +157,7 @@ class Keys:
                 f"{name!r} is not a valid KEK name: use 1 to 64 letters, digits, '.', '_' or "
                 "'-', starting with a letter or digit."
             )
-        if suite not in SUITES:
+        if suite not in SUITES and suite != own_suite:
             raise CustodianError(f"unknown suite {suite!r}; use one of {', '.join(SUITES)}.")
         # Names that differ only in case would name the same sealed key file on
         # the local backend (and confuse people): one spelling per name.
@@ -309,7 +343,7 @@ class Keys:
         with ctx.audited(by, "kek.version.create", f"kek:{name}", {"version": version}) as d:
             mat = be.create_version(name, kek.suite, version)
             ctx.catalog.add_kek_version(name, version, mat.fingerprint, mat.public_key, ctx.now())
-            d["fingerprint"] = mat.fingerprint
+            d.update(fingerprint=mat.fingerprint, **_material(kek.backend, mat))
         return ctx.catalog.kek_version(name, version)
 
     # ------------------------------------------------------------ rotation
@@ -402,6 +436,7 @@ class Keys:
             j = R.add_job(db, name, version, by.name, total, ctx.now())
             d.update(
                 fingerprint=mat.fingerprint,
+                **_material(k.backend, mat),
                 job=j.id,
                 to_rewrap=total,
                 census={str(v.version): v.dek_count for v in k.versions},
@@ -608,6 +643,9 @@ class Keys:
                         "error",
                         {"job": j.id, "cursor": cur.cursor, "reason": str(e)[:400]},
                     )
+            if isinstance(e, CustodianError) and not e.logged:  # a backend down, throttling
+                ctx.record_refusal(by, "kek.rewrap.run", subject, str(e), {"job": j.id})
+                e.logged = True
             raise
         finally:
             rewrapper.close()
@@ -799,6 +837,8 @@ class Keys:
                 )
         try:
             self._ctx.backend(held).destroy(name, version)
+            if held == "aws-kms":
+                self._scheduled(name, version)
         except (CustodianError, OSError) as e:
             raise BackendError(
                 f"KEK {name} v{version} is recorded as destroyed, but its key material could "
@@ -815,6 +855,16 @@ class Keys:
         for k in ctx.catalog.keks():
             if any(v.backend == "quorum" for v in k.versions):
                 self._finish_quorum_destructions(k)
+            for v in k.versions:  # ScheduleKeyDeletion that did not happen (server down)
+                key = f"aws-kms.deletion.{k.name}/v{v.version}"
+                if (
+                    v.backend == "aws-kms"
+                    and v.state == "destroyed"
+                    and (ctx.catalog.get_meta(key) is None)
+                ):
+                    with suppress(CustodianError):
+                        ctx.backend("aws-kms").destroy(k.name, v.version)
+                        self._scheduled(k.name, v.version)
             for v in k.versions:
                 if v.backend != "local":
                     continue
@@ -837,6 +887,20 @@ class Keys:
                 for h in man.holders
             ):
                 QJ.forget_holder_keys(self._ctx, k.name, v.version, man)
+
+    def _scheduled(self, name: str, version: int) -> None:
+        """Note that KMS has scheduled the deletion of an aws-kms version's key."""
+        with self._ctx.catalog.transaction():
+            self._ctx.catalog.set_meta(f"aws-kms.deletion.{name}/v{version}", self._ctx.now())
+
+
+def _material(backend: str, mat: Any) -> dict[str, str]:
+    """A server backend's version material in its creation entry (aws-kms: the key's ARN,
+    region, endpoint and alias), so that an auditor reads where the key is and recomputes
+    the fingerprint from the log alone (docs/backends.md)."""
+    if backend != "aws-kms" or mat.public_key is None:
+        return {}
+    return {"material": bytes(mat.public_key).decode("utf-8")}
 
 
 def _manifest_details(man: Any) -> dict[str, Any]:

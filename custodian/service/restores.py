@@ -376,8 +376,12 @@ class Restores:
                 hf.discard()
             held.clear()
             reason = str(e) if isinstance(e, CustodianError) else f"{e.strerror or e} ({dst})"
-            fixable = isinstance(e, OSError) or (
-                isinstance(e, ConflictError) and "already exists" in reason
+            fixable = (
+                isinstance(e, OSError)
+                or (isinstance(e, ConflictError) and "already exists" in reason)
+                # a server backend down, throttling, or no or an expired decrypt credential
+                # (aws-kms): the wrapped DEK is fine, so the session stays open for a retry
+                or (isinstance(e, BackendError) and not isinstance(e, UnwrapError))
             )
         ok = not reason
         res = A.RestoreResult(
