@@ -129,6 +129,7 @@ def child(home: str, who: str, workers: str, seconds: str) -> dict[str, Any]:
             "vault",
             by=by,
             workers=int(workers),
+            deal=who == "d",  # a holder's timed run does only their own part
             cancelled=(lambda: time.perf_counter() - t0 > limit) if limit > 0 else None,
         )
         dt = time.perf_counter() - t0

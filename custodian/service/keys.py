@@ -455,6 +455,7 @@ class Keys:
         batch_size: int | None = None,
         progress: Progress | None = None,
         cancelled: Callable[[], bool] | None = None,
+        deal: bool = True,
     ) -> Any:
         """Run (or resume) ``by``'s part of the refresh or redistribution of quorum KEK
         ``name``: the dealing (any custodian), their re-sharing (an old holder named as a
@@ -464,7 +465,7 @@ class Keys:
 
         return QJ.run(
             self._ctx, name, by=by, workers=workers, batch_size=batch_size,
-            progress=progress, cancelled=cancelled,
+            progress=progress, cancelled=cancelled, deal=deal,
         )  # fmt: skip
 
     def redistribute(

@@ -358,8 +358,10 @@ def run(
     batch_size: int | None = None,
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
+    deal: bool = True,
 ) -> StepReport:
-    """Run (or resume) ``by``'s part of the running custody job of KEK ``name``."""
+    """Run (or resume) ``by``'s part of the running custody job of KEK ``name`` (first
+    the dealing of a refresh, if unfinished, unless ``deal`` is False)."""
     db = ctx.catalog.db
     subject = f"kek:{name}"
     ctx.require(by, "custodian", "kek.refresh", subject)
@@ -377,7 +379,7 @@ def run(
     report = StepReport(j.id, name, j.kind, by.name)
     start = time.perf_counter()
     roles: list[tuple[str, str]] = []
-    if j.kind == "refresh" and J.source_batch(db, j, J.DEALER, 1) is not None:
+    if deal and j.kind == "refresh" and J.source_batch(db, j, J.DEALER, 1) is not None:
         roles.append(("source", J.DEALER))  # the dealer's step: public keys only
     if by.name in j.sources:
         roles.append(("source", by.name))

@@ -151,6 +151,7 @@ async def test_generating_a_kek_keeps_the_ui_running_while_the_service_works(
         "keys.failures",
         "approvals.requests",
         "keys.job_states",
+        "keys.custody_jobs",  # the refresh and redistribution jobs of quorum KEKs
     ]
 
 
