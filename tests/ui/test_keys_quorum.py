@@ -47,6 +47,7 @@ async def open_form(pilot: Any, app: CustodianApp) -> KekForm:
     await until(pilot, lambda: isinstance(app.screen, KekForm))
     form = app.screen
     assert isinstance(form, KekForm)
+    await pilot.pause(0.2)  # mounted and laid out before the first click
     return form
 
 
@@ -156,6 +157,7 @@ async def test_quorum_ceremony_cancelled_creates_nothing_and_forgets_the_holders
         form.query_one("#kek-name", Input).value = "archive-q"
         await pilot.click("#kek-next")
         await _on(pilot, HoldersForm)
+        await pilot.pause(0.2)
         await pilot.click("#holders-next")
         step = await _on(pilot, HolderUnlock)
         step.query_one("#holder-passphrase", Input).value = cast.bob.passphrase
