@@ -144,6 +144,8 @@ def add_kms_credentials_fd(s: argparse.ArgumentParser) -> None:
 
 
 def cmd_kek_create(args: argparse.Namespace) -> int:
+    if kms_options(args) and args.backend != "aws-kms":
+        raise usage_error("--kms-region and --kms-endpoint-url are for --backend aws-kms.")
     if args.custody is None:  # quorum is the default kind of a new local KEK
         args.custody = "single" if args.backend != "local" and not args.holders else "quorum"
     if args.custody == "quorum" and not args.holders:
@@ -173,8 +175,6 @@ def cmd_kek_create(args: argparse.Namespace) -> int:
             return 0
         if args.backend == "aws-kms" or kms_options(args):
             opts = kms_options(args)
-            if opts and args.backend != "aws-kms":
-                raise usage_error("--kms-region and --kms-endpoint-url are for --backend aws-kms.")
             if opts or "aws-kms" not in svc.config.backends:
                 svc.keys.configure_backend("aws-kms", opts, by=by)
         else:

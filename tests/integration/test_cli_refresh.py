@@ -65,6 +65,12 @@ def carol(svc: Service, cast: Cast) -> Enrolled:
 
 
 @pytest.fixture
+def dave(svc: Service, cast: Cast) -> Enrolled:
+    """Enrolled before the quorum KEK (bootstrap: enrolment is direct until then)."""
+    return enrol(svc, "dave", ("custodian",), unlock(svc, cast.alice))
+
+
+@pytest.fixture
 def vault(svc: Service, cast: Cast, carol: Enrolled) -> list[str]:
     svc.clock = Clock()
     hs = [unlock(svc, cast.alice), unlock(svc, cast.bob), unlock(svc, carol)]
@@ -92,7 +98,7 @@ def restore(svc: Service, cast: Cast, approvers: list[Enrolled], bids: list[str]
 
 
 def test_rotate_refresh_redistribute_and_jobs_through_the_cli(
-    svc: Service, cast: Cast, carol: Enrolled, vault: list[str], tmp_path: Path
+    svc: Service, cast: Cast, carol: Enrolled, dave: Enrolled, vault: list[str], tmp_path: Path
 ) -> None:
     home = svc.home.path
     everyone = [cast.alice, cast.bob, carol]
@@ -119,7 +125,6 @@ def test_rotate_refresh_redistribute_and_jobs_through_the_cli(
     r = _as(home, cast.bob, "kek", "rewrap", "vault")
     assert r.returncode != 0 and b"no process rewraps" in r.stderr
     # a change of holders: dave joins, carol leaves; bob and carol re-share
-    dave = enrol(svc, "dave", ("custodian",), unlock(svc, cast.alice))
     r = _with_holders(home, carol, [cast.alice, cast.bob, dave], next_code(svc, carol),
                       "kek", "redistribute", "vault", "--holders", "alice,bob,dave",
                       "--quorum", "2", "--sources", "bob,alice")  # fmt: skip
