@@ -176,6 +176,27 @@ class Manifest:
     def digest(self) -> str:
         return hashlib.sha256(self.encode()).hexdigest()
 
+    def details(self) -> dict[str, Any]:
+        """The manifest as the signed entry that announces a version carries it (an
+        auditor rebuilds the digest from it: docs/audit-format.md)."""
+        import base64
+
+        return {
+            "m": self.m,
+            "n": self.n,
+            "digest": self.digest(),
+            "recovery_fingerprint": self.recovery_fingerprint,
+            "holders": [
+                {
+                    "name": h.name,
+                    "x": h.x,
+                    "fingerprint": h.fingerprint(self.suite),
+                    "public_key": base64.b64encode(h.public_key).decode(),
+                }
+                for h in self.holders
+            ],
+        }
+
     @property
     def fingerprint(self) -> str:
         """The version's fingerprint (the catalog's and the log's): 128 bits of the digest."""

@@ -138,7 +138,7 @@ class Backends:
     def set_wrap_credential(self, name: str, secret: SecretBytes, *, by: Actor) -> Health:
         """Seal ``secret`` (a token or AppRole secret id) as backend ``name``'s wrap
         credential, after checking that it authenticates and cannot decrypt or rewrap."""
-        from custodian.backends.vault import sealed_credential
+        from custodian.backends.vault_types import sealed_credential
 
         ctx = self._ctx
         action, subject = "backend.credential.set", f"backend:{name}"

@@ -296,7 +296,7 @@ class Keys:
                 "suite": suite,
                 "purpose": purpose,
                 "custody": "quorum",
-                "manifest": _manifest_details(man),
+                "manifest": man.details(),
             },
         ) as d:
             d["step"] = ctx.confirm(by, code, "kek.create", subject)
@@ -907,27 +907,6 @@ def _material(backend: str, mat: Any) -> dict[str, str]:
     if backend != "aws-kms" or mat.public_key is None:
         return {}
     return {"material": bytes(mat.public_key).decode("utf-8")}
-
-
-def _manifest_details(man: Any) -> dict[str, Any]:
-    """The manifest as its creation entry announces it (an auditor rebuilds the digest)."""
-    import base64
-
-    return {
-        "m": man.m,
-        "n": man.n,
-        "digest": man.digest(),
-        "recovery_fingerprint": man.recovery_fingerprint,
-        "holders": [
-            {
-                "name": h.name,
-                "x": h.x,
-                "fingerprint": h.fingerprint(man.suite),
-                "public_key": base64.b64encode(h.public_key).decode(),
-            }
-            for h in man.holders
-        ],
-    }
 
 
 def _row_seconds(db: Any, kek: str, target: int, sample: int = 200) -> float:

@@ -216,7 +216,7 @@ class Migrations:
             "backend": QUORUM,
             "suite": k.suite,
             "custody": QUORUM,
-            "manifest": _manifest_details(man),
+            "manifest": man.details(),
         }
         with ctx.audited(by, action, subject, details) as d:
             d["step"] = ctx.confirm(by, code, action, subject)
@@ -299,25 +299,3 @@ class Migrations:
             },
             "superseded": old.id if old is not None else None,
         }
-
-
-def _manifest_details(man: Any) -> dict[str, Any]:
-    """The manifest as the entry announces it (as ``kek.create`` does; the ledger rebuilds
-    the digest from it)."""
-    import base64
-
-    return {
-        "m": man.m,
-        "n": man.n,
-        "digest": man.digest(),
-        "recovery_fingerprint": man.recovery_fingerprint,
-        "holders": [
-            {
-                "name": h.name,
-                "x": h.x,
-                "fingerprint": h.fingerprint(man.suite),
-                "public_key": base64.b64encode(h.public_key).decode(),
-            }
-            for h in man.holders
-        ],
-    }

@@ -18,7 +18,6 @@ holds a DEK: nothing here calls :func:`custodian.custody.quorum.combine`.
 
 from __future__ import annotations
 
-import base64
 import os
 import time
 from collections import deque
@@ -118,24 +117,6 @@ def _new_keys(
     ]
 
 
-def _details(man: Q.Manifest) -> dict[str, Any]:
-    return {
-        "m": man.m,
-        "n": man.n,
-        "digest": man.digest(),
-        "recovery_fingerprint": man.recovery_fingerprint,
-        "holders": [
-            {
-                "name": h.name,
-                "x": h.x,
-                "fingerprint": h.fingerprint(man.suite),
-                "public_key": base64.b64encode(h.public_key).decode(),
-            }
-            for h in man.holders
-        ],
-    }
-
-
 def _announce(
     ctx: HomeContext,
     action: str,
@@ -178,7 +159,7 @@ def _announce(
         )  # fmt: skip
         d.update(
             fingerprint=man.fingerprint,
-            manifest=_details(man),
+            manifest=man.details(),
             job=j.id,
             kind=kind,
             sources=list(sources),
